@@ -1,2 +1,31 @@
-//! Pure core of pressure: configuration model and validation, the warn/critical threshold state machine with hysteresis, cooldown and OOM prediction, and the events it emits. No I/O.
+//! The pure core of `pressure`: configuration, the threshold state machine, and its events.
+//!
+//! - [`Config`] is the `pressured` JSON configuration (keys of the original `pressured`), parsed with
+//!   unknown keys rejected and values validated, every error naming the key at fault.
+//! - [`Sample`] is what a source saw: a [`Target`] (who) and a [`Reading`] (what).
+//! - [`Engine`] keeps one state per container and turns readings plus a clock value into [`Event`]s:
+//!   warn/critical with hysteresis and cooldown, `recovered`, `oom_killed` and `predicted_oom`, with
+//!   per-pod `pressured.io/*` annotation overrides ([`Thresholds::with_annotations`]).
+//! - [`replay`] parses the JSON-lines sample format of `pressured --replay`.
+//!
+//! No I/O, no threads, no async: every function here is a computation over its arguments.
 #![deny(missing_docs)]
+
+mod config;
+mod engine;
+mod event;
+pub mod replay;
+mod sample;
+mod trend;
+
+pub use config::{
+    ActionsConfig, CgroupSourceConfig, Config, ConfigError, ExecAction, KubeletSourceConfig,
+    LogLevel, LuaConfig, PluginsConfig, S3Config, Signal, SourceConfig, SourceMode, StorageBackend,
+    StorageConfig, ThresholdsConfig, WebhookAction,
+};
+pub use engine::{
+    ANNOTATION_COOLDOWN_SECONDS, ANNOTATION_CRITICAL_PERCENT, ANNOTATION_HYSTERESIS_PERCENT,
+    ANNOTATION_WARN_PERCENT, Engine, SlotId, Thresholds,
+};
+pub use event::{Event, EventType, ProfileSummary, Severity, TopConsumer};
+pub use sample::{Psi, Reading, Sample, Target};

@@ -1,0 +1,479 @@
+//! The threshold state machine: samples and a clock value in, events out.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::config::{Config, Signal, ThresholdsConfig};
+use crate::event::{Event, EventType, Severity};
+use crate::sample::{Reading, Sample, Target};
+use crate::trend::Trend;
+
+/// Annotation overriding `thresholds.warn_percent` for one pod.
+pub const ANNOTATION_WARN_PERCENT: &str = "pressured.io/warn-percent";
+/// Annotation overriding `thresholds.critical_percent` for one pod.
+pub const ANNOTATION_CRITICAL_PERCENT: &str = "pressured.io/critical-percent";
+/// Annotation overriding `thresholds.cooldown_seconds` for one pod.
+pub const ANNOTATION_COOLDOWN_SECONDS: &str = "pressured.io/cooldown-seconds";
+/// Annotation overriding `thresholds.hysteresis_percent` for one pod.
+pub const ANNOTATION_HYSTERESIS_PERCENT: &str = "pressured.io/hysteresis-percent";
+
+/// Containers not seen for this many cycles are forgotten.
+const FORGET_AFTER_CYCLES: u64 = 3;
+
+/// The thresholds in effect for one container: the global ones with its pod's annotation overrides.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// Warn level, percent of the limit.
+    pub warn_percent: f64,
+    /// Critical level, percent of the limit.
+    pub critical_percent: f64,
+    /// Hysteresis band, percent.
+    pub hysteresis_percent: f64,
+    /// Repeat interval of an ongoing warn/critical, seconds.
+    pub cooldown_seconds: f64,
+    /// Compared signal.
+    pub signal: Signal,
+    /// Prediction horizon, seconds (0 disables).
+    pub predict_seconds: f64,
+    /// Prediction window, seconds.
+    pub predict_window_seconds: f64,
+}
+
+impl From<&ThresholdsConfig> for Thresholds {
+    fn from(t: &ThresholdsConfig) -> Self {
+        Thresholds {
+            warn_percent: t.warn_percent,
+            critical_percent: t.critical_percent,
+            hysteresis_percent: t.hysteresis_percent,
+            cooldown_seconds: t.cooldown_seconds,
+            signal: t.signal,
+            predict_seconds: t.predict_seconds,
+            predict_window_seconds: t.predict_window_seconds,
+        }
+    }
+}
+
+impl Thresholds {
+    /// The severity for `percent` when the container was at `current`.
+    ///
+    /// Rising is immediate; to fall from a level, the value must drop below that level's threshold minus
+    /// the hysteresis band. A pure function: the heart of the state machine.
+    pub fn severity(&self, percent: f64, current: Severity) -> Severity {
+        let h = self.hysteresis_percent;
+        let rising = if percent >= self.critical_percent {
+            Severity::Critical
+        } else if percent >= self.warn_percent {
+            Severity::Warn
+        } else {
+            Severity::Ok
+        };
+        let held = match current {
+            Severity::Critical if percent >= self.critical_percent - h => Severity::Critical,
+            Severity::Critical | Severity::Warn if percent >= self.warn_percent - h => {
+                Severity::Warn
+            }
+            _ => Severity::Ok,
+        };
+        rising.max(held)
+    }
+
+    /// Applies the `pressured.io/*` annotations; each invalid one is returned as `(annotation, reason)` and
+    /// ignored (the global value stays).
+    pub fn with_annotations<'a>(
+        mut self,
+        annotations: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> (Thresholds, Vec<(String, String)>) {
+        let mut rejected = Vec::new();
+        let mut overrides: Vec<(&str, &str)> = annotations
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("pressured.io/"))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .filter(|(k, _)| {
+                [
+                    ANNOTATION_WARN_PERCENT,
+                    ANNOTATION_CRITICAL_PERCENT,
+                    ANNOTATION_COOLDOWN_SECONDS,
+                    ANNOTATION_HYSTERESIS_PERCENT,
+                ]
+                .contains(k)
+            })
+            .collect();
+        // Critical first, so a pod raising both warn and critical above the global critical works.
+        overrides.sort_by_key(|(k, _)| match *k {
+            ANNOTATION_CRITICAL_PERCENT => 0,
+            ANNOTATION_WARN_PERCENT => 1,
+            _ => 2,
+        });
+        let mut pending = Vec::new();
+        for (key, raw) in overrides {
+            let value = match raw.trim().parse::<f64>() {
+                Ok(v) if v.is_finite() => v,
+                _ => {
+                    rejected.push((key.to_string(), format!("{raw:?} is not a number")));
+                    continue;
+                }
+            };
+            pending.push((key, value));
+        }
+        // Apply in two passes so that the order of annotations doesn't matter for consistency checks.
+        for pass in 0..2 {
+            let mut left = Vec::new();
+            for (key, value) in pending {
+                let mut candidate = self;
+                let percent = match key {
+                    ANNOTATION_WARN_PERCENT => {
+                        candidate.warn_percent = value;
+                        true
+                    }
+                    ANNOTATION_CRITICAL_PERCENT => {
+                        candidate.critical_percent = value;
+                        true
+                    }
+                    ANNOTATION_HYSTERESIS_PERCENT => {
+                        candidate.hysteresis_percent = value;
+                        true
+                    }
+                    _ => {
+                        candidate.cooldown_seconds = value;
+                        false
+                    }
+                };
+                let problem = if percent && !(0.0..=100.0).contains(&value) {
+                    Some(format!("{value} is outside 0–100"))
+                } else if !percent && value < 0.0 {
+                    Some(format!("{value} is negative"))
+                } else if candidate.warn_percent >= candidate.critical_percent {
+                    Some(format!(
+                        "warn {} would not be below critical {}",
+                        candidate.warn_percent, candidate.critical_percent
+                    ))
+                } else if candidate.hysteresis_percent >= candidate.warn_percent {
+                    Some(format!(
+                        "hysteresis {} would not be below warn {}",
+                        candidate.hysteresis_percent, candidate.warn_percent
+                    ))
+                } else {
+                    None
+                };
+                match problem {
+                    None => self = candidate,
+                    Some(p) if pass == 1 => rejected.push((key.to_string(), p)),
+                    Some(_) => left.push((key, value)),
+                }
+            }
+            pending = left;
+        }
+        (self, rejected)
+    }
+}
+
+/// A handle to one tracked container, returned by [`Engine::track`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SlotId {
+    index: u32,
+    generation: u32,
+}
+
+/// What the engine remembers about one container.
+#[derive(Debug, Clone)]
+struct ContainerState {
+    severity: Severity,
+    /// Clock of the last memory_pressure/recovered event.
+    last_emit: f64,
+    oom_baseline: Option<u64>,
+    /// `predicted_oom` is armed again from this clock value on.
+    predict_rearm_at: f64,
+    trend: Trend,
+    seen_cycle: u64,
+}
+
+#[derive(Debug)]
+struct Slot {
+    generation: u32,
+    key: String,
+    target: Target,
+    thresholds: Thresholds,
+    state: ContainerState,
+}
+
+/// The threshold engine: one state per container, fed readings with a clock value, returning events.
+///
+/// Pure: no I/O, no threads, no clock of its own. The caller passes `now` (seconds on a monotonic clock, or
+/// the replay's `t`) and calls [`Engine::end_cycle`] after each poll cycle so that containers not seen for
+/// three cycles are forgotten.
+///
+/// ```
+/// use pressure_core::{Config, Engine, Reading, Sample, Target, EventType};
+/// use std::time::UNIX_EPOCH;
+///
+/// let mut engine = Engine::new(&Config::default());
+/// let target = Target { pod_uid: Some("uid-1".into()), ..Target::default() };
+/// let mut events = Vec::new();
+/// let reading = Reading::new(UNIX_EPOCH, 90, Some(100));
+/// engine.observe_sample(&Sample { target, reading }, 0.0, &mut events);
+/// assert_eq!(events[0].event_type, EventType::MemoryPressure);
+/// ```
+#[derive(Debug)]
+pub struct Engine {
+    global: Thresholds,
+    dry_run: bool,
+    slots: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    index: HashMap<String, SlotId>,
+    cycle: u64,
+    next_generation: u32,
+    warned: HashSet<(String, String, String)>,
+}
+
+impl Engine {
+    /// An engine with the thresholds and dry-run flag of `config`.
+    pub fn new(config: &Config) -> Engine {
+        Engine {
+            global: Thresholds::from(&config.thresholds),
+            dry_run: config.dry_run,
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::new(),
+            cycle: 0,
+            next_generation: 0,
+            warned: HashSet::new(),
+        }
+    }
+
+    /// Number of containers tracked.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether no container is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The thresholds in effect for a tracked container.
+    pub fn thresholds(&self, id: SlotId) -> Option<&Thresholds> {
+        self.slot(id).map(|s| &s.thresholds)
+    }
+
+    /// Starts tracking `target` or finds it; updates its identity (names, annotations) if they changed.
+    pub fn track(&mut self, target: &Target) -> SlotId {
+        let key = target.key();
+        if let Some(&id) = self.index.get(&key) {
+            let changed = self.slot(id).is_some_and(|s| s.target != *target);
+            if changed {
+                let thresholds = self.resolve(target);
+                let slot = self.slots[id.index as usize]
+                    .as_mut()
+                    .expect("indexed slot exists");
+                slot.target = target.clone();
+                slot.thresholds = thresholds;
+            }
+            return id;
+        }
+        let thresholds = self.resolve(target);
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(None);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let generation = self.next_generation;
+        let id = SlotId { index, generation };
+        self.slots[index as usize] = Some(Slot {
+            generation,
+            key: key.clone(),
+            target: target.clone(),
+            thresholds,
+            state: ContainerState {
+                severity: Severity::Ok,
+                last_emit: f64::NEG_INFINITY,
+                oom_baseline: None,
+                predict_rearm_at: f64::NEG_INFINITY,
+                trend: Trend::default(),
+                seen_cycle: self.cycle,
+            },
+        });
+        self.index.insert(key, id);
+        id
+    }
+
+    fn slot(&self, id: SlotId) -> Option<&Slot> {
+        self.slots
+            .get(id.index as usize)?
+            .as_ref()
+            .filter(|s| s.generation == id.generation)
+    }
+
+    fn resolve(&mut self, target: &Target) -> Thresholds {
+        let (thresholds, rejected) = self.global.with_annotations(&target.annotations);
+        for (annotation, reason) in rejected {
+            let pod = match (&target.namespace, &target.pod_name, &target.pod_uid) {
+                (Some(ns), Some(name), _) => format!("{ns}/{name}"),
+                (_, _, Some(uid)) => format!("uid {uid}"),
+                _ => target.key(),
+            };
+            let value = target
+                .annotations
+                .get(&annotation)
+                .cloned()
+                .unwrap_or_default();
+            if self.warned.insert((pod.clone(), annotation.clone(), value)) {
+                tracing::warn!(pod = %pod, annotation = %annotation, "ignoring invalid annotation: {reason}; the global value applies");
+            }
+        }
+        thresholds
+    }
+
+    /// Tracks the sample's container and feeds it its reading. Events are appended to `out`.
+    pub fn observe_sample(&mut self, sample: &Sample, now: f64, out: &mut Vec<Event>) {
+        let id = self.track(&sample.target);
+        self.observe(id, &sample.reading, now, out);
+    }
+
+    /// Feeds one reading of a tracked container at clock `now` (seconds). Events are appended to `out`.
+    ///
+    /// Returns `false` (and does nothing) if `id` is stale: the container was forgotten since `track`.
+    pub fn observe(
+        &mut self,
+        id: SlotId,
+        reading: &Reading,
+        now: f64,
+        out: &mut Vec<Event>,
+    ) -> bool {
+        let cycle = self.cycle;
+        let dry_run = self.dry_run;
+        let Some(slot) = self
+            .slots
+            .get_mut(id.index as usize)
+            .and_then(Option::as_mut)
+            .filter(|s| s.generation == id.generation)
+        else {
+            return false;
+        };
+        let th = slot.thresholds;
+        let st = &mut slot.state;
+        st.seen_cycle = cycle;
+
+        let signal = match th.signal {
+            Signal::WorkingSet => reading.working_set_bytes,
+            Signal::Usage => reading.usage_bytes,
+        };
+        let limit = reading.limit_bytes.filter(|&l| l > 0);
+        let percent = limit.map(|l| signal as f64 * 100.0 / l as f64);
+        let emit = |kind: EventType, severity: Severity, previous: Severity, eta: Option<f64>| {
+            make_event(
+                &slot.target,
+                reading,
+                kind,
+                severity,
+                previous,
+                percent,
+                eta,
+                dry_run,
+            )
+        };
+
+        if let Some(count) = reading.oom_kill_count {
+            match st.oom_baseline {
+                Some(base) if count > base => {
+                    out.push(emit(EventType::OomKilled, st.severity, st.severity, None))
+                }
+                _ => {}
+            }
+            st.oom_baseline = Some(count);
+        }
+
+        let previous = st.severity;
+        let severity = match percent {
+            Some(p) => th.severity(p, previous),
+            None => Severity::Ok,
+        };
+        if severity != previous {
+            let kind = if severity == Severity::Ok {
+                EventType::Recovered
+            } else {
+                EventType::MemoryPressure
+            };
+            out.push(emit(kind, severity, previous, None));
+            st.last_emit = now;
+        } else if severity != Severity::Ok && now - st.last_emit >= th.cooldown_seconds {
+            out.push(emit(EventType::MemoryPressure, severity, previous, None));
+            st.last_emit = now;
+        }
+        st.severity = severity;
+
+        if th.predict_seconds > 0.0 {
+            if let Some(limit) = limit {
+                st.trend.push(now, signal, th.predict_window_seconds);
+                if now >= st.predict_rearm_at {
+                    if let Some(slope) = st.trend.rising_slope() {
+                        let eta = (limit.saturating_sub(signal)) as f64 / slope;
+                        if eta <= th.predict_seconds {
+                            out.push(emit(EventType::PredictedOom, severity, severity, Some(eta)));
+                            st.predict_rearm_at = now + th.cooldown_seconds.max(f64::MIN_POSITIVE);
+                        }
+                    }
+                }
+            } else {
+                st.trend.clear();
+            }
+        }
+        true
+    }
+
+    /// Ends a poll cycle: forgets containers not seen in the last three cycles. Returns how many were forgotten.
+    pub fn end_cycle(&mut self) -> usize {
+        self.cycle += 1;
+        let cycle = self.cycle;
+        let mut forgotten = 0;
+        for (i, entry) in self.slots.iter_mut().enumerate() {
+            let stale = entry
+                .as_ref()
+                .is_some_and(|s| s.state.seen_cycle + FORGET_AFTER_CYCLES < cycle);
+            if stale {
+                let slot = entry.take().expect("checked above");
+                self.index.remove(&slot.key);
+                self.free.push(i as u32);
+                forgotten += 1;
+            }
+        }
+        forgotten
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn make_event(
+    target: &Target,
+    reading: &Reading,
+    event_type: EventType,
+    severity: Severity,
+    previous_severity: Severity,
+    usage_percent: Option<f64>,
+    eta_seconds: Option<f64>,
+    dry_run: bool,
+) -> Event {
+    Event {
+        timestamp: reading.timestamp,
+        event_type,
+        severity,
+        previous_severity,
+        namespace: target.namespace.clone(),
+        pod_name: target.pod_name.clone(),
+        pod_uid: target.pod_uid.clone(),
+        container_name: target.container_name.clone(),
+        container_id: target.container_id.clone(),
+        node_name: target.node_name.clone(),
+        pod_ip: target.pod_ip.clone(),
+        usage_bytes: reading.usage_bytes,
+        working_set_bytes: reading.working_set_bytes,
+        limit_bytes: reading.limit_bytes,
+        usage_percent: usage_percent.map(|p| ((p * 100.0).round() / 100.0).clamp(0.0, 100.0)),
+        oom_kill_count: reading.oom_kill_count,
+        eta_seconds: eta_seconds.map(|e| (e * 10.0).round() / 10.0),
+        psi_some_avg10: reading.psi.map(|p| p.some_avg10),
+        annotations: target.annotations.clone(),
+        dry_run,
+        profile: None,
+    }
+}

@@ -1,0 +1,167 @@
+//! The sample timeline format of `pressured --replay`: one JSON object per line.
+//!
+//! ```text
+//! {"t": 0.0, "namespace": "shop", "pod": "cart-0", "container": "app", "pod_uid": "…",
+//!  "usage_bytes": 700000000, "working_set_bytes": 650000000, "limit_bytes": 1073741824,
+//!  "oom_kill_count": 0, "annotations": {"pressured.io/warn-percent": "60"}}
+//! ```
+//!
+//! `t` (seconds, float) is the engine clock and the event timestamp (seconds since the Unix epoch; small
+//! values are fine). Only `t` and `usage_bytes` are required. A missing `working_set_bytes` equals the usage;
+//! a missing or `null` `limit_bytes` means unlimited. Optional extras: `container_id`, `node`, `pod_ip`,
+//! `psi_some_avg10`. Blank lines and lines starting with `#` are skipped.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::Deserialize;
+
+use crate::sample::{Psi, Reading, Sample, Target};
+
+/// A malformed replay line; names the line number and the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("replay line {line}: {field}: {message}")]
+pub struct ReplayError {
+    /// 1-based line number.
+    pub line: usize,
+    /// Field at fault (`.` for the line itself).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// One parsed line: the clock value and the sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayRecord {
+    /// Clock value, seconds.
+    pub t: f64,
+    /// The sample.
+    pub sample: Sample,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    t: f64,
+    namespace: Option<String>,
+    pod: Option<String>,
+    container: Option<String>,
+    pod_uid: Option<String>,
+    container_id: Option<String>,
+    node: Option<String>,
+    pod_ip: Option<String>,
+    usage_bytes: u64,
+    working_set_bytes: Option<u64>,
+    #[serde(default)]
+    limit_bytes: Option<u64>,
+    oom_kill_count: Option<u64>,
+    psi_some_avg10: Option<f64>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+/// Parses line number `line` (1-based). `Ok(None)` for blank and comment lines.
+pub fn parse_line(line: usize, text: &str) -> Result<Option<ReplayRecord>, ReplayError> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() || trimmed.starts_with('#') {
+        return Ok(None);
+    }
+    let mut de = serde_json::Deserializer::from_str(trimmed);
+    let parsed: Line = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.to_string();
+        // A missing or unknown field is reported by serde on the object itself; name the field.
+        let field = ["missing field `", "unknown field `"]
+            .iter()
+            .find_map(|p| msg.strip_prefix(p))
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_string)
+            .unwrap_or(path);
+        ReplayError {
+            line,
+            field,
+            message: msg,
+        }
+    })?;
+    if !parsed.t.is_finite() || parsed.t < 0.0 {
+        return Err(ReplayError {
+            line,
+            field: "t".into(),
+            message: format!("{} is not a non-negative number of seconds", parsed.t),
+        });
+    }
+    let working_set = parsed.working_set_bytes.unwrap_or(parsed.usage_bytes);
+    if working_set > parsed.usage_bytes {
+        return Err(ReplayError {
+            line,
+            field: "working_set_bytes".into(),
+            message: format!("{working_set} exceeds usage_bytes {}", parsed.usage_bytes),
+        });
+    }
+    let reading = Reading {
+        timestamp: UNIX_EPOCH + Duration::from_secs_f64(parsed.t),
+        usage_bytes: parsed.usage_bytes,
+        working_set_bytes: working_set,
+        limit_bytes: parsed.limit_bytes,
+        oom_kill_count: parsed.oom_kill_count,
+        psi: parsed.psi_some_avg10.map(|v| Psi {
+            some_avg10: v,
+            ..Psi::default()
+        }),
+    };
+    let target = Target {
+        namespace: parsed.namespace,
+        pod_name: parsed.pod,
+        pod_uid: parsed.pod_uid,
+        container_name: parsed.container,
+        container_id: parsed.container_id,
+        node_name: parsed.node,
+        pod_ip: parsed.pod_ip,
+        annotations: parsed.annotations,
+        cgroup_path: None,
+    };
+    Ok(Some(ReplayRecord {
+        t: parsed.t,
+        sample: Sample { target, reading },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_line_defaults() {
+        let r = parse_line(1, r#"{"t": 1.5, "usage_bytes": 10}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.t, 1.5);
+        assert_eq!(r.sample.reading.working_set_bytes, 10);
+        assert_eq!(r.sample.reading.limit_bytes, None);
+        assert_eq!(r.sample.reading.oom_kill_count, None);
+    }
+
+    #[test]
+    fn blank_and_comment_lines_are_skipped() {
+        assert_eq!(parse_line(1, "   "), Ok(None));
+        assert_eq!(parse_line(2, "# a comment"), Ok(None));
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let e = parse_line(7, r#"{"t": 1, "usage_bytes": "lots"}"#).unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (7, "usage_bytes"));
+        let e = parse_line(3, r#"{"t": 1}"#).unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (3, "usage_bytes"));
+        let e = parse_line(4, r#"{"t": 1, "usage_bytes": 1, "limt_bytes": 5}"#).unwrap_err();
+        assert_eq!(e.field, "limt_bytes");
+        let e = parse_line(5, r#"{"t": 1, "usage_bytes": 1, "working_set_bytes": 2}"#).unwrap_err();
+        assert_eq!(e.field, "working_set_bytes");
+        let e =
+            parse_line(6, r#"{"t": 1, "usage_bytes": 1, "annotations": {"a": 1}}"#).unwrap_err();
+        assert_eq!(e.field, "annotations.a");
+        let e = parse_line(8, "not json").unwrap_err();
+        assert_eq!(e.line, 8);
+    }
+}
