@@ -406,13 +406,13 @@ impl Engine {
         if th.predict_seconds > 0.0 {
             if let Some(limit) = limit {
                 st.trend.push(now, signal, th.predict_window_seconds);
-                if now >= st.predict_rearm_at {
-                    if let Some(slope) = st.trend.rising_slope() {
-                        let eta = (limit.saturating_sub(signal)) as f64 / slope;
-                        if eta <= th.predict_seconds {
-                            out.push(emit(EventType::PredictedOom, severity, severity, Some(eta)));
-                            st.predict_rearm_at = now + th.cooldown_seconds.max(f64::MIN_POSITIVE);
-                        }
+                if now >= st.predict_rearm_at
+                    && let Some(slope) = st.trend.rising_slope()
+                {
+                    let eta = (limit.saturating_sub(signal)) as f64 / slope;
+                    if eta <= th.predict_seconds {
+                        out.push(emit(EventType::PredictedOom, severity, severity, Some(eta)));
+                        st.predict_rearm_at = now + th.cooldown_seconds.max(f64::MIN_POSITIVE);
                     }
                 }
             } else {

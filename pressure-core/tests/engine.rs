@@ -1,0 +1,272 @@
+//! Scenario tests of the threshold engine.
+
+use pressure_core::{Config, Engine, EventType, Sample, Severity};
+
+use crate::util::{Drive, MIB, annotated, kinds, reading, target};
+
+fn no_predict() -> Config {
+    let mut c = Config::default();
+    c.thresholds.predict_seconds = 0.0;
+    c
+}
+
+#[test]
+fn first_sample_above_warn_emits_warn() {
+    let mut d = Drive::new(&no_predict());
+    assert_eq!(kinds(&d.pct(0.0, 75.0)), ["memory_pressure:warn<-ok"]);
+}
+
+#[test]
+fn first_sample_below_warn_is_silent() {
+    let mut d = Drive::new(&no_predict());
+    assert!(d.pct(0.0, 50.0).is_empty());
+}
+
+#[test]
+fn escalation_deescalation_and_recovery() {
+    let mut d = Drive::new(&no_predict());
+    assert_eq!(kinds(&d.pct(0.0, 72.0)), ["memory_pressure:warn<-ok"]);
+    assert_eq!(kinds(&d.pct(1.0, 86.0)), ["memory_pressure:critical<-warn"]);
+    // Inside the hysteresis band below critical (85 - 5 = 80): stays critical, silent.
+    assert!(d.pct(2.0, 81.0).is_empty());
+    assert_eq!(kinds(&d.pct(3.0, 79.0)), ["memory_pressure:warn<-critical"]);
+    // Inside the band below warn (70 - 5 = 65): stays warn.
+    assert!(d.pct(4.0, 66.0).is_empty());
+    assert_eq!(kinds(&d.pct(5.0, 64.0)), ["recovered:ok<-warn"]);
+    assert!(d.pct(6.0, 64.0).is_empty());
+}
+
+#[test]
+fn critical_straight_to_ok_recovers() {
+    let mut d = Drive::new(&no_predict());
+    d.pct(0.0, 90.0);
+    assert_eq!(kinds(&d.pct(1.0, 10.0)), ["recovered:ok<-critical"]);
+}
+
+#[test]
+fn critical_falls_to_warn_band_even_inside_warn_hysteresis() {
+    let mut d = Drive::new(&no_predict());
+    d.pct(0.0, 90.0);
+    // 67 is below warn (70) but inside warn's band: a fall from critical lands on warn.
+    assert_eq!(kinds(&d.pct(1.0, 67.0)), ["memory_pressure:warn<-critical"]);
+}
+
+#[test]
+fn repeats_every_cooldown_while_it_lasts() {
+    let mut c = no_predict();
+    c.thresholds.cooldown_seconds = 10.0;
+    let mut d = Drive::new(&c);
+    assert_eq!(d.pct(0.0, 75.0).len(), 1);
+    for t in 1..10 {
+        assert!(d.pct(t as f64, 75.0).is_empty(), "t={t}");
+    }
+    assert_eq!(kinds(&d.pct(10.0, 75.0)), ["memory_pressure:warn<-warn"]);
+    assert!(d.pct(15.0, 75.0).is_empty());
+    assert_eq!(d.pct(20.0, 75.0).len(), 1);
+}
+
+#[test]
+fn unlimited_is_tracked_but_never_warns() {
+    let mut engine = Engine::new(&Config::default());
+    let mut out = Vec::new();
+    for t in 0..50 {
+        let r = reading(t as f64, (t as u64 + 1) * 1024 * MIB, None, Some(0));
+        let s = Sample {
+            target: target("u"),
+            reading: r,
+        };
+        engine.observe_sample(&s, t as f64, &mut out);
+    }
+    assert!(out.is_empty());
+    assert_eq!(engine.len(), 1);
+}
+
+#[test]
+fn oom_kills_after_baseline_including_the_first() {
+    let mut d = Drive::new(&no_predict());
+    assert!(
+        d.feed(reading(0.0, MIB, Some(100 * MIB), Some(0)), 0.0)
+            .is_empty()
+    );
+    let e = d.feed(reading(1.0, MIB, Some(100 * MIB), Some(1)), 1.0);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].event_type, EventType::OomKilled);
+    assert_eq!(e[0].oom_kill_count, Some(1));
+    assert!(
+        d.feed(reading(2.0, MIB, Some(100 * MIB), Some(1)), 2.0)
+            .is_empty()
+    );
+    let e = d.feed(reading(3.0, MIB, Some(100 * MIB), Some(3)), 3.0);
+    assert_eq!(kinds(&e), ["oom_killed:ok<-ok"]);
+}
+
+#[test]
+fn first_observation_only_sets_the_oom_baseline() {
+    let mut d = Drive::new(&no_predict());
+    assert!(
+        d.feed(reading(0.0, MIB, Some(100 * MIB), Some(5)), 0.0)
+            .is_empty()
+    );
+}
+
+#[test]
+fn prediction_fires_once_on_a_ramp_before_the_limit() {
+    let mut c = Config::default();
+    c.thresholds.cooldown_seconds = 1000.0;
+    let mut d = Drive::new(&c);
+    let mut predicted = Vec::new();
+    // 1 %/s from 10 %: the limit is 90 s away at the start, within 60 s from t = 30.
+    for t in 0..80 {
+        for e in d.pct(t as f64, 10.0 + t as f64) {
+            if e.event_type == EventType::PredictedOom {
+                predicted.push((t, e.eta_seconds.unwrap()));
+            }
+        }
+    }
+    assert_eq!(predicted.len(), 1, "{predicted:?}");
+    let (t, eta) = predicted[0];
+    assert!((30..=32).contains(&t), "{predicted:?}");
+    assert!((eta - (90.0 - t as f64)).abs() < 1.5, "{predicted:?}");
+}
+
+#[test]
+fn prediction_rearms_after_cooldown() {
+    let mut c = Config::default();
+    c.thresholds.cooldown_seconds = 5.0;
+    c.thresholds.warn_percent = 98.0;
+    c.thresholds.critical_percent = 99.0;
+    let mut d = Drive::new(&c);
+    // 2 %/s from 20 %: always within 60 s of the limit once 8 points exist (t = 7).
+    let at: Vec<u32> = (0..38)
+        .filter(|&t| {
+            d.pct(t as f64, 20.0 + t as f64 * 2.0)
+                .iter()
+                .any(|e| e.event_type == EventType::PredictedOom)
+        })
+        .collect();
+    assert_eq!(at, [7, 12, 17, 22, 27, 32, 37]);
+}
+
+#[test]
+fn prediction_disabled_with_zero() {
+    let mut d = Drive::new(&no_predict());
+    let n = (0..90)
+        .flat_map(|t| d.pct(t as f64, t as f64))
+        .filter(|e| e.event_type == EventType::PredictedOom)
+        .count();
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn annotations_override_thresholds() {
+    let mut d = Drive::new(&no_predict());
+    d.target = annotated(
+        "a",
+        &[
+            ("pressured.io/warn-percent", "40"),
+            ("pressured.io/critical-percent", "50"),
+            ("pressured.io/cooldown-seconds", "2"),
+            ("pressured.io/hysteresis-percent", "1"),
+        ],
+    );
+    assert_eq!(kinds(&d.pct(0.0, 45.0)), ["memory_pressure:warn<-ok"]);
+    assert!(d.pct(1.0, 45.0).is_empty());
+    assert_eq!(kinds(&d.pct(2.0, 45.0)), ["memory_pressure:warn<-warn"]);
+    assert_eq!(kinds(&d.pct(3.0, 55.0)), ["memory_pressure:critical<-warn"]);
+    assert_eq!(kinds(&d.pct(4.0, 48.0)), ["memory_pressure:warn<-critical"]);
+    assert_eq!(kinds(&d.pct(5.0, 38.0)), ["recovered:ok<-warn"]);
+}
+
+#[test]
+fn invalid_annotations_fall_back_to_global() {
+    let mut d = Drive::new(&no_predict());
+    d.target = annotated(
+        "b",
+        &[
+            ("pressured.io/warn-percent", "lots"),
+            ("pressured.io/critical-percent", "150"),
+            ("pressured.io/hysteresis-percent", "90"),
+        ],
+    );
+    assert!(d.pct(0.0, 65.0).is_empty());
+    assert_eq!(kinds(&d.pct(1.0, 71.0)), ["memory_pressure:warn<-ok"]);
+    assert_eq!(kinds(&d.pct(2.0, 86.0)), ["memory_pressure:critical<-warn"]);
+    let id = d.engine.track(&d.target);
+    let th = d.engine.thresholds(id).unwrap();
+    assert_eq!(
+        (th.warn_percent, th.critical_percent, th.hysteresis_percent),
+        (70.0, 85.0, 5.0)
+    );
+}
+
+#[test]
+fn annotations_raising_both_levels_apply_in_any_order() {
+    let mut d = Drive::new(&no_predict());
+    d.target = annotated(
+        "c",
+        &[
+            ("pressured.io/warn-percent", "90"),
+            ("pressured.io/critical-percent", "95"),
+        ],
+    );
+    let id = d.engine.track(&d.target);
+    let th = d.engine.thresholds(id).unwrap();
+    assert_eq!((th.warn_percent, th.critical_percent), (90.0, 95.0));
+}
+
+#[test]
+fn working_set_is_the_default_signal_and_usage_can_be_chosen() {
+    let mut r = reading(0.0, 90 * MIB, Some(100 * MIB), None);
+    r.working_set_bytes = 50 * MIB;
+    let mut d = Drive::new(&no_predict());
+    assert!(d.feed(r, 0.0).is_empty());
+    let mut c = no_predict();
+    c.thresholds.signal = pressure_core::Signal::Usage;
+    let mut d = Drive::new(&c);
+    let e = d.feed(r, 0.0);
+    assert_eq!(e[0].severity, Severity::Critical);
+    assert_eq!(e[0].usage_percent, Some(90.0));
+}
+
+#[test]
+fn containers_not_seen_for_three_cycles_are_forgotten() {
+    let mut engine = Engine::new(&no_predict());
+    let mut out = Vec::new();
+    let s = Sample {
+        target: target("gone"),
+        reading: reading(0.0, MIB, Some(100 * MIB), None),
+    };
+    let id = engine.track(&s.target);
+    engine.observe(id, &s.reading, 0.0, &mut out);
+    engine.end_cycle();
+    engine.end_cycle();
+    engine.end_cycle();
+    assert_eq!(engine.len(), 1);
+    engine.end_cycle();
+    assert_eq!(engine.len(), 0);
+    assert!(
+        !engine.observe(id, &s.reading, 5.0, &mut out),
+        "stale id must be refused"
+    );
+}
+
+#[test]
+fn events_carry_identity_and_values() {
+    let mut d = Drive::new(&no_predict());
+    d.target.pod_ip = Some("10.0.0.7".into());
+    let e = &d.pct(0.0, 90.0)[0];
+    let json: serde_json::Value = serde_json::from_str(&e.to_json_line()).unwrap();
+    assert_eq!(json["event_type"], "memory_pressure");
+    assert_eq!(json["severity"], "critical");
+    assert_eq!(json["previous_severity"], "ok");
+    assert_eq!(json["pod_uid"], "u1");
+    assert_eq!(json["pod_ip"], "10.0.0.7");
+    assert_eq!(json["container_id"], serde_json::Value::Null);
+    assert_eq!(json["psi_some_avg10"], serde_json::Value::Null);
+    assert_eq!(json["eta_seconds"], serde_json::Value::Null);
+    assert_eq!(json["limit_bytes"], 100 * MIB);
+    assert_eq!(json["usage_percent"], 90.0);
+    assert_eq!(json["timestamp"], "1970-01-01T00:00:00.000Z");
+    assert_eq!(json["dry_run"], false);
+    assert!(json.get("profile").is_none());
+}

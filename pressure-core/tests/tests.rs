@@ -1,0 +1,5 @@
+//! Integration tests of pressure-core: the engine's behaviour and its invariants.
+
+mod engine;
+mod properties;
+mod util;
