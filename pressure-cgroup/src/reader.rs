@@ -1,0 +1,559 @@
+//! Reads one memory cgroup's statistics with open files and `pread`, allocation-free per sample.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::error::CgroupError;
+use crate::layout::CgroupVersion;
+
+/// One reading of a memory cgroup.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MemoryStats {
+    /// `memory.current` (v2) or `memory.usage_in_bytes` (v1).
+    pub usage_bytes: u64,
+    /// `memory.max` (v2) or `memory.limit_in_bytes` (v1); `None` when unlimited (`max`, or v1 ≥ 2^63 − page).
+    pub limit_bytes: Option<u64>,
+    /// Usage minus inactive file cache, never below zero (what the kubelet evicts on and cAdvisor reports).
+    pub working_set_bytes: u64,
+    /// `inactive_file` (v2) or `total_inactive_file` (v1) from `memory.stat`.
+    pub inactive_file_bytes: u64,
+    /// OOM counters.
+    pub oom: OomCounters,
+    /// Memory pressure stall information (`memory.pressure`); `None` on v1 or without PSI.
+    pub psi: Option<MemoryPsi>,
+}
+
+/// OOM counters of a memory cgroup.
+///
+/// v2 reads them from `memory.events` (hierarchical: a pod cgroup counts its containers' kills too);
+/// v1 has only `oom_kill` and `under_oom` in `memory.oom_control`, counted in the victim's own cgroup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OomCounters {
+    /// Processes the OOM killer killed in this cgroup.
+    pub oom_kill: u64,
+    /// Times the cgroup hit its limit and the OOM killer was invoked (v2).
+    pub oom: Option<u64>,
+    /// Times the whole cgroup was killed (`memory.oom.group`, v2).
+    pub oom_group_kill: Option<u64>,
+    /// Times usage was about to go over `memory.max` (v2).
+    pub max: Option<u64>,
+    /// Times usage went over `memory.high` and was throttled (v2).
+    pub high: Option<u64>,
+    /// Whether the cgroup is under OOM right now (v1 `under_oom`).
+    pub under_oom: Option<bool>,
+}
+
+/// Pressure stall information of a memory cgroup (`memory.pressure`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MemoryPsi {
+    /// Some task stalled on memory.
+    pub some: PsiLine,
+    /// All non-idle tasks stalled on memory at once.
+    pub full: PsiLine,
+}
+
+/// One line of a PSI file: `some avg10=0.00 avg60=0.00 avg300=0.00 total=0`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PsiLine {
+    /// Percent of the last 10 s.
+    pub avg10: f64,
+    /// Percent of the last 60 s.
+    pub avg60: f64,
+    /// Percent of the last 300 s.
+    pub avg300: f64,
+    /// Total stall time in microseconds.
+    pub total_us: u64,
+}
+
+/// A reusable read buffer shared by many [`CgroupReader`]s; grows to the largest file once.
+#[derive(Debug)]
+pub struct ReadBuffer {
+    data: Vec<u8>,
+}
+
+impl ReadBuffer {
+    /// A buffer of 4 KiB (enough for `memory.stat` of v1 and v2 on 6.x kernels).
+    #[must_use]
+    pub fn new() -> Self {
+        ReadBuffer {
+            data: vec![0; 4096],
+        }
+    }
+
+    /// Reads the whole of `file` from offset 0; grows (and re-reads) only when the file is larger.
+    fn pread<'a>(&'a mut self, file: &File, path: &Path) -> Result<&'a [u8], CgroupError> {
+        loop {
+            let mut filled = 0;
+            loop {
+                match file.read_at(&mut self.data[filled..], filled as u64) {
+                    Ok(0) => return Ok(&self.data[..filled]),
+                    Ok(n) => {
+                        filled += n;
+                        if filled == self.data.len() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(CgroupError::from_io(path, e)),
+                }
+            }
+            let len = self.data.len() * 2;
+            self.data.resize(len, 0);
+        }
+    }
+}
+
+impl Default for ReadBuffer {
+    fn default() -> Self {
+        ReadBuffer::new()
+    }
+}
+
+/// An open memory cgroup: its files stay open and each sample re-reads them with `pread` at offset 0.
+#[derive(Debug)]
+pub struct CgroupReader {
+    dir: PathBuf,
+    version: CgroupVersion,
+    usage: OpenFile,
+    limit: OpenFile,
+    stat: OpenFile,
+    /// `memory.events` (v2) or `memory.oom_control` (v1).
+    events: OpenFile,
+    pressure: Option<OpenFile>,
+}
+
+#[derive(Debug)]
+struct OpenFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl OpenFile {
+    fn open(dir: &Path, name: &str) -> Result<Self, CgroupError> {
+        let path = dir.join(name);
+        let file = File::open(&path).map_err(|e| CgroupError::from_io(&path, e))?;
+        Ok(OpenFile { file, path })
+    }
+}
+
+/// File names per version: usage, limit, stat, events, pressure.
+fn file_names(version: CgroupVersion) -> [&'static str; 5] {
+    match version {
+        CgroupVersion::V1 => [
+            "memory.usage_in_bytes",
+            "memory.limit_in_bytes",
+            "memory.stat",
+            "memory.oom_control",
+            "",
+        ],
+        CgroupVersion::V2 => [
+            "memory.current",
+            "memory.max",
+            "memory.stat",
+            "memory.events",
+            "memory.pressure",
+        ],
+    }
+}
+
+impl CgroupReader {
+    /// Opens the memory files of the cgroup directory `dir`.
+    ///
+    /// # Errors
+    /// [`CgroupError::Vanished`] when the directory or a file is missing, [`CgroupError::PermissionDenied`]
+    /// when a file may not be read, [`CgroupError::Io`] otherwise. A missing `memory.pressure` (PSI off)
+    /// is no error.
+    pub fn open(dir: &Path, version: CgroupVersion) -> Result<Self, CgroupError> {
+        let [usage, limit, stat, events, pressure] = file_names(version);
+        let pressure = if pressure.is_empty() {
+            None
+        } else {
+            match OpenFile::open(dir, pressure) {
+                Ok(f) => Some(f),
+                Err(CgroupError::Vanished { .. }) if dir.is_dir() => None,
+                Err(e) => return Err(e),
+            }
+        };
+        Ok(CgroupReader {
+            dir: dir.to_owned(),
+            version,
+            usage: OpenFile::open(dir, usage)?,
+            limit: OpenFile::open(dir, limit)?,
+            stat: OpenFile::open(dir, stat)?,
+            events: OpenFile::open(dir, events)?,
+            pressure,
+        })
+    }
+
+    /// The cgroup directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The cgroup version of this reader.
+    #[must_use]
+    pub fn version(&self) -> CgroupVersion {
+        self.version
+    }
+
+    /// The open `memory.events` (v2) or `memory.oom_control` (v1) file, for OOM notifications.
+    pub(crate) fn events_file(&self) -> (&File, &Path) {
+        (&self.events.file, &self.events.path)
+    }
+
+    /// Reads all statistics; allocation-free once `buf` has grown to the largest file.
+    ///
+    /// # Errors
+    /// [`CgroupError::Vanished`] when the cgroup was removed (`ENODEV`), [`CgroupError::Parse`] when a
+    /// file does not hold the kernel's format, other variants as for [`CgroupReader::open`].
+    pub fn read(&mut self, buf: &mut ReadBuffer) -> Result<MemoryStats, CgroupError> {
+        let usage_bytes = read_u64(&self.usage, buf, "a byte count")?;
+        let limit_bytes = read_limit(&self.limit, buf, self.version)?;
+        let inactive_key: &[u8] = match self.version {
+            CgroupVersion::V1 => b"total_inactive_file",
+            CgroupVersion::V2 => b"inactive_file",
+        };
+        let stat = buf.pread(&self.stat.file, &self.stat.path)?;
+        let inactive_file_bytes = keyed_u64(stat, inactive_key).ok_or(CgroupError::Parse {
+            path: self.stat.path.clone(),
+            what: "inactive_file",
+        })?;
+        let events = buf.pread(&self.events.file, &self.events.path)?;
+        let oom = match self.version {
+            CgroupVersion::V1 => OomCounters {
+                oom_kill: keyed_u64(events, b"oom_kill").unwrap_or(0),
+                under_oom: keyed_u64(events, b"under_oom").map(|v| v != 0),
+                ..OomCounters::default()
+            },
+            CgroupVersion::V2 => OomCounters {
+                oom_kill: keyed_u64(events, b"oom_kill").ok_or(CgroupError::Parse {
+                    path: self.events.path.clone(),
+                    what: "oom_kill",
+                })?,
+                oom: keyed_u64(events, b"oom"),
+                oom_group_kill: keyed_u64(events, b"oom_group_kill"),
+                max: keyed_u64(events, b"max"),
+                high: keyed_u64(events, b"high"),
+                under_oom: None,
+            },
+        };
+        let psi = match &self.pressure {
+            None => None,
+            Some(p) => match buf.pread(&p.file, &p.path) {
+                Ok(text) => parse_psi(text),
+                // PSI disabled at boot (`psi=0`): reads fail with EOPNOTSUPP; stop trying.
+                Err(CgroupError::Io { .. }) => {
+                    self.pressure = None;
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        Ok(MemoryStats {
+            usage_bytes,
+            limit_bytes,
+            working_set_bytes: usage_bytes.saturating_sub(inactive_file_bytes),
+            inactive_file_bytes,
+            oom,
+            psi,
+        })
+    }
+}
+
+fn read_u64(file: &OpenFile, buf: &mut ReadBuffer, what: &'static str) -> Result<u64, CgroupError> {
+    let text = buf.pread(&file.file, &file.path)?;
+    parse_u64(trim(text)).ok_or(CgroupError::Parse {
+        path: file.path.clone(),
+        what,
+    })
+}
+
+fn read_limit(
+    file: &OpenFile,
+    buf: &mut ReadBuffer,
+    version: CgroupVersion,
+) -> Result<Option<u64>, CgroupError> {
+    let text = trim(buf.pread(&file.file, &file.path)?);
+    if version == CgroupVersion::V2 && text == b"max" {
+        return Ok(None);
+    }
+    let value = parse_u64(text).ok_or(CgroupError::Parse {
+        path: file.path.clone(),
+        what: "a limit (bytes or max)",
+    })?;
+    Ok(v1_limit(value))
+}
+
+/// v1 reports "unlimited" as `PAGE_COUNTER_MAX` pages: 2^63 − 1 rounded down to the page size.
+fn v1_limit(value: u64) -> Option<u64> {
+    (value < (1u64 << 63) - page_size()).then_some(value)
+}
+
+fn page_size() -> u64 {
+    static PAGE: OnceLock<u64> = OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf has no preconditions.
+        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        u64::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
+    })
+}
+
+fn trim(text: &[u8]) -> &[u8] {
+    text.trim_ascii()
+}
+
+fn parse_u64(text: &[u8]) -> Option<u64> {
+    if text.is_empty() {
+        return None;
+    }
+    text.iter().try_fold(0u64, |acc, &b| {
+        if b.is_ascii_digit() {
+            acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+/// Finds `key value` in a flat-keyed file (`memory.stat`, `memory.events`, `memory.oom_control`).
+fn keyed_u64(text: &[u8], key: &[u8]) -> Option<u64> {
+    text.split(|&b| b == b'\n').find_map(|line| {
+        let rest = line.strip_prefix(key)?.strip_prefix(b" ")?;
+        parse_u64(trim(rest))
+    })
+}
+
+/// Parses `memory.pressure`: a `some` line and (since 4.20 for memory) a `full` line.
+fn parse_psi(text: &[u8]) -> Option<MemoryPsi> {
+    let mut psi = MemoryPsi::default();
+    let mut seen_some = false;
+    for line in text.split(|&b| b == b'\n') {
+        let (target, rest) = if let Some(rest) = line.strip_prefix(b"some ") {
+            seen_some = true;
+            (&mut psi.some, rest)
+        } else if let Some(rest) = line.strip_prefix(b"full ") {
+            (&mut psi.full, rest)
+        } else {
+            continue;
+        };
+        for field in rest.split(|&b| b == b' ') {
+            let Some(eq) = field.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            let (name, value) = (&field[..eq], &field[eq + 1..]);
+            let float = || std::str::from_utf8(value).ok()?.parse::<f64>().ok();
+            match name {
+                b"avg10" => target.avg10 = float()?,
+                b"avg60" => target.avg60 = float()?,
+                b"avg300" => target.avg300 = float()?,
+                b"total" => target.total_us = parse_u64(value)?,
+                _ => {}
+            }
+        }
+    }
+    seen_some.then_some(psi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// A PSI file with non-zero averages (constructed in the kernel's format; the captures have zeros).
+    const V2_PRESSURE: &str = "some avg10=1.25 avg60=0.40 avg300=0.08 total=123456\nfull avg10=0.50 avg60=0.10 avg300=0.02 total=65432\n";
+
+    /// Copies a captured cgroup directory (see `testdata/SOURCES.txt`) into a temp dir.
+    fn captured(rel: &str) -> tempfile::TempDir {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata")
+            .join(rel);
+        let dir = tempfile::tempdir().expect("tempdir");
+        for entry in fs::read_dir(&src).expect("testdata") {
+            let entry = entry.expect("entry");
+            fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy");
+        }
+        dir
+    }
+
+    #[test]
+    fn v2_real_capture_after_kill() {
+        let dir = captured("v2_linux_6.1/after_kill");
+        let mut reader = CgroupReader::open(dir.path(), CgroupVersion::V2).expect("open");
+        let stats = reader.read(&mut ReadBuffer::new()).expect("read");
+        assert_eq!(stats.usage_bytes, 4096);
+        assert_eq!(stats.limit_bytes, Some(48 << 20));
+        assert_eq!(stats.inactive_file_bytes, 0);
+        assert_eq!(stats.working_set_bytes, 4096);
+        assert_eq!(
+            stats.oom,
+            OomCounters {
+                oom_kill: 1,
+                oom: Some(1),
+                oom_group_kill: Some(0),
+                max: Some(35),
+                high: Some(0),
+                under_oom: None,
+            }
+        );
+        let psi = stats.psi.expect("psi");
+        assert_eq!(psi.some.total_us, 36_530);
+        assert_eq!(psi.full.total_us, 36_530);
+        assert_eq!(psi.some.avg10, 0.0);
+    }
+
+    #[test]
+    fn v2_real_capture_running_and_pod() {
+        let dir = captured("v2_linux_6.1/running");
+        let mut reader = CgroupReader::open(dir.path(), CgroupVersion::V2).expect("open");
+        let mut buf = ReadBuffer::new();
+        let stats = reader.read(&mut buf).expect("read");
+        assert_eq!(stats.usage_bytes, 4_788_224);
+        assert_eq!(stats.working_set_bytes, 4_788_224);
+        assert_eq!(stats.oom.oom_kill, 0);
+
+        let pod = captured("v2_linux_6.1/pod_after_kill");
+        let mut reader = CgroupReader::open(pod.path(), CgroupVersion::V2).expect("open");
+        let stats = reader.read(&mut buf).expect("read");
+        assert_eq!(stats.limit_bytes, None, "memory.max `max` is unlimited");
+        assert_eq!(
+            stats.oom.oom_kill, 1,
+            "memory.events counts the container's kill"
+        );
+    }
+
+    #[test]
+    fn v2_psi_averages() {
+        let psi = parse_psi(V2_PRESSURE.as_bytes()).expect("psi");
+        assert_eq!(psi.some.avg10, 1.25);
+        assert_eq!(psi.some.avg60, 0.40);
+        assert_eq!(psi.some.avg300, 0.08);
+        assert_eq!(psi.some.total_us, 123_456);
+        assert_eq!(psi.full.avg10, 0.50);
+        assert_eq!(psi.full.total_us, 65_432);
+        assert_eq!(parse_psi(b"garbage\n"), None);
+    }
+
+    #[test]
+    fn v2_unlimited_and_no_psi_and_rereads() {
+        let dir = captured("v2_linux_6.1/running");
+        fs::write(dir.path().join("memory.max"), "max\n").expect("write");
+        fs::remove_file(dir.path().join("memory.pressure")).expect("rm");
+        let stat = fs::read_to_string(dir.path().join("memory.stat")).expect("read");
+        fs::write(
+            dir.path().join("memory.stat"),
+            stat.replace("inactive_file 0\n", "inactive_file 8000000\n"),
+        )
+        .expect("write");
+        let mut reader = CgroupReader::open(dir.path(), CgroupVersion::V2).expect("open");
+        let mut buf = ReadBuffer::new();
+        let stats = reader.read(&mut buf).expect("read");
+        assert_eq!(stats.limit_bytes, None);
+        assert_eq!(stats.psi, None);
+        // Usage below inactive_file: the working set clamps at zero.
+        assert_eq!(stats.working_set_bytes, 0);
+        // The same open file sees new contents (pread at offset 0, no reopen).
+        fs::write(dir.path().join("memory.current"), "9999999\n").expect("write");
+        assert_eq!(reader.read(&mut buf).expect("read").usage_bytes, 9_999_999);
+    }
+
+    #[test]
+    fn v1_real_capture() {
+        let dir = captured("v1_linux_6.18");
+        let mut reader = CgroupReader::open(dir.path(), CgroupVersion::V1).expect("open");
+        let mut buf = ReadBuffer::new();
+        let stats = reader.read(&mut buf).expect("read");
+        assert_eq!(stats.limit_bytes, Some(64 << 20));
+        assert_eq!(stats.oom.oom_kill, 0);
+        assert_eq!(stats.oom.under_oom, Some(false));
+        assert_eq!(stats.psi, None);
+        fs::copy(
+            dir.path().join("root.memory.limit_in_bytes"),
+            dir.path().join("memory.limit_in_bytes"),
+        )
+        .expect("copy");
+        assert_eq!(reader.read(&mut buf).expect("read").limit_bytes, None);
+    }
+
+    #[test]
+    fn v1_unlimited_threshold() {
+        let page = page_size();
+        assert_eq!(v1_limit(9_223_372_036_854_771_712), None);
+        assert_eq!(v1_limit((1 << 63) - page), None);
+        assert_eq!(v1_limit((1 << 63) - 2 * page), Some((1 << 63) - 2 * page));
+        assert_eq!(v1_limit(128 << 20), Some(128 << 20));
+    }
+
+    #[test]
+    fn v1_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path();
+        fs::write(p.join("memory.usage_in_bytes"), "134217728\n").expect("write");
+        fs::write(p.join("memory.limit_in_bytes"), "134217728\n").expect("write");
+        fs::write(
+            p.join("memory.stat"),
+            "cache 0\nrss 134217728\ninactive_file 4096\ntotal_cache 0\ntotal_inactive_file 8192\n",
+        )
+        .expect("write");
+        fs::write(
+            p.join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 1\noom_kill 3\n",
+        )
+        .expect("write");
+        let mut reader = CgroupReader::open(p, CgroupVersion::V1).expect("open");
+        let stats = reader.read(&mut ReadBuffer::new()).expect("read");
+        assert_eq!(stats.limit_bytes, Some(128 << 20));
+        assert_eq!(
+            stats.inactive_file_bytes, 8192,
+            "v1 uses the hierarchical total_"
+        );
+        assert_eq!(stats.working_set_bytes, (128 << 20) - 8192);
+        assert_eq!(stats.oom.oom_kill, 3);
+        assert_eq!(stats.oom.under_oom, Some(true));
+        assert_eq!(stats.oom.oom, None);
+        assert_eq!(stats.psi, None);
+    }
+
+    #[test]
+    fn missing_cgroup_is_vanished_and_garbage_is_parse_error() {
+        let err = CgroupReader::open(Path::new("/nonexistent/cgroup"), CgroupVersion::V2)
+            .expect_err("missing");
+        assert!(err.is_vanished(), "{err}");
+
+        let dir = captured("v2_linux_6.1/empty");
+        fs::write(dir.path().join("memory.current"), "12x\n").expect("write");
+        let mut reader = CgroupReader::open(dir.path(), CgroupVersion::V2).expect("open");
+        let err = reader.read(&mut ReadBuffer::new()).expect_err("garbage");
+        assert!(matches!(err, CgroupError::Parse { .. }), "{err}");
+        assert_eq!(err.path(), dir.path().join("memory.current"));
+    }
+
+    #[test]
+    fn buffer_grows_for_large_files() {
+        let dir = captured("v2_linux_6.1/running");
+        let stat = fs::read_to_string(dir.path().join("memory.stat")).expect("read");
+        let big = stat
+            .replace("inactive_file 0", "inactive_file 2453504")
+            .repeat(10);
+        fs::write(dir.path().join("memory.stat"), &big).expect("write");
+        let mut reader = CgroupReader::open(dir.path(), CgroupVersion::V2).expect("open");
+        let mut buf = ReadBuffer::new();
+        assert_eq!(
+            reader.read(&mut buf).expect("read").inactive_file_bytes,
+            2_453_504
+        );
+        assert!(buf.data.len() >= big.len());
+    }
+
+    #[test]
+    fn keyed_values_need_exact_keys() {
+        let text = b"total_inactive_file 5\ninactive_file 7\noom 2\noom_kill 9\n";
+        assert_eq!(keyed_u64(text, b"inactive_file"), Some(7));
+        assert_eq!(keyed_u64(text, b"oom"), Some(2));
+        assert_eq!(keyed_u64(text, b"oom_kill"), Some(9));
+        assert_eq!(keyed_u64(text, b"missing"), None);
+        assert_eq!(parse_u64(b"18446744073709551616"), None);
+    }
+}
