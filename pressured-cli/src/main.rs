@@ -1,1 +1,128 @@
-fn main() {}
+//! `pressured`: watches container memory and acts before the kernel OOM-kills it.
+//!
+//! Thin on purpose: parse flags, build the typed config, run the chosen mode, map errors to exit codes.
+
+mod cluster;
+mod logging;
+mod pprof_cmd;
+mod replay;
+mod sink;
+mod watch;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{ArgAction, Parser, Subcommand};
+use pressure_core::{Config, LogLevel, SourceMode};
+
+/// Watches container memory (cgroup v1/v2, kubelet Summary API) and acts before the kernel OOM-kills.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pressured",
+    version,
+    disable_version_flag = true,
+    after_help = "Events are written to stdout as JSON lines; logs go to stderr."
+)]
+struct Args {
+    /// Path of the JSON configuration file (defaults apply without one).
+    #[arg(short = 'c', long = "config", value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Log level: trace, debug, info, warn or error (overrides `log_level`).
+    #[arg(short = 'l', long = "log-level", value_name = "LEVEL")]
+    log_level: Option<LogLevel>,
+    /// Log format on stderr.
+    #[arg(long = "log-format", value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
+    /// Dry run: actions get `ctx.dry_run = true`, built-in actions write nothing (overrides `dry_run`).
+    #[arg(short = 'd', long = "dry-run")]
+    dry_run: bool,
+    /// Validate the configuration, print the effective configuration as JSON and exit (0 valid, 1 invalid).
+    #[arg(long = "check-config")]
+    check_config: bool,
+    /// Replay samples from a JSON-lines file (`-` for stdin) through the engine and print the events.
+    #[arg(long = "replay", value_name = "FILE")]
+    replay: Option<PathBuf>,
+    /// Print version.
+    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
+    version: (),
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Analyse pprof profiles.
+    Pprof(pprof_cmd::PprofArgs),
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(Command::Pprof(pprof)) = args.command {
+        return report(pprof_cmd::run(pprof));
+    }
+    let config = match load_config(&args) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("pressured: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.check_config {
+        println!("{}", config.to_json_pretty());
+        return ExitCode::SUCCESS;
+    }
+    if let Err(err) = logging::init(config.log_level, args.log_format) {
+        eprintln!("pressured: {err:#}");
+        return ExitCode::FAILURE;
+    }
+    let result = match &args.replay {
+        Some(path) => replay::run(&config, path),
+        None => run_mode(config),
+    };
+    report(result)
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("pressured: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads the config file (if any) and applies the flags on top; flags win.
+fn load_config(args: &Args) -> anyhow::Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config {}", path.display()))?;
+            Config::from_json(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => Config::default(),
+    };
+    if let Some(level) = args.log_level {
+        config.log_level = level;
+    }
+    if args.dry_run {
+        config.dry_run = true;
+    }
+    Ok(config)
+}
+
+fn run_mode(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        match config.source.mode {
+            SourceMode::Cgroup | SourceMode::Node => watch::run(config).await,
+            SourceMode::Kubelet => cluster::run(config).await,
+            other => anyhow::bail!("source.mode {other:?} is not supported by this build"),
+        }
+    })
+}

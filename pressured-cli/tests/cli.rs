@@ -1,0 +1,230 @@
+//! The `pressured` command line: flags, config checking, replay.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn pressured() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pressured"))
+}
+
+fn example() -> String {
+    format!(
+        "{}/../examples/replay-timeline.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
+    let mut child = pressured()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn events(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn config_file(json: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(json.as_bytes()).unwrap();
+    f
+}
+
+#[test]
+fn version_flags() {
+    for flag in ["-v", "--version"] {
+        let out = pressured().arg(flag).output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "pressured 0.1.0"
+        );
+    }
+}
+
+#[test]
+fn help_lists_the_original_flags() {
+    let out = pressured().arg("-h").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--config",
+        "--log-level",
+        "--dry-run",
+        "--check-config",
+        "--replay",
+        "--log-format",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn check_config_prints_effective_config() {
+    let f = config_file(r#"{"thresholds":{"warn_percent":60}}"#);
+    let out = pressured()
+        .args(["--check-config", "-d", "-l", "debug", "-c"])
+        .arg(f.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let cfg: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cfg["thresholds"]["warn_percent"], 60.0);
+    assert_eq!(cfg["thresholds"]["critical_percent"], 85.0);
+    assert_eq!(cfg["dry_run"], true);
+    assert_eq!(cfg["log_level"], "debug");
+    assert_eq!(cfg["source"]["mode"], "cgroup");
+}
+
+#[test]
+fn check_config_rejects_bad_keys_and_values_naming_them() {
+    for (doc, needle) in [
+        (
+            r#"{"thresholds":{"critcal_percent":90}}"#,
+            "thresholds.critical_percent",
+        ),
+        (
+            r#"{"thresholds":{"warn_percent":90,"critical_percent":80}}"#,
+            "thresholds.warn_percent",
+        ),
+        (
+            r#"{"source":{"poll_interval_ms":0}}"#,
+            "source.poll_interval_ms",
+        ),
+    ] {
+        let f = config_file(doc);
+        let out = pressured()
+            .arg("--check-config")
+            .arg("-c")
+            .arg(f.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{doc}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{doc}: {err}");
+        assert!(
+            err.contains(&f.path().display().to_string()),
+            "{doc}: {err}"
+        );
+    }
+    let out = pressured()
+        .args(["--check-config", "-c", "/nonexistent/pressured.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/pressured.json"));
+}
+
+#[test]
+fn replay_example_produces_every_event_type() {
+    let out = pressured().args(["--replay", &example()]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let ev = events(&out);
+    let cart: Vec<(String, String)> = ev
+        .iter()
+        .filter(|e| e["pod_name"] == "cart-0")
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap().to_string(),
+                e["severity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("predicted_oom", "ok"),
+        ("memory_pressure", "warn"),
+        ("memory_pressure", "critical"),
+        ("oom_killed", "critical"),
+        ("recovered", "ok"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(cart, expected);
+    // The annotation override makes search-0 warn at 55 % (global warn is 70 %).
+    assert!(ev.iter().any(|e| e["pod_name"] == "search-0"
+        && e["event_type"] == "memory_pressure"
+        && e["severity"] == "warn"));
+    // The unlimited container never warns.
+    assert!(!ev.iter().any(|e| e["pod_name"] == "etl-0"));
+    let oom = ev.iter().find(|e| e["event_type"] == "oom_killed").unwrap();
+    assert_eq!(oom["oom_kill_count"], 1);
+    assert_eq!(oom["pod_ip"], "10.244.1.17");
+    let predicted = ev
+        .iter()
+        .find(|e| e["event_type"] == "predicted_oom")
+        .unwrap();
+    assert!(predicted["eta_seconds"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn malformed_lines_are_named_and_the_run_goes_on() {
+    let input = concat!(
+        "{\"t\": 0, \"pod_uid\": \"a\", \"usage_bytes\": 90, \"limit_bytes\": 100}\n",
+        "{\"t\": 1, \"pod_uid\": \"a\", \"usage_bytes\": \"ninety\", \"limit_bytes\": 100}\n",
+        "not json at all\n",
+        "{\"t\": 2, \"pod_uid\": \"a\", \"usage_bytes\": 10, \"limit_bytes\": 100}\n",
+    );
+    let out = run_with_stdin(&["--replay", "-"], input);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2: usage_bytes"), "{err}");
+    assert!(err.contains("line 3"), "{err}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "malformed lines fail the run at the end"
+    );
+    let kinds: Vec<_> = events(&out)
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["memory_pressure", "recovered"]);
+}
+
+#[test]
+fn dry_run_is_reported_in_events() {
+    let input = "{\"t\": 0, \"pod_uid\": \"a\", \"usage_bytes\": 90, \"limit_bytes\": 100}\n";
+    let out = run_with_stdin(&["--replay", "-", "--dry-run"], input);
+    assert_eq!(events(&out)[0]["dry_run"], true);
+    let out = run_with_stdin(&["--replay", "-"], input);
+    assert_eq!(events(&out)[0]["dry_run"], false);
+}
+
+#[test]
+fn log_level_takes_effect_and_json_logs() {
+    let input = "{\"t\": 0, \"pod_uid\": \"a\", \"usage_bytes\": 90, \"limit_bytes\": 100}\n";
+    let quiet = run_with_stdin(&["--replay", "-", "-l", "warn"], input);
+    assert!(!String::from_utf8_lossy(&quiet.stderr).contains("replay finished"));
+    let info = run_with_stdin(&["--replay", "-"], input);
+    assert!(String::from_utf8_lossy(&info.stderr).contains("replay finished"));
+    assert!(!String::from_utf8_lossy(&info.stderr).contains("DEBUG"));
+    let debug = run_with_stdin(&["--replay", "-", "--log-level", "debug"], input);
+    assert!(String::from_utf8_lossy(&debug.stderr).contains("DEBUG"));
+    // From the config file too.
+    let f = config_file(r#"{"log_level":"error"}"#);
+    let cfg = run_with_stdin(&["--replay", "-", "-c", f.path().to_str().unwrap()], input);
+    assert!(!String::from_utf8_lossy(&cfg.stderr).contains("replay finished"));
+    let json = run_with_stdin(&["--replay", "-", "--log-format", "json"], input);
+    let line = String::from_utf8_lossy(&json.stderr)
+        .lines()
+        .find(|l| l.contains("replay finished"))
+        .unwrap()
+        .to_string();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["level"], "INFO");
+}

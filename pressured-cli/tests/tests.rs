@@ -1,0 +1,3 @@
+//! Tests that run the real `pressured` binary.
+
+mod cli;
