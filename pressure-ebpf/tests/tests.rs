@@ -1,0 +1,6 @@
+//! Integration and system tests of pressure-ebpf (one binary).
+
+mod layout;
+mod replay;
+mod system;
+mod util;
