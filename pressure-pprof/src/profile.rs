@@ -1,0 +1,780 @@
+//! The decoded profile: a compact, validated copy of what `go tool pprof -top` needs.
+
+use std::collections::HashMap;
+
+use prost::Message;
+
+use crate::PprofError;
+use crate::format::base_name;
+use crate::proto;
+use crate::source::{GzipSource, SliceSource, Source, varint_from};
+
+/// Limits applied while decoding untrusted profiles.
+///
+/// Memory use while decoding stays below about `max_decompressed_bytes` × 16 in the worst case
+/// (every byte of a packed id list becomes an 8-byte id) and is far lower for real profiles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Largest accepted input, compressed or not, in bytes. Default: 64 MiB.
+    pub max_compressed_bytes: u64,
+    /// Largest accepted decompressed profile, in bytes. Default: 512 MiB. Decompression stops as
+    /// soon as it would produce more, so a gzip bomb fails fast with bounded memory.
+    pub max_decompressed_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_compressed_bytes: 64 << 20,
+            max_decompressed_bytes: 512 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// Limits with the given compressed and decompressed caps, in bytes.
+    pub fn new(max_compressed_bytes: u64, max_decompressed_bytes: u64) -> Self {
+        Limits {
+            max_compressed_bytes,
+            max_decompressed_bytes,
+        }
+    }
+}
+
+/// A sample or period type: what a value measures and its unit, e.g. `inuse_space` in `bytes`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SampleType {
+    /// The type, e.g. `alloc_objects`.
+    pub r#type: String,
+    /// The unit, e.g. `count`, `bytes`, `nanoseconds`.
+    pub unit: String,
+}
+
+/// A report node: one function, as pprof names it.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeInfo {
+    /// `NodeInfo.Name`: the function name after pprof's name clean-up; empty for unnamed frames.
+    pub(crate) name: Box<str>,
+    /// `NodeInfo.Objfile`: the mapping file, only for unnamed frames.
+    pub(crate) objfile: Box<str>,
+    /// `NodeInfo.StartLine`, only for unnamed functions.
+    pub(crate) start_line: i64,
+    /// `PrintableName()`.
+    pub(crate) printable: Box<str>,
+}
+
+impl NodeInfo {
+    /// `fmt.Sprint(NodeInfo)`, pprof's last-resort tie breaker when sorting.
+    pub(crate) fn sprint(&self) -> String {
+        format!(
+            "{{{}  0  {} 0 {}}}",
+            self.name, self.start_line, self.objfile
+        )
+    }
+}
+
+/// A decoded pprof profile (`profile.proto`), reduced to what reports need.
+///
+/// Build one with [`Profile::decode`], then pass it to [`top`](crate::top).
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub(crate) sample_types: Vec<SampleType>,
+    pub(crate) default_sample_type: String,
+    pub(crate) time_nanos: i64,
+    pub(crate) duration_nanos: i64,
+    pub(crate) period_type: SampleType,
+    pub(crate) period: i64,
+    pub(crate) comments: Vec<String>,
+    #[expect(
+        dead_code,
+        reason = "drop_frames pruning is not implemented yet; Go never sets it"
+    )]
+    pub(crate) drop_frames: String,
+    pub(crate) main_file: String,
+    pub(crate) main_build_id: String,
+    /// Report nodes (one per distinct function).
+    pub(crate) nodes: Vec<NodeInfo>,
+    /// Per location: the range of `loc_nodes` holding its frames, innermost first.
+    pub(crate) loc_ranges: Vec<(u32, u32)>,
+    pub(crate) loc_nodes: Vec<u32>,
+    /// Per sample: the range of `sample_locs` holding its locations, leaf first.
+    pub(crate) sample_offsets: Vec<u32>,
+    pub(crate) sample_locs: Vec<u32>,
+    /// `sample_types.len()` values per sample.
+    pub(crate) values: Vec<i64>,
+    /// Samples labelled `pprof::base=true` (diff base), empty when none are.
+    pub(crate) diff_base: Vec<bool>,
+}
+
+impl Profile {
+    /// Decodes a gzip-compressed or raw `profile.proto`, enforcing `limits`.
+    ///
+    /// Fields may come in any order and repeated numbers packed or not. Truncated or corrupt input
+    /// gives a [`PprofError`] naming the field at fault; it never panics.
+    pub fn decode(data: &[u8], limits: &Limits) -> Result<Profile, PprofError> {
+        if data.len() as u64 > limits.max_compressed_bytes {
+            return Err(PprofError::CompressedTooLarge {
+                size: data.len() as u64,
+                limit: limits.max_compressed_bytes,
+            });
+        }
+        if data.len() >= 2 && data[0] == 0x1f && data[1] == 0x8b {
+            let mut src = GzipSource::new(data, limits.max_decompressed_bytes);
+            Builder::default().read(&mut src)?.finish()
+        } else {
+            if data.len() as u64 > limits.max_decompressed_bytes {
+                return Err(PprofError::DecompressedTooLarge {
+                    limit: limits.max_decompressed_bytes,
+                    field: "Profile",
+                });
+            }
+            let mut src = SliceSource::new(data);
+            Builder::default().read(&mut src)?.finish()
+        }
+    }
+
+    /// Reads at most `limits.max_compressed_bytes` from `reader` and decodes them.
+    pub fn decode_reader(
+        reader: impl std::io::Read,
+        limits: &Limits,
+    ) -> Result<Profile, PprofError> {
+        use std::io::Read;
+        let mut data = Vec::new();
+        reader
+            .take(limits.max_compressed_bytes.saturating_add(1))
+            .read_to_end(&mut data)
+            .map_err(PprofError::Io)?;
+        Profile::decode(&data, limits)
+    }
+
+    /// The sample types, in profile order.
+    pub fn sample_types(&self) -> &[SampleType] {
+        &self.sample_types
+    }
+
+    /// The profile's `default_sample_type`, if set.
+    pub fn default_sample_type(&self) -> Option<&str> {
+        (!self.default_sample_type.is_empty()).then_some(self.default_sample_type.as_str())
+    }
+
+    /// Number of samples.
+    pub fn sample_count(&self) -> usize {
+        self.sample_offsets.len().saturating_sub(1)
+    }
+
+    /// Collection time, nanoseconds since the Unix epoch (0 if unknown).
+    pub fn time_nanos(&self) -> i64 {
+        self.time_nanos
+    }
+
+    /// Duration of the profile, nanoseconds (0 if unknown).
+    pub fn duration_nanos(&self) -> i64 {
+        self.duration_nanos
+    }
+
+    /// The period type and period (e.g. `space`/`bytes` and the sampling rate).
+    pub fn period(&self) -> (&SampleType, i64) {
+        (&self.period_type, self.period)
+    }
+
+    /// File name of the main binary (first mapping), empty if unknown.
+    pub fn main_binary(&self) -> &str {
+        &self.main_file
+    }
+
+    /// Index of the sample type pprof uses for `sample_index` (`None` = the default).
+    ///
+    /// Accepts a type name (also `inuse_`-prefixed legacy names) or a number, like
+    /// `go tool pprof -sample_index`.
+    pub fn sample_index(&self, requested: Option<&str>) -> Result<usize, PprofError> {
+        if self.sample_types.is_empty() {
+            return Err(PprofError::NoSampleTypes);
+        }
+        let err = |requested: &str| PprofError::SampleIndex {
+            requested: requested.to_owned(),
+            available: self.sample_types.iter().map(|t| t.r#type.clone()).collect(),
+        };
+        let Some(requested) = requested.filter(|r| !r.is_empty()) else {
+            if let Some(i) = self
+                .sample_types
+                .iter()
+                .position(|t| t.r#type == self.default_sample_type)
+            {
+                return Ok(i);
+            }
+            return Ok(self.sample_types.len() - 1);
+        };
+        if let Ok(i) = requested.parse::<i64>() {
+            if i < 0 || i as u64 >= self.sample_types.len() as u64 {
+                return Err(err(requested));
+            }
+            return Ok(i as usize);
+        }
+        let no_inuse = requested.strip_prefix("inuse_").unwrap_or(requested);
+        self.sample_types
+            .iter()
+            .position(|t| t.r#type == requested || t.r#type == no_inuse)
+            .ok_or_else(|| err(requested))
+    }
+}
+
+/// A location as read, before ids are resolved.
+struct RawLocation {
+    id: u64,
+    mapping_id: u64,
+    lines: (u32, u32),
+}
+
+struct RawFunction {
+    id: u64,
+    name: i64,
+    system_name: i64,
+    filename: i64,
+    start_line: i64,
+}
+
+struct RawMapping {
+    id: u64,
+    filename: i64,
+    build_id: i64,
+}
+
+/// Accumulates the fields of a profile as they stream by.
+#[derive(Default)]
+struct Builder {
+    sample_types: Vec<(i64, i64)>,
+    sample_offsets: Vec<u32>,
+    sample_locs: Vec<u64>,
+    value_offsets: Vec<u32>,
+    values: Vec<i64>,
+    /// `(sample, key, str)` of string labels.
+    str_labels: Vec<(u32, i64, i64)>,
+    /// Smallest and largest string index used by any label field, checked once the table is known.
+    label_strings: Option<(i64, i64)>,
+    mappings: Vec<RawMapping>,
+    locations: Vec<RawLocation>,
+    line_functions: Vec<u64>,
+    functions: Vec<RawFunction>,
+    strings: Vec<u8>,
+    string_offsets: Vec<usize>,
+    drop_frames: i64,
+    time_nanos: i64,
+    duration_nanos: i64,
+    period_type: Option<(i64, i64)>,
+    period: i64,
+    comments: Vec<i64>,
+    default_sample_type: i64,
+}
+
+const WIRE_VARINT: u64 = 0;
+const WIRE_I64: u64 = 1;
+const WIRE_LEN: u64 = 2;
+const WIRE_I32: u64 = 5;
+
+fn field_name(field: u64) -> &'static str {
+    match field {
+        1 => "Profile.sample_type",
+        2 => "Profile.sample",
+        3 => "Profile.mapping",
+        4 => "Profile.location",
+        5 => "Profile.function",
+        6 => "Profile.string_table",
+        7 => "Profile.drop_frames",
+        8 => "Profile.keep_frames",
+        9 => "Profile.time_nanos",
+        10 => "Profile.duration_nanos",
+        11 => "Profile.period_type",
+        12 => "Profile.period",
+        13 => "Profile.comment",
+        14 => "Profile.default_sample_type",
+        _ => "Profile (unknown field)",
+    }
+}
+
+fn too_many(what: &str) -> PprofError {
+    PprofError::Invalid(format!("more than {} {what}", u32::MAX))
+}
+
+fn to_u32(n: usize, what: &str) -> Result<u32, PprofError> {
+    u32::try_from(n).map_err(|_| too_many(what))
+}
+
+impl Builder {
+    fn read(mut self, src: &mut impl Source) -> Result<Self, PprofError> {
+        let mut sample = proto::Sample::default();
+        let mut location = proto::Location::default();
+        self.sample_offsets.push(0);
+        self.value_offsets.push(0);
+        let mut any = false;
+        loop {
+            let offset = src.offset();
+            let Some(key) = src.varint("Profile field tag")? else {
+                break;
+            };
+            any = true;
+            let (field, wire) = (key >> 3, key & 7);
+            let name = field_name(field);
+            let corrupt = |reason: String| PprofError::Corrupt {
+                field: name,
+                offset,
+                reason,
+            };
+            if field == 0 {
+                return Err(corrupt("field number 0".to_owned()));
+            }
+            let expects_len = matches!(field, 1..=6 | 11);
+            let expects_varint = matches!(field, 7..=10 | 12 | 14);
+            if (expects_len && wire != WIRE_LEN)
+                || (expects_varint && wire != WIRE_VARINT)
+                || (field == 13 && wire != WIRE_VARINT && wire != WIRE_LEN)
+            {
+                return Err(corrupt(format!("unexpected wire type {wire}")));
+            }
+            match wire {
+                WIRE_VARINT => {
+                    let v = src.varint(name)?.ok_or(PprofError::Truncated {
+                        field: name,
+                        offset,
+                    })?;
+                    let v = v as i64;
+                    match field {
+                        7 => self.drop_frames = v,
+                        8 => {}
+                        9 => {
+                            if self.time_nanos != 0 {
+                                return Err(PprofError::Concatenated);
+                            }
+                            self.time_nanos = v;
+                        }
+                        10 => self.duration_nanos = v,
+                        12 => self.period = v,
+                        13 => self.comments.push(v),
+                        14 => self.default_sample_type = v,
+                        _ => {}
+                    }
+                }
+                WIRE_LEN => {
+                    let len = src.varint(name)?.ok_or(PprofError::Truncated {
+                        field: name,
+                        offset,
+                    })?;
+                    if !(expects_len || field == 13) {
+                        src.skip(len, name)?;
+                        continue;
+                    }
+                    let bytes = src.bytes(len, name)?;
+                    let msg_err = |source: prost::DecodeError| PprofError::Message {
+                        field: name,
+                        offset,
+                        source,
+                    };
+                    match field {
+                        1 => {
+                            let vt = proto::ValueType::decode(bytes).map_err(msg_err)?;
+                            self.sample_types.push((vt.r#type, vt.unit));
+                        }
+                        2 => {
+                            sample.clear();
+                            sample.merge(bytes).map_err(msg_err)?;
+                            let index = to_u32(self.sample_offsets.len() - 1, "samples")?;
+                            self.sample_locs.extend_from_slice(&sample.location_id);
+                            self.sample_offsets
+                                .push(to_u32(self.sample_locs.len(), "sample locations")?);
+                            self.values.extend_from_slice(&sample.value);
+                            self.value_offsets
+                                .push(to_u32(self.values.len(), "sample values")?);
+                            for l in &sample.label {
+                                let (lo, hi) = self.label_strings.get_or_insert((0, 0));
+                                for s in [l.key, l.str, l.num_unit] {
+                                    *lo = (*lo).min(s);
+                                    *hi = (*hi).max(s);
+                                }
+                                if l.str != 0 {
+                                    self.str_labels.push((index, l.key, l.str));
+                                }
+                            }
+                        }
+                        3 => {
+                            let m = proto::Mapping::decode(bytes).map_err(msg_err)?;
+                            self.mappings.push(RawMapping {
+                                id: m.id,
+                                filename: m.filename,
+                                build_id: m.build_id,
+                            });
+                        }
+                        4 => {
+                            location.clear();
+                            location.merge(bytes).map_err(msg_err)?;
+                            let start = to_u32(self.line_functions.len(), "lines")?;
+                            self.line_functions
+                                .extend(location.line.iter().map(|l| l.function_id));
+                            let end = to_u32(self.line_functions.len(), "lines")?;
+                            self.locations.push(RawLocation {
+                                id: location.id,
+                                mapping_id: location.mapping_id,
+                                lines: (start, end),
+                            });
+                        }
+                        5 => {
+                            let f = proto::Function::decode(bytes).map_err(msg_err)?;
+                            self.functions.push(RawFunction {
+                                id: f.id,
+                                name: f.name,
+                                system_name: f.system_name,
+                                filename: f.filename,
+                                start_line: f.start_line,
+                            });
+                        }
+                        6 => {
+                            if self.string_offsets.is_empty() {
+                                if !bytes.is_empty() {
+                                    return Err(PprofError::Invalid(
+                                        "string_table[0] must be ''".to_owned(),
+                                    ));
+                                }
+                                self.string_offsets.push(0);
+                            }
+                            self.strings.extend_from_slice(bytes);
+                            self.string_offsets.push(self.strings.len());
+                        }
+                        11 => {
+                            let vt = proto::ValueType::decode(bytes).map_err(msg_err)?;
+                            self.period_type = Some((vt.r#type, vt.unit));
+                        }
+                        13 => {
+                            let mut rest = bytes;
+                            while !rest.is_empty() {
+                                match varint_from(rest) {
+                                    Ok(Some((v, n))) => {
+                                        self.comments.push(v as i64);
+                                        rest = &rest[n..];
+                                    }
+                                    Ok(None) => {
+                                        return Err(corrupt("truncated packed varint".to_owned()));
+                                    }
+                                    Err(reason) => return Err(corrupt(reason.to_owned())),
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                WIRE_I64 => src.skip(8, name)?,
+                WIRE_I32 => src.skip(4, name)?,
+                _ => return Err(corrupt(format!("unsupported wire type {wire}"))),
+            }
+        }
+        if !any {
+            return Err(PprofError::Empty);
+        }
+        Ok(self)
+    }
+
+    fn string(&self, index: i64, field: &'static str) -> Result<&str, PprofError> {
+        let len = self.string_offsets.len().saturating_sub(1);
+        if index < 0 || index as u64 >= len as u64 {
+            return Err(PprofError::StringIndex { field, index, len });
+        }
+        let i = index as usize;
+        let bytes = &self.strings[self.string_offsets[i]..self.string_offsets[i + 1]];
+        // Go keeps arbitrary bytes; invalid UTF-8 is shown with replacement characters.
+        Ok(match std::str::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(_) => "\u{fffd}",
+        })
+    }
+
+    fn owned_string(&self, index: i64, field: &'static str) -> Result<String, PprofError> {
+        let len = self.string_offsets.len().saturating_sub(1);
+        if index < 0 || index as u64 >= len as u64 {
+            return Err(PprofError::StringIndex { field, index, len });
+        }
+        let i = index as usize;
+        let bytes = &self.strings[self.string_offsets[i]..self.string_offsets[i + 1]];
+        Ok(String::from_utf8_lossy(bytes).into_owned())
+    }
+
+    fn finish(self) -> Result<Profile, PprofError> {
+        let len = self.string_offsets.len().saturating_sub(1) as i64;
+        if let Some((lo, hi)) = self.label_strings
+            && (lo < 0 || hi >= len)
+        {
+            let index = if lo < 0 { lo } else { hi };
+            return Err(PprofError::StringIndex {
+                field: "Sample.label",
+                index,
+                len: len as usize,
+            });
+        }
+        // Mappings.
+        let mut mapping_index: HashMap<u64, usize> = HashMap::with_capacity(self.mappings.len());
+        let mut mapping_files = Vec::with_capacity(self.mappings.len());
+        let mut main_build_id = String::new();
+        for (i, m) in self.mappings.iter().enumerate() {
+            let file = self.owned_string(m.filename, "Mapping.filename")?;
+            let build_id = self.owned_string(m.build_id, "Mapping.build_id")?;
+            if m.id == 0 {
+                return Err(PprofError::Invalid(
+                    "found mapping with reserved ID=0".to_owned(),
+                ));
+            }
+            if mapping_index.insert(m.id, i).is_some() {
+                return Err(PprofError::Invalid(format!(
+                    "multiple mappings with same id: {}",
+                    m.id
+                )));
+            }
+            if i == 0 {
+                main_build_id = build_id;
+            }
+            mapping_files.push(file);
+        }
+        // Functions, with the names pprof shows.
+        let mut function_index: HashMap<u64, usize> = HashMap::with_capacity(self.functions.len());
+        let mut function_names: Vec<(String, i64)> = Vec::with_capacity(self.functions.len());
+        for (i, f) in self.functions.iter().enumerate() {
+            let name = self.string(f.name, "Function.name")?;
+            let system_name = self.string(f.system_name, "Function.system_name")?;
+            self.string(f.filename, "Function.filename")?;
+            if f.id == 0 {
+                return Err(PprofError::Invalid(
+                    "found function with reserved ID=0".to_owned(),
+                ));
+            }
+            if function_index.insert(f.id, i).is_some() {
+                return Err(PprofError::Invalid(format!(
+                    "multiple functions with same id: {}",
+                    f.id
+                )));
+            }
+            function_names.push((display_name(name, system_name), f.start_line));
+        }
+        // Nodes per location.
+        let mut node_index: HashMap<(String, String, i64), u32> = HashMap::new();
+        let mut nodes: Vec<NodeInfo> = Vec::new();
+        let mut intern = |name: &str, objfile: &str, start_line: i64| -> Result<u32, PprofError> {
+            let key = if name.is_empty() {
+                (String::new(), objfile.to_owned(), start_line)
+            } else {
+                (name.to_owned(), String::new(), 0)
+            };
+            if let Some(&n) = node_index.get(&key) {
+                return Ok(n);
+            }
+            let n = to_u32(nodes.len(), "nodes")?;
+            let printable: Box<str> = if !key.0.is_empty() {
+                key.0.as_str().into()
+            } else if !key.1.is_empty() {
+                format!("[{}]", base_name(&key.1)).into()
+            } else {
+                "<unknown>".into()
+            };
+            nodes.push(NodeInfo {
+                name: key.0.as_str().into(),
+                objfile: key.1.as_str().into(),
+                start_line: key.2,
+                printable,
+            });
+            node_index.insert(key, n);
+            Ok(n)
+        };
+        let mut location_index: HashMap<u64, u32> = HashMap::with_capacity(self.locations.len());
+        let mut loc_ranges = Vec::with_capacity(self.locations.len());
+        let mut loc_nodes = Vec::with_capacity(self.line_functions.len());
+        for (i, l) in self.locations.iter().enumerate() {
+            if l.id == 0 {
+                return Err(PprofError::Invalid(
+                    "found location with reserved id=0".to_owned(),
+                ));
+            }
+            if location_index
+                .insert(l.id, to_u32(i, "locations")?)
+                .is_some()
+            {
+                return Err(PprofError::Invalid(format!(
+                    "multiple locations with same id: {}",
+                    l.id
+                )));
+            }
+            let objfile = mapping_index
+                .get(&l.mapping_id)
+                .map_or("", |&m| mapping_files[m].as_str());
+            let start = to_u32(loc_nodes.len(), "frames")?;
+            let (a, b) = l.lines;
+            if a == b {
+                loc_nodes.push(intern("", objfile, 0)?);
+            }
+            for &fid in &self.line_functions[a as usize..b as usize] {
+                let Some(&f) = function_index.get(&fid).filter(|_| fid != 0) else {
+                    return Err(PprofError::Invalid(format!(
+                        "location id: {} has a line with nil function (function id {fid})",
+                        l.id
+                    )));
+                };
+                let (name, start_line) = &function_names[f];
+                loc_nodes.push(intern(name, objfile, *start_line)?);
+            }
+            loc_ranges.push((start, to_u32(loc_nodes.len(), "frames")?));
+        }
+        // Sample types and samples.
+        let mut sample_types = Vec::with_capacity(self.sample_types.len());
+        for &(t, u) in &self.sample_types {
+            sample_types.push(SampleType {
+                r#type: self.owned_string(t, "ValueType.type")?,
+                unit: self.owned_string(u, "ValueType.unit")?,
+            });
+        }
+        let n_samples = self.sample_offsets.len() - 1;
+        if sample_types.is_empty() && n_samples > 0 {
+            return Err(PprofError::Invalid(
+                "missing sample type information".to_owned(),
+            ));
+        }
+        for (s, w) in self.value_offsets.windows(2).enumerate() {
+            let n = (w[1] - w[0]) as usize;
+            if n != sample_types.len() {
+                return Err(PprofError::Invalid(format!(
+                    "mismatch: sample {s} has {n} values vs. {} types",
+                    sample_types.len()
+                )));
+            }
+        }
+        let mut sample_locs = Vec::with_capacity(self.sample_locs.len());
+        for &id in &self.sample_locs {
+            match location_index.get(&id) {
+                Some(&i) => sample_locs.push(i),
+                None => {
+                    return Err(PprofError::Invalid(format!(
+                        "sample has nil location (location id {id} is not defined)"
+                    )));
+                }
+            }
+        }
+        let mut diff_base = Vec::new();
+        for &(s, k, v) in &self.str_labels {
+            if self.string(k, "Label.key")? == "pprof::base"
+                && self.string(v, "Label.str")? == "true"
+            {
+                if diff_base.is_empty() {
+                    diff_base = vec![false; n_samples];
+                }
+                diff_base[s as usize] = true;
+            }
+        }
+        let drop_frames = self.owned_string(self.drop_frames, "Profile.drop_frames")?;
+        let period_type = match self.period_type {
+            Some((t, u)) => SampleType {
+                r#type: self.owned_string(t, "Profile.period_type.type")?,
+                unit: self.owned_string(u, "Profile.period_type.unit")?,
+            },
+            None => SampleType::default(),
+        };
+        let mut comments = Vec::with_capacity(self.comments.len());
+        for &c in &self.comments {
+            comments.push(self.owned_string(c, "Profile.comment")?);
+        }
+        let default_sample_type =
+            self.owned_string(self.default_sample_type, "Profile.default_sample_type")?;
+        Ok(Profile {
+            sample_types,
+            default_sample_type,
+            time_nanos: self.time_nanos,
+            duration_nanos: self.duration_nanos,
+            period_type,
+            period: self.period,
+            comments,
+            drop_frames,
+            main_file: mapping_files.first().cloned().unwrap_or_default(),
+            main_build_id,
+            nodes,
+            loc_ranges,
+            loc_nodes,
+            sample_offsets: self.sample_offsets,
+            sample_locs,
+            values: self.values,
+            diff_base,
+        })
+    }
+}
+
+/// The name pprof shows for a function: its symbolizer's demangling step (`symbolizer.Demangle`
+/// with the default options) keeps an already demangled name and otherwise simplifies the system
+/// name when it looks like demangled C++ (dropping `(...)` and `<...>`).
+///
+/// Mangled C++/Rust symbols (`_Z…`, `_R…`) are not demangled here; Go profiles never contain them.
+fn display_name(name: &str, system_name: &str) -> String {
+    if !name.is_empty() && system_name != name {
+        return name.to_owned();
+    }
+    let mut n = system_name.to_owned();
+    if looks_like_demangled_cpp(&n) {
+        n = remove_matching(&n, b'(', b')');
+        n = remove_matching(&n, b'<', b'>');
+    }
+    n
+}
+
+/// `looksLikeDemangledCPlusPlus` from pprof's symbolizer.
+fn looks_like_demangled_cpp(s: &str) -> bool {
+    if s.contains(".<") || s.contains("]).") {
+        return false;
+    }
+    s.contains(['<', '>', '[', ']']) || s.contains("::")
+}
+
+/// `removeMatching` from pprof's symbolizer: drops nested `start…end` groups, unless unbalanced.
+fn remove_matching(name: &str, start: u8, end: u8) -> String {
+    let mut name = name.as_bytes().to_vec();
+    let mut nesting = 0i64;
+    let mut first = 0usize;
+    let mut current = 0usize;
+    while let Some(index) = name[current..].iter().position(|&c| c == start || c == end) {
+        current += index;
+        if name[current] == start {
+            nesting += 1;
+            if nesting == 1 {
+                first = current;
+            }
+        } else {
+            nesting -= 1;
+            if nesting < 0 {
+                return String::from_utf8_lossy(&name).into_owned();
+            }
+            if nesting == 0 {
+                name.drain(first..=current);
+                current = first;
+                continue;
+            }
+        }
+        current += 1;
+    }
+    String::from_utf8_lossy(&name).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_names_pass_through() {
+        assert_eq!(display_name("main.(*T).M", "main.(*T).M"), "main.(*T).M");
+        assert_eq!(
+            display_name("main.Map[...]", "main.Map[...]"),
+            "main.Map[...]"
+        );
+        assert_eq!(
+            display_name("main.(*L[...]).Push", "main.(*L[...]).Push"),
+            "main.(*L[...]).Push"
+        );
+        assert_eq!(display_name("", "sys"), "sys");
+    }
+
+    #[test]
+    fn cpp_like_names_are_simplified() {
+        assert_eq!(display_name("", "ns::f<int>(char)"), "ns::f");
+        assert_eq!(display_name("a::b(c(d))e", "a::b(c(d))e"), "a::be");
+        assert_eq!(display_name("a::b)(", "a::b)("), "a::b)(");
+        assert_eq!(display_name("pretty", "_Zmangled"), "pretty");
+    }
+}
