@@ -1,8 +1,24 @@
-//! Test support for pressure: fake Kubernetes API server, cgroup fixtures, memory hogs and the qemu kernel-matrix harness. Not published.
+//! Test support for pressure: a fake Kubernetes API server, cgroup fixtures, memory hogs and the
+//! qemu kernel-matrix harness. Not published.
+//!
+//! The fake API server ([`FakeApiServer`], started from a [`World`] of Nodes and Pods) serves what
+//! the real `kubectl` and kube-rs clients need: discovery, list and watch with selectors, paging,
+//! bookmarks and `410 Expired`, server-side tables, patches with resourceVersion conflicts, Events in
+//! both API groups, Leases, the kubelet Summary API computed from [`ContainerUsage`] that tests
+//! change while it runs, and injected [`Fault`]s. The `fake-apiserver` binary runs it standalone.
 #![deny(missing_docs)]
 
+mod apiserver;
+mod cgroup;
+mod hog;
 mod matrix;
 
+pub use apiserver::{ContainerUsage, FakeApiError, FakeApiServer, Fault, FaultRule, Options, World, synthetic_node, synthetic_pod};
+pub use cgroup::{
+    CgroupDirs, KubeletV1Pod, OomKillClock, V1_MEMORY_ROOT, remove_cgroup, require_v1_memcg,
+    unique_container_id, unique_pod_uid, v1_memcg_available, v1_oom_kill_count,
+};
+pub use hog::{Hog, HogExit, HogSpec};
 pub use matrix::{
     GuestPlan, GuestPrograms, GuestReport, HOG_SOURCE, INIT_SCRIPT, Initramfs, Kernel, MARKER,
     MatrixError, MatrixRow, OomCase, PodIds, QemuRun, QemuSpec, Scenario, ScenarioLog, Verdict,
