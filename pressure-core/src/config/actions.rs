@@ -95,6 +95,40 @@ pub struct ActionsConfig {
     pub exec: Vec<ExecAction>,
     /// `actions.webhook`: URLs the event JSON is POSTed to.
     pub webhook: Vec<WebhookAction>,
+    /// `actions.heap_profile`: built-in heap-profile capture of annotated Go pods.
+    pub heap_profile: HeapProfileConfig,
+}
+
+/// `actions.heap_profile`: on `critical` or `predicted_oom` for a pod annotated
+/// `pressured.io/pprof-enabled: "true"`, fetch its heap profile into storage and report the top consumers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeapProfileConfig {
+    /// `actions.heap_profile.enabled` [true]: capture when the pod opts in by annotation (and storage is enabled).
+    pub enabled: bool,
+    /// `actions.heap_profile.cooldown_seconds` [300]: at most one capture per pod within this.
+    pub cooldown_seconds: u64,
+    /// `actions.heap_profile.timeout_ms` [30000]: the whole download.
+    pub timeout_ms: u64,
+    /// `actions.heap_profile.max_bytes` [268435456]: larger profiles are aborted and removed.
+    pub max_bytes: u64,
+    /// `actions.heap_profile.top` [10]: consumers reported in the follow-up event.
+    pub top: usize,
+    /// `actions.heap_profile.sample_type` [inuse_space]: the sample type ranked (falls back to the profile's default).
+    pub sample_type: String,
+}
+
+impl Default for HeapProfileConfig {
+    fn default() -> Self {
+        HeapProfileConfig {
+            enabled: true,
+            cooldown_seconds: 300,
+            timeout_ms: 30_000,
+            max_bytes: 256 << 20,
+            top: 10,
+            sample_type: "inuse_space".to_string(),
+        }
+    }
 }
 
 /// One `actions.exec[]` entry.

@@ -11,8 +11,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use actions::{
-    ActionsConfig, ExecAction, LuaConfig, PluginsConfig, S3Config, StorageBackend, StorageConfig,
-    WebhookAction,
+    ActionsConfig, ExecAction, HeapProfileConfig, LuaConfig, PluginsConfig, S3Config,
+    StorageBackend, StorageConfig, WebhookAction,
 };
 
 /// A configuration error; the message names the key at fault.
@@ -390,6 +390,46 @@ impl Config {
                 );
             }
         }
+        const EVENT_TYPES: [&str; 5] = [
+            "memory_pressure",
+            "recovered",
+            "oom_killed",
+            "predicted_oom",
+            "heap_profile",
+        ];
+        let filters = (self.actions.exec.iter().map(|e| &e.events))
+            .enumerate()
+            .map(|(i, f)| (format!("actions.exec[{i}].events"), f))
+            .chain(
+                (self.actions.webhook.iter().map(|w| &w.events))
+                    .enumerate()
+                    .map(|(i, f)| (format!("actions.webhook[{i}].events"), f)),
+            );
+        for (key, filter) in filters {
+            if let Some(bad) = filter.iter().find(|t| !EVENT_TYPES.contains(&t.as_str())) {
+                return invalid(
+                    &key,
+                    format!("unknown event type {bad:?}; expected one of {EVENT_TYPES:?}"),
+                );
+            }
+        }
+        let h = &self.actions.heap_profile;
+        for (key, v) in [
+            ("actions.heap_profile.timeout_ms", h.timeout_ms),
+            ("actions.heap_profile.max_bytes", h.max_bytes),
+            (
+                "plugins.lua.memory_limit_bytes",
+                self.plugins.lua.memory_limit_bytes,
+            ),
+            (
+                "actions.queue_capacity",
+                self.actions.queue_capacity.unwrap_or(1) as u64,
+            ),
+        ] {
+            if v == 0 {
+                return invalid(key, "must not be zero".to_string());
+            }
+        }
         Ok(())
     }
 }
@@ -563,6 +603,18 @@ mod tests {
             (
                 r#"{"actions":{"exec":[{"command":[]}]}}"#,
                 "actions.exec[0].command",
+            ),
+            (
+                r#"{"actions":{"webhook":[{"url":"http://x","events":["critical"]}]}}"#,
+                "actions.webhook[0].events",
+            ),
+            (
+                r#"{"actions":{"heap_profile":{"max_bytes":0}}}"#,
+                "actions.heap_profile.max_bytes",
+            ),
+            (
+                r#"{"actions":{"queue_capacity":0}}"#,
+                "actions.queue_capacity",
             ),
         ];
         for (doc, key) in cases {
