@@ -19,9 +19,9 @@ mod sample;
 mod trend;
 
 pub use config::{
-    ActionsConfig, CgroupSourceConfig, Config, ConfigError, ExecAction, KubeletSourceConfig,
-    LogLevel, LuaConfig, PluginsConfig, S3Config, Signal, SourceConfig, SourceMode, StorageBackend,
-    StorageConfig, ThresholdsConfig, WebhookAction,
+    ActionsConfig, CgroupSourceConfig, Config, ConfigError, ExecAction, HeapProfileConfig,
+    KubeletSourceConfig, LogLevel, LuaConfig, PluginsConfig, S3Config, Signal, SourceConfig,
+    SourceMode, StorageBackend, StorageConfig, ThresholdsConfig, WebhookAction,
 };
 pub use engine::{
     ANNOTATION_COOLDOWN_SECONDS, ANNOTATION_CRITICAL_PERCENT, ANNOTATION_HYSTERESIS_PERCENT,
