@@ -66,13 +66,22 @@ impl Correlator {
                 kmsg_usec: Some(usec),
             });
         } else if !self.cfg.kmsg {
-            out.push(Matched { bpf: Some(ev), ..Matched::default() });
+            out.push(Matched {
+                bpf: Some(ev),
+                ..Matched::default()
+            });
         } else {
             self.bpf.insert(pid, (ev, now + self.cfg.bpf_wait));
         }
     }
 
-    pub(crate) fn on_kmsg(&mut self, rec: OomRecord, usec: u64, now: Instant, out: &mut Vec<Matched>) {
+    pub(crate) fn on_kmsg(
+        &mut self,
+        rec: OomRecord,
+        usec: u64,
+        now: Instant,
+        out: &mut Vec<Matched>,
+    ) {
         match rec {
             OomRecord::Summary(s) => {
                 self.summaries.insert(s.pid, (s, now + SUMMARY_TTL));
@@ -81,9 +90,19 @@ impl Correlator {
                 let pid = k.pid;
                 let summary = self.summaries.remove(&pid).map(|s| s.0);
                 if let Some((ev, _)) = self.bpf.remove(&pid) {
-                    out.push(Matched { bpf: Some(ev), summary, killed: Some(k), kmsg_usec: Some(usec) });
+                    out.push(Matched {
+                        bpf: Some(ev),
+                        summary,
+                        killed: Some(k),
+                        kmsg_usec: Some(usec),
+                    });
                 } else if !self.cfg.bpf {
-                    out.push(Matched { bpf: None, summary, killed: Some(k), kmsg_usec: Some(usec) });
+                    out.push(Matched {
+                        bpf: None,
+                        summary,
+                        killed: Some(k),
+                        kmsg_usec: Some(usec),
+                    });
                 } else {
                     if let Some(s) = summary {
                         self.summaries.insert(pid, (s, now + SUMMARY_TTL));
@@ -98,18 +117,37 @@ impl Correlator {
     /// log record whose BPF event was (ring buffer full, kill before attach).
     pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<Matched>) {
         self.summaries.retain(|_, (_, deadline)| *deadline > now);
-        let due: Vec<u32> = self.bpf.iter().filter(|(_, (_, d))| *d <= now).map(|(p, _)| *p).collect();
+        let due: Vec<u32> = self
+            .bpf
+            .iter()
+            .filter(|(_, (_, d))| *d <= now)
+            .map(|(p, _)| *p)
+            .collect();
         for pid in due {
             if let Some((ev, _)) = self.bpf.remove(&pid) {
                 let summary = self.summaries.remove(&pid).map(|s| s.0);
-                out.push(Matched { bpf: Some(ev), summary, ..Matched::default() });
+                out.push(Matched {
+                    bpf: Some(ev),
+                    summary,
+                    ..Matched::default()
+                });
             }
         }
-        let due: Vec<u32> = self.killed.iter().filter(|(_, (_, _, d))| *d <= now).map(|(p, _)| *p).collect();
+        let due: Vec<u32> = self
+            .killed
+            .iter()
+            .filter(|(_, (_, _, d))| *d <= now)
+            .map(|(p, _)| *p)
+            .collect();
         for pid in due {
             if let Some((k, usec, _)) = self.killed.remove(&pid) {
                 let summary = self.summaries.remove(&pid).map(|s| s.0);
-                out.push(Matched { bpf: None, summary, killed: Some(k), kmsg_usec: Some(usec) });
+                out.push(Matched {
+                    bpf: None,
+                    summary,
+                    killed: Some(k),
+                    kmsg_usec: Some(usec),
+                });
             }
         }
     }
@@ -168,7 +206,10 @@ mod tests {
             }
             assert_eq!(out.len(), 1);
             let m = &out[0];
-            assert_eq!(m.summary.as_ref().map(|s| s.oom_memcg.as_deref()), Some(Some("/a")));
+            assert_eq!(
+                m.summary.as_ref().map(|s| s.oom_memcg.as_deref()),
+                Some(Some("/a"))
+            );
             assert!(m.killed.is_some() && m.bpf.is_some());
             assert_eq!(c.next_deadline(), None);
         }
@@ -212,7 +253,10 @@ mod tests {
         assert!(out.is_empty());
         c.on_kmsg(rec(KILLED), 2, t, &mut out);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].summary.as_ref().map(|s| s.task_memcg.as_str()), Some("/a/b"));
+        assert_eq!(
+            out[0].summary.as_ref().map(|s| s.task_memcg.as_str()),
+            Some("/a/b")
+        );
         assert_eq!(out[0].kmsg_usec, Some(2));
     }
 }

@@ -204,7 +204,8 @@ impl Default for HostPaths {
 impl HostPaths {
     /// The victim's memory cgroup from `/proc/<pid>/cgroup` (v1 memory line, else the v2 line).
     fn proc_memcg(&self, pid: u32) -> Option<String> {
-        let text = std::fs::read_to_string(self.proc_root.join(pid.to_string()).join("cgroup")).ok()?;
+        let text =
+            std::fs::read_to_string(self.proc_root.join(pid.to_string()).join("cgroup")).ok()?;
         let entries = pressure_cgroup::parse_proc_cgroup(&text);
         pressure_cgroup::memory_cgroup_entry(&entries).map(|e| e.path.clone())
     }
@@ -237,11 +238,20 @@ pub(crate) struct ClockPair {
 
 impl ClockPair {
     pub(crate) fn now() -> Self {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: clock_gettime writes into the timespec we own.
         unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &raw mut ts) };
-        let boot = Duration::new(u64::try_from(ts.tv_sec).unwrap_or(0), u32::try_from(ts.tv_nsec).unwrap_or(0));
-        Self { wall: SystemTime::now(), boot }
+        let boot = Duration::new(
+            u64::try_from(ts.tv_sec).unwrap_or(0),
+            u32::try_from(ts.tv_nsec).unwrap_or(0),
+        );
+        Self {
+            wall: SystemTime::now(),
+            boot,
+        }
     }
 
     fn wall_of(&self, since_boot: Duration) -> SystemTime {
@@ -253,7 +263,12 @@ impl ClockPair {
 }
 
 /// Builds the event; reads `/proc` and cgroupfs only for kernel-log-only records.
-pub(crate) fn build_kill(m: Matched, host: &HostPaths, clock: ClockPair, page_kb: u64) -> Option<OomKill> {
+pub(crate) fn build_kill(
+    m: Matched,
+    host: &HostPaths,
+    clock: ClockPair,
+    page_kb: u64,
+) -> Option<OomKill> {
     let pid = m
         .bpf
         .as_ref()
@@ -277,7 +292,11 @@ pub(crate) fn build_kill(m: Matched, host: &HostPaths, clock: ClockPair, page_kb
         (None, None) => KillKind::Unknown,
     };
     let mut kill = OomKill::new(pid, comm, kind);
-    kill.source = if m.bpf.is_some() { EventSource::Bpf } else { EventSource::Kmsg };
+    kill.source = if m.bpf.is_some() {
+        EventSource::Bpf
+    } else {
+        EventSource::Kmsg
+    };
     if let Some(s) = &m.summary {
         kill.constraint = Some(s.constraint.clone());
         kill.oom_memcg = s.oom_memcg.clone();
@@ -301,9 +320,16 @@ pub(crate) fn build_kill(m: Matched, host: &HostPaths, clock: ClockPair, page_kb
         kill.task_memcg = host.proc_memcg(pid);
     }
     if kill.cgroup_id.is_none() {
-        kill.cgroup_id = kill.task_memcg.as_deref().and_then(|p| host.cgroup_inode(p));
+        kill.cgroup_id = kill
+            .task_memcg
+            .as_deref()
+            .and_then(|p| host.cgroup_inode(p));
     }
-    if let Some(path) = kill.task_memcg.clone().or_else(|| kill.dfl_cgroup_path.clone()) {
+    if let Some(path) = kill
+        .task_memcg
+        .clone()
+        .or_else(|| kill.dfl_cgroup_path.clone())
+    {
         kill.set_pod_from(&path);
     }
     Some(kill)
@@ -327,7 +353,11 @@ fn apply_bpf(kill: &mut OomKill, b: &RawOomEvent, page_kb: u64, clock: ClockPair
         kill.dfl_cgroup_id = (b.dfl.id != 0).then_some(b.dfl.id);
     }
     if b.flags & raw::F_RSS != 0 {
-        let unit = if b.flags & raw::F_RSS_KB != 0 { 1 } else { page_kb };
+        let unit = if b.flags & raw::F_RSS_KB != 0 {
+            1
+        } else {
+            page_kb
+        };
         kill.rss_anon_kb = Some(b.rss_anon * unit);
         kill.rss_file_kb = Some(b.rss_file * unit);
         kill.rss_shmem_kb = Some(b.rss_shmem * unit);

@@ -32,7 +32,10 @@ pub fn parse_kmsg_record(text: &str) -> Result<KmsgRecord, KmsgError> {
         parts
             .next()
             .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| KmsgError::Malformed { field, record: first.to_owned() })
+            .ok_or_else(|| KmsgError::Malformed {
+                field,
+                record: first.to_owned(),
+            })
     };
     let priority = next("priority")?;
     let seq = next("seq")?;
@@ -122,19 +125,29 @@ pub fn parse_oom_message(message: &str) -> Result<Option<OomRecord>, KmsgError> 
 }
 
 fn malformed(field: &'static str, record: &str) -> KmsgError {
-    KmsgError::Malformed { field, record: record.to_owned() }
+    KmsgError::Malformed {
+        field,
+        record: record.to_owned(),
+    }
 }
 
 // Parsed from the right: comms and cgroup names may contain commas, the trailing keys are fixed
 // (mm/oom_kill.c dump_oom_victim / dump_oom_summary).
 fn parse_summary(text: &str) -> Result<OomSummary, KmsgError> {
-    let (rest, uid) = text.rsplit_once(",uid=").ok_or_else(|| malformed("uid", text))?;
+    let (rest, uid) = text
+        .rsplit_once(",uid=")
+        .ok_or_else(|| malformed("uid", text))?;
     let uid = uid.trim().parse().map_err(|_| malformed("uid", text))?;
-    let (rest, pid) = rest.rsplit_once(",pid=").ok_or_else(|| malformed("pid", text))?;
+    let (rest, pid) = rest
+        .rsplit_once(",pid=")
+        .ok_or_else(|| malformed("pid", text))?;
     let pid = pid.parse().map_err(|_| malformed("pid", text))?;
-    let (rest, task) = rest.rsplit_once(",task=").ok_or_else(|| malformed("task", text))?;
-    let (head, task_memcg) =
-        rest.rsplit_once(",task_memcg=").ok_or_else(|| malformed("task_memcg", text))?;
+    let (rest, task) = rest
+        .rsplit_once(",task=")
+        .ok_or_else(|| malformed("task", text))?;
+    let (head, task_memcg) = rest
+        .rsplit_once(",task_memcg=")
+        .ok_or_else(|| malformed("task_memcg", text))?;
     let mut constraint = None;
     let mut nodemask = None;
     let mut cpuset = None;
@@ -182,14 +195,21 @@ fn parse_summary(text: &str) -> Result<OomSummary, KmsgError> {
 
 fn kb(text: &str, key: &'static str, record: &str) -> Result<u64, KmsgError> {
     let start = text.find(key).ok_or_else(|| malformed(key, record))? + key.len();
-    let digits: String = text[start..].chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = text[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     digits.parse().map_err(|_| malformed(key, record))
 }
 
 fn parse_killed(reason: &str, text: &str) -> Result<KilledProcess, KmsgError> {
-    let (pid, rest) = text.split_once(" (").ok_or_else(|| malformed("pid", text))?;
+    let (pid, rest) = text
+        .split_once(" (")
+        .ok_or_else(|| malformed("pid", text))?;
     let pid = pid.trim().parse().map_err(|_| malformed("pid", text))?;
-    let (comm, stats) = rest.rsplit_once(") total-vm:").ok_or_else(|| malformed("comm", text))?;
+    let (comm, stats) = rest
+        .rsplit_once(") total-vm:")
+        .ok_or_else(|| malformed("comm", text))?;
     let stats = format!("total-vm:{stats}");
     let adj_text = stats
         .rsplit_once("oom_score_adj:")
@@ -204,7 +224,9 @@ fn parse_killed(reason: &str, text: &str) -> Result<KilledProcess, KmsgError> {
         file_rss_kb: kb(&stats, "file-rss:", text)?,
         shmem_rss_kb: kb(&stats, "shmem-rss:", text)?,
         uid: u32::try_from(kb(&stats, "UID:", text)?).map_err(|_| malformed("UID", text))?,
-        oom_score_adj: adj_text.parse().map_err(|_| malformed("oom_score_adj", text))?,
+        oom_score_adj: adj_text
+            .parse()
+            .map_err(|_| malformed("oom_score_adj", text))?,
     })
 }
 
@@ -223,35 +245,59 @@ mod tests {
         assert_eq!(s.constraint, "CONSTRAINT_MEMCG");
         assert_eq!(s.oom_memcg.as_deref(), Some("/ceotest"));
         assert_eq!(s.task_memcg, "/ceotest");
-        assert_eq!((s.task.as_str(), s.pid, s.uid, s.global_oom), ("python3", 28225, 0, false));
+        assert_eq!(
+            (s.task.as_str(), s.pid, s.uid, s.global_oom),
+            ("python3", 28225, 0, false)
+        );
     }
 
     #[test]
     fn parses_global_summary_with_commas_in_names() {
         let msg = "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0-1,3,global_oom,task_memcg=/a,b,task=we,ird,pid=89,uid=1000";
-        let Some(OomRecord::Summary(s)) = parse_oom_message(msg).unwrap() else { panic!() };
+        let Some(OomRecord::Summary(s)) = parse_oom_message(msg).unwrap() else {
+            panic!()
+        };
         assert!(s.global_oom);
         assert_eq!(s.oom_memcg, None);
         assert_eq!(s.mems_allowed, "0-1,3");
-        assert_eq!((s.task_memcg.as_str(), s.task.as_str(), s.pid, s.uid), ("/a,b", "we,ird", 89, 1000));
+        assert_eq!(
+            (s.task_memcg.as_str(), s.task.as_str(), s.pid, s.uid),
+            ("/a,b", "we,ird", 89, 1000)
+        );
     }
 
     #[test]
     fn parses_killed_process_lines() {
         let msg = "Memory cgroup out of memory: Killed process 28225 (py (x) 3) total-vm:75160kB, anon-rss:65152kB, file-rss:4796kB, shmem-rss:0kB, UID:0 pgtables:188kB oom_score_adj:-998";
-        let Some(OomRecord::Killed(k)) = parse_oom_message(msg).unwrap() else { panic!() };
+        let Some(OomRecord::Killed(k)) = parse_oom_message(msg).unwrap() else {
+            panic!()
+        };
         assert!(k.is_memcg());
-        assert_eq!((k.pid, k.comm.as_str(), k.anon_rss_kb, k.file_rss_kb, k.shmem_rss_kb), (28225, "py (x) 3", 65152, 4796, 0));
+        assert_eq!(
+            (
+                k.pid,
+                k.comm.as_str(),
+                k.anon_rss_kb,
+                k.file_rss_kb,
+                k.shmem_rss_kb
+            ),
+            (28225, "py (x) 3", 65152, 4796, 0)
+        );
         assert_eq!((k.total_vm_kb, k.uid, k.oom_score_adj), (75160, 0, -998));
         let msg = "Out of memory: Killed process 89 (hog) total-vm:449188kB, anon-rss:447156kB, file-rss:4kB, shmem-rss:648kB, UID:0 pgtables:916kB oom_score_adj:0";
-        let Some(OomRecord::Killed(k)) = parse_oom_message(msg).unwrap() else { panic!() };
+        let Some(OomRecord::Killed(k)) = parse_oom_message(msg).unwrap() else {
+            panic!()
+        };
         assert!(!k.is_memcg());
         assert_eq!(k.shmem_rss_kb, 648);
     }
 
     #[test]
     fn other_messages_are_not_records_and_broken_ones_are_errors() {
-        assert_eq!(parse_oom_message("hog invoked oom-killer: gfp_mask=0x140dca").unwrap(), None);
+        assert_eq!(
+            parse_oom_message("hog invoked oom-killer: gfp_mask=0x140dca").unwrap(),
+            None
+        );
         let err = parse_oom_message("oom-kill:constraint=CONSTRAINT_NONE,pid=3,uid=0").unwrap_err();
         assert!(err.to_string().contains("task"), "{err}");
         assert!(parse_kmsg_record("no header").is_err());

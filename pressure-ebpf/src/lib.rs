@@ -24,11 +24,18 @@ mod tracer;
 
 pub use error::{KmsgError, TracerError};
 pub use event::{EventSource, HostPaths, KillKind, OomKill};
-pub use kmsg::{KilledProcess, KmsgRecord, OomRecord, OomSummary, parse_kmsg_record, parse_oom_message};
+pub use kmsg::{
+    KilledProcess, KmsgRecord, OomRecord, OomSummary, parse_kmsg_record, parse_oom_message,
+};
 pub use probe::{AttachMode, BPF_OBJECT};
 pub use raw::{CG_DEPTH, CG_NAME_LEN, COMM_LEN, RawCgPath, RawOomEvent};
-pub use sink::{AnnotateKills, BoxFuture, KillOutcome, KillSink, MarkOutcome, RecordingSink, StageReason, handle_kill};
-pub use tracer::{ActiveSources, FakeKillSource, KillStream, OomTracer, SourceMode, TracerOptions, TracerStats};
+pub use sink::{
+    AnnotateKills, BoxFuture, KillOutcome, KillSink, MarkOutcome, RecordingSink, StageReason,
+    handle_kill,
+};
+pub use tracer::{
+    ActiveSources, FakeKillSource, KillStream, OomTracer, SourceMode, TracerOptions, TracerStats,
+};
 
 /// The raw-record flag bits (`OOM_F_*` in `bpf/oom_tracer.h`).
 pub mod flags {

@@ -45,7 +45,10 @@ pub(crate) struct BpfProbe {
 }
 
 fn attach_err(program: &'static str) -> impl FnOnce(aya::programs::ProgramError) -> TracerError {
-    move |e| TracerError::Attach { program, source: Box::new(e) }
+    move |e| TracerError::Attach {
+        program,
+        source: Box::new(e),
+    }
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, TracerError>
@@ -60,19 +63,26 @@ where
 
 fn attach_tp_btf(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), TracerError> {
     let p: &mut BtfTracePoint = program(ebpf, "oom_mark_victim_btf")?;
-    p.load("mark_victim", btf).map_err(attach_err("tp_btf/mark_victim"))?;
+    p.load("mark_victim", btf)
+        .map_err(attach_err("tp_btf/mark_victim"))?;
     p.attach().map_err(attach_err("tp_btf/mark_victim"))?;
     Ok(())
 }
 
 fn attach_tp_btf_sigkill(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), TracerError> {
     let p: &mut BtfTracePoint = program(ebpf, "oom_sigkill_btf")?;
-    p.load("signal_generate", btf).map_err(attach_err("tp_btf/signal_generate"))?;
+    p.load("signal_generate", btf)
+        .map_err(attach_err("tp_btf/signal_generate"))?;
     p.attach().map_err(attach_err("tp_btf/signal_generate"))?;
     Ok(())
 }
 
-fn attach_tracepoint(ebpf: &mut Ebpf, name: &'static str, category: &str, event: &str) -> Result<(), TracerError> {
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    category: &str,
+    event: &str,
+) -> Result<(), TracerError> {
     let p: &mut TracePoint = program(ebpf, name)?;
     p.load().map_err(attach_err(name))?;
     p.attach(category, event).map_err(attach_err(name))?;
@@ -92,7 +102,9 @@ impl BpfProbe {
         let mut mode = None;
         let mut killed_flag = false;
         if allow_tp_btf {
-            match attach_tp_btf_sigkill(&mut ebpf, &btf).and_then(|()| attach_tp_btf(&mut ebpf, &btf)) {
+            match attach_tp_btf_sigkill(&mut ebpf, &btf)
+                .and_then(|()| attach_tp_btf(&mut ebpf, &btf))
+            {
                 Ok(()) => {
                     mode = Some(AttachMode::TpBtf);
                     killed_flag = true;
@@ -101,30 +113,47 @@ impl BpfProbe {
             }
         }
         if mode.is_none() {
-            killed_flag = match attach_tracepoint(&mut ebpf, "oom_sigkill_tp", "signal", "signal_generate") {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::warn!(error = %e, "no SIGKILL probe: every mark counts as a kill");
-                    false
-                }
-            };
+            killed_flag =
+                match attach_tracepoint(&mut ebpf, "oom_sigkill_tp", "signal", "signal_generate") {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no SIGKILL probe: every mark counts as a kill");
+                        false
+                    }
+                };
             attach_tracepoint(&mut ebpf, "oom_mark_victim_tp", "oom", "mark_victim")?;
             mode = Some(AttachMode::Tracepoint);
         }
 
-        let map_err = |map: &'static str| move |e| TracerError::Map { map, source: Box::new(e) };
+        let map_err = |map: &'static str| {
+            move |e| TracerError::Map {
+                map,
+                source: Box::new(e),
+            }
+        };
         let missing = |map: &'static str| TracerError::Map {
             map,
-            source: Box::new(aya::maps::MapError::InvalidName { name: map.to_owned() }),
+            source: Box::new(aya::maps::MapError::InvalidName {
+                name: map.to_owned(),
+            }),
         };
-        let ring = ebpf.take_map("OOM_EVENTS").ok_or_else(|| missing("OOM_EVENTS"))?;
+        let ring = ebpf
+            .take_map("OOM_EVENTS")
+            .ok_or_else(|| missing("OOM_EVENTS"))?;
         let ring = RingBuf::try_from(ring).map_err(map_err("OOM_EVENTS"))?;
-        let counters = ebpf.take_map("OOM_COUNTERS").ok_or_else(|| missing("OOM_COUNTERS"))?;
+        let counters = ebpf
+            .take_map("OOM_COUNTERS")
+            .ok_or_else(|| missing("OOM_COUNTERS"))?;
         let counters = Array::try_from(counters).map_err(map_err("OOM_COUNTERS"))?;
         // SAFETY: the ring buffer owns its map descriptor, which stays open and the same until
         // the AsyncFd (which owns the RingBuf) is dropped.
-        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-            .map_err(|e| TracerError::Poll { what: "OOM_EVENTS", source: e.into() })?;
+        let ring =
+            unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(|e| {
+                TracerError::Poll {
+                    what: "OOM_EVENTS",
+                    source: e.into(),
+                }
+            })?;
         Ok(Self {
             _ebpf: ebpf,
             ring,

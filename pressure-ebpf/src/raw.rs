@@ -129,7 +129,12 @@ mod tests {
     use super::*;
 
     fn cg(names: &[&str], id: u64) -> RawCgPath {
-        let mut p = RawCgPath { id, depth: names.len() as u32, truncated: 0, names: [[0; CG_NAME_LEN]; CG_DEPTH] };
+        let mut p = RawCgPath {
+            id,
+            depth: names.len() as u32,
+            truncated: 0,
+            names: [[0; CG_NAME_LEN]; CG_DEPTH],
+        };
         for (i, n) in names.iter().enumerate() {
             p.names[i][..n.len()].copy_from_slice(n.as_bytes());
         }
@@ -138,7 +143,12 @@ mod tests {
 
     #[test]
     fn path_joins_leaf_first_components_from_the_root() {
-        assert_eq!(cg(&["c", "pod1", "burstable", "kubepods"], 7).path().as_deref(), Some("/kubepods/burstable/pod1/c"));
+        assert_eq!(
+            cg(&["c", "pod1", "burstable", "kubepods"], 7)
+                .path()
+                .as_deref(),
+            Some("/kubepods/burstable/pod1/c")
+        );
         assert_eq!(cg(&[], 1).path().as_deref(), Some("/"));
         assert_eq!(cg(&[], 0).path(), None);
         let mut t = cg(&["b", "a"], 3);

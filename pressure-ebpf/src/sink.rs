@@ -53,7 +53,10 @@ pub struct RecordingSink {
 impl RecordingSink {
     /// A sink answering `outcome` to every victim.
     pub fn new(outcome: MarkOutcome) -> Self {
-        Self { outcome, seen: Mutex::new(Vec::new()) }
+        Self {
+            outcome,
+            seen: Mutex::new(Vec::new()),
+        }
     }
 
     /// The victims received so far.
@@ -86,7 +89,11 @@ pub struct KillOutcome {
 
 /// Runs the original's policy on one kill: observe, skip non-global kills unless all are
 /// annotated, skip victims outside pods, then hand the victim to `sink` (none: observe only).
-pub async fn handle_kill(kill: &OomKill, annotate: AnnotateKills, sink: Option<&dyn KillSink>) -> KillOutcome {
+pub async fn handle_kill(
+    kill: &OomKill,
+    annotate: AnnotateKills,
+    sink: Option<&dyn KillSink>,
+) -> KillOutcome {
     let mut out = KillOutcome::default();
     out.events.push((
         "observed",
@@ -144,8 +151,19 @@ mod tests {
     #[tokio::test]
     async fn global_only_policy_skips_memcg_kills() {
         let sink = RecordingSink::new(MarkOutcome::Marked);
-        let out = handle_kill(&kill(KillKind::Memcg, Some(POD)), AnnotateKills::Global, Some(&sink)).await;
-        assert_eq!(out.events, vec![("observed", "ebpf_capture"), ("skipped", "non_or_ignored_global_oom")]);
+        let out = handle_kill(
+            &kill(KillKind::Memcg, Some(POD)),
+            AnnotateKills::Global,
+            Some(&sink),
+        )
+        .await;
+        assert_eq!(
+            out.events,
+            vec![
+                ("observed", "ebpf_capture"),
+                ("skipped", "non_or_ignored_global_oom")
+            ]
+        );
         assert!(sink.seen().is_empty());
     }
 
@@ -153,9 +171,18 @@ mod tests {
     async fn marks_pods_and_reports_the_original_labels() {
         let sink = RecordingSink::new(MarkOutcome::Marked);
         let k = kill(KillKind::Memcg, Some(POD));
-        assert_eq!(k.pod_uid.as_deref(), Some("0d1e9c4b-5b2a-4b6e-9d3f-1f2e3d4c5b6a"));
+        assert_eq!(
+            k.pod_uid.as_deref(),
+            Some("0d1e9c4b-5b2a-4b6e-9d3f-1f2e3d4c5b6a")
+        );
         let out = handle_kill(&k, AnnotateKills::All, Some(&sink)).await;
-        assert_eq!(out.events, vec![("observed", "ebpf_capture"), ("identified", "pod_identified")]);
+        assert_eq!(
+            out.events,
+            vec![
+                ("observed", "ebpf_capture"),
+                ("identified", "pod_identified")
+            ]
+        );
         assert_eq!(out.marked, Some(("marked", "annotation_applied")));
         assert_eq!(sink.seen().len(), 1);
 
@@ -169,9 +196,19 @@ mod tests {
 
     #[tokio::test]
     async fn victims_outside_pods_are_no_pod_match() {
-        let out = handle_kill(&kill(KillKind::Global, Some("/user.slice")), AnnotateKills::Global, None).await;
+        let out = handle_kill(
+            &kill(KillKind::Global, Some("/user.slice")),
+            AnnotateKills::Global,
+            None,
+        )
+        .await;
         assert_eq!(out.events.last(), Some(&("skipped", "no_pod_match")));
-        let out = handle_kill(&kill(KillKind::Global, Some(POD)), AnnotateKills::Global, None).await;
+        let out = handle_kill(
+            &kill(KillKind::Global, Some(POD)),
+            AnnotateKills::Global,
+            None,
+        )
+        .await;
         assert_eq!(out.events.last(), Some(&("identified", "pod_identified")));
     }
 }

@@ -185,7 +185,10 @@ impl OomTracer {
             }
             Err(e) => return Err(e),
         };
-        let sources = ActiveSources { bpf: probe.as_ref().map(|p| p.mode), kmsg: kmsg.is_some() };
+        let sources = ActiveSources {
+            bpf: probe.as_ref().map(|p| p.mode),
+            kmsg: kmsg.is_some(),
+        };
         let _ = stats.0.sources.set(sources);
         let cfg = CorrelatorConfig {
             bpf: probe.is_some(),
@@ -215,7 +218,10 @@ enum KmsgInput {
 
 impl KmsgInput {
     fn open(path: &std::path::Path, replay: bool) -> Result<Self, TracerError> {
-        let err = |source| TracerError::Kmsg { path: path.to_owned(), source };
+        let err = |source| TracerError::Kmsg {
+            path: path.to_owned(),
+            source,
+        };
         let meta = std::fs::metadata(path).map_err(err)?;
         if meta.file_type().is_file() {
             let text = std::fs::read_to_string(path).map_err(err)?;
@@ -229,7 +235,8 @@ impl KmsgInput {
         if !replay && meta.file_type().is_char_device() {
             // SEEK_END on /dev/kmsg moves to the record after the newest: no replay of old kills.
             // SAFETY: lseek on a descriptor we own.
-            let r = unsafe { libc::lseek(std::os::fd::AsRawFd::as_raw_fd(&file), 0, libc::SEEK_END) };
+            let r =
+                unsafe { libc::lseek(std::os::fd::AsRawFd::as_raw_fd(&file), 0, libc::SEEK_END) };
             if r < 0 {
                 return Err(err(io::Error::last_os_error()));
             }
@@ -253,7 +260,7 @@ impl KmsgInput {
         loop {
             let mut guard = fd.readable().await?;
             loop {
-                match guard.try_io(|f| (&*f.get_ref()).read(&mut buf)) {
+                match guard.try_io(|f| f.get_ref().read(&mut buf)) {
                     Ok(Ok(0)) => return Ok(!out.is_empty()),
                     Ok(Ok(n)) => out.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
                     // The ring overwrote records we had not read yet.
@@ -324,8 +331,13 @@ async fn run(
             corr.on_bpf(ev, now, &mut matched);
         }
         for text in lines.drain(..) {
-            for record in text.split('\n').filter(|l| !l.is_empty() && !l.starts_with(' ')) {
-                let Ok(rec) = parse_kmsg_record(record) else { continue };
+            for record in text
+                .split('\n')
+                .filter(|l| !l.is_empty() && !l.starts_with(' '))
+            {
+                let Ok(rec) = parse_kmsg_record(record) else {
+                    continue;
+                };
                 match parse_oom_message(&rec.message) {
                     Ok(Some(oom)) => corr.on_kmsg(oom, rec.usec, now, &mut matched),
                     Ok(None) => {}
@@ -337,7 +349,10 @@ async fn run(
             }
         }
         corr.expire(now, &mut matched);
-        stats.0.marks_without_kill.store(corr.marks_without_kill, Ordering::Relaxed);
+        stats
+            .0
+            .marks_without_kill
+            .store(corr.marks_without_kill, Ordering::Relaxed);
         if let Some(p) = &probe {
             stats.0.ringbuf_drops.store(p.drops(), Ordering::Relaxed);
         }

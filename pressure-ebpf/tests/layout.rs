@@ -58,10 +58,10 @@ fn btf_structs(btf: &[u8]) -> HashMap<String, (usize, HashMap<String, usize>)> {
         let (kind, vlen, kflag) = ((info >> 24) & 0x1f, (info & 0xffff) as usize, info >> 31);
         p += 12;
         let extra = match kind {
-            1 | 14 | 17 => 4,          // INT, VAR, DECL_TAG
-            3 => 12,                   // ARRAY
+            1 | 14 | 17 => 4,             // INT, VAR, DECL_TAG
+            3 => 12,                      // ARRAY
             4 | 5 | 15 | 19 => vlen * 12, // STRUCT, UNION, DATASEC, ENUM64
-            6 | 13 => vlen * 8,        // ENUM, FUNC_PROTO
+            6 | 13 => vlen * 8,           // ENUM, FUNC_PROTO
             _ => 0,
         };
         if kind == 4 {
@@ -123,13 +123,20 @@ fn raw_event_layout_matches_btf() {
 
 #[test]
 fn committed_object_is_fresh() {
-    let tools = ["clang", "llvm-strip"].iter().all(|t| Command::new(t).arg("--version").output().is_ok())
+    let tools = ["clang", "llvm-strip"]
+        .iter()
+        .all(|t| Command::new(t).arg("--version").output().is_ok())
         && Path::new("/usr/include/bpf/bpf_helpers.h").exists();
-    if !require(tools, "clang, llvm-strip and libbpf-dev (to rebuild the BPF object)") {
+    if !require(
+        tools,
+        "clang, llvm-strip and libbpf-dev (to rebuild the BPF object)",
+    ) {
         return;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/check-bpf-object.sh");
-    let out = Command::new(script).output().expect("run check-bpf-object.sh");
+    let out = Command::new(script)
+        .output()
+        .expect("run check-bpf-object.sh");
     assert!(
         out.status.success(),
         "{}{}",

@@ -24,13 +24,20 @@ pub(crate) fn require(ok: bool, what: &str) -> bool {
 pub(crate) fn have_root_v1() -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    require(root, "root") && require(Path::new(V1_MEMORY).join("memory.limit_in_bytes").exists(), "cgroup v1 memory hierarchy")
+    require(root, "root")
+        && require(
+            Path::new(V1_MEMORY).join("memory.limit_in_bytes").exists(),
+            "cgroup v1 memory hierarchy",
+        )
 }
 
 /// A fresh lowercase UUID-shaped pod UID.
 pub(crate) fn unique_uid() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
     let n = N.fetch_add(1, Ordering::Relaxed);
     let pid = u64::from(std::process::id());
     let a = nanos ^ (pid << 40);
@@ -72,23 +79,38 @@ impl KubeCgroup {
         }
         let pod_uid = unique_uid();
         let container_id = unique_container_id();
-        let pod_dir = root.join("kubepods/burstable").join(format!("pod{pod_uid}"));
+        let pod_dir = root
+            .join("kubepods/burstable")
+            .join(format!("pod{pod_uid}"));
         let container_dir = pod_dir.join(&container_id);
-        let cg = Self { pod_uid, container_id, pod_dir, container_dir, created_parents };
+        let cg = Self {
+            pod_uid,
+            container_id,
+            pod_dir,
+            container_dir,
+            created_parents,
+        };
         fs::create_dir(&cg.pod_dir).expect("create pod cgroup");
         fs::create_dir(&cg.container_dir).expect("create container cgroup");
         if let Some(l) = pod_limit {
             fs::write(cg.pod_dir.join("memory.limit_in_bytes"), l.to_string()).expect("pod limit");
         }
         if let Some(l) = container_limit {
-            fs::write(cg.container_dir.join("memory.limit_in_bytes"), l.to_string()).expect("container limit");
+            fs::write(
+                cg.container_dir.join("memory.limit_in_bytes"),
+                l.to_string(),
+            )
+            .expect("container limit");
         }
         cg
     }
 
     /// The container cgroup's path inside the hierarchy (`/kubepods/burstable/pod…/…`).
     pub(crate) fn container_path(&self) -> String {
-        format!("/kubepods/burstable/pod{}/{}", self.pod_uid, self.container_id)
+        format!(
+            "/kubepods/burstable/pod{}/{}",
+            self.pod_uid, self.container_id
+        )
     }
 
     /// The pod cgroup's path inside the hierarchy.
@@ -98,7 +120,8 @@ impl KubeCgroup {
 
     /// `oom_kill` of the container's `memory.oom_control`.
     pub(crate) fn oom_kills(&self) -> u64 {
-        let text = fs::read_to_string(self.container_dir.join("memory.oom_control")).unwrap_or_default();
+        let text =
+            fs::read_to_string(self.container_dir.join("memory.oom_control")).unwrap_or_default();
         text.lines()
             .find_map(|l| l.strip_prefix("oom_kill "))
             .and_then(|v| v.trim().parse().ok())
@@ -108,7 +131,9 @@ impl KubeCgroup {
     /// Inode of the container cgroup directory.
     pub(crate) fn container_inode(&self) -> u64 {
         use std::os::unix::fs::MetadataExt;
-        fs::metadata(&self.container_dir).map(|m| m.ino()).unwrap_or(0)
+        fs::metadata(&self.container_dir)
+            .map(|m| m.ino())
+            .unwrap_or(0)
     }
 
     /// Starts `tail /dev/zero` (grows without bound) inside the container cgroup.
@@ -116,7 +141,10 @@ impl KubeCgroup {
         let procs = self.container_dir.join("cgroup.procs");
         let child = Command::new("sh")
             .arg("-c")
-            .arg(format!("echo $$ > {} && exec tail /dev/zero", procs.display()))
+            .arg(format!(
+                "echo $$ > {} && exec tail /dev/zero",
+                procs.display()
+            ))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -158,13 +186,17 @@ impl Hog {
     /// Whether the process has died (zombie, not reaped).
     pub(crate) fn is_dead(&self) -> bool {
         let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        stat.rsplit_once(") ").is_none_or(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'))
+        stat.rsplit_once(") ")
+            .is_none_or(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'))
     }
 
     /// Reaps the child; true when SIGKILL ended it.
     pub(crate) fn reap_killed(&mut self) -> bool {
         use std::os::unix::process::ExitStatusExt;
-        self.child.take().and_then(|mut c| c.wait().ok()).is_some_and(|s| s.signal() == Some(libc::SIGKILL))
+        self.child
+            .take()
+            .and_then(|mut c| c.wait().ok())
+            .is_some_and(|s| s.signal() == Some(libc::SIGKILL))
     }
 }
 
