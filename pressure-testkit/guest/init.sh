@@ -81,7 +81,7 @@ EOF
 	before=$(kmsg_count)
 	/bin/hog -c "$CG/$ct" -s "$P_CHUNK_KIB" -i "$P_INTERVAL_MS" -v >/tmp/hog.out 2>&1
 	info $S "hog_rc=$?"
-	info $S "hog_last=$(tail -n 1 /tmp/hog.out)"
+	info $S "hog_last=$(grep "^t=" /tmp/hog.out | tail -n 1)"
 	sleep "$P_AFTER_S"
 	info $S "alive=$(kill -0 $ppid 2>/dev/null && echo yes || echo no)"
 	kill -TERM $ppid 2>/dev/null
@@ -103,7 +103,8 @@ oom_case() {
 	[ "$c" = container ] && echo "$T_LIMIT" >"$CG/$ct/memory.max"
 	before=$(kmsg_count)
 	/bin/hog -c "$CG/$ct" "$@" -v >/tmp/hog.out 2>&1
-	info $S "case=$c hog_rc=$? hog_last=$(tail -n 1 /tmp/hog.out)"
+	hrc=$?
+	info $S "case=$c hog_rc=$hrc hog_last=$(grep "^t=" /tmp/hog.out | tail -n 1)"
 	sleep "$T_AFTER_S"
 	info $S "case=$c kills=$(($(kmsg_count) - before))"
 }

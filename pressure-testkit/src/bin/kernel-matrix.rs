@@ -27,7 +27,11 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "6.1,6.12")]
     kernels: Vec<String>,
     /// Scenarios: pressured, tracer-bpf, tracer-kmsg; comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "pressured,tracer-bpf,tracer-kmsg")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "pressured,tracer-bpf,tracer-kmsg"
+    )]
     scenarios: Vec<String>,
     /// Work and cache directory [<workspace>/target/kernel-matrix].
     #[arg(long)]
@@ -55,12 +59,14 @@ struct Args {
     sequential: bool,
 }
 
-/// The workspace root: this crate's parent directory.
+/// The workspace root: this crate's parent directory (from `cargo run`'s environment, else from build time).
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest
         .parent()
-        .expect("pressure-testkit sits in the workspace")
-        .to_path_buf()
+        .map_or_else(|| manifest.clone(), Path::to_path_buf)
 }
 
 fn target_dir() -> PathBuf {
@@ -85,13 +91,7 @@ struct Program {
 }
 
 /// Builds (unless told not to) and probes one binary: it must exist and its `--help` must show `flag`.
-fn prepare(
-    package: &str,
-    bin: &str,
-    given: Option<PathBuf>,
-    build: bool,
-    flag: &str,
-) -> Program {
+fn prepare(package: &str, bin: &str, given: Option<PathBuf>, build: bool, flag: &str) -> Program {
     let path = given.unwrap_or_else(|| target_dir().join("release").join(bin));
     if build {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -170,6 +170,25 @@ fn detect_kmsg_flags(help: &str) -> Option<Vec<String>> {
     None
 }
 
+/// A copy of `bin` without debug sections in `work` (17 MiB less to load into the guest), or `bin` itself
+/// when `strip` (binutils) is not there.
+fn stripped(bin: PathBuf, work: &Path) -> PathBuf {
+    let Some(name) = bin.file_name() else {
+        return bin;
+    };
+    let out = work.join(name);
+    match Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&out)
+        .arg(&bin)
+        .status()
+    {
+        Ok(st) if st.success() => out,
+        _ => bin,
+    }
+}
+
 fn random_ids() -> anyhow::Result<PodIds> {
     let mut b = [0u8; 48];
     std::fs::File::open("/dev/urandom")
@@ -233,11 +252,11 @@ fn judge(
                     judge_tracer(log, other.name(), pods, source)
                 }
             };
-            if let Some(p) = &problem {
-                if !v.pass || log.is_none_or(|l| !l.ended()) {
-                    v.pass = false;
-                    v.reasons.insert(0, p.clone());
-                }
+            if let Some(p) = &problem
+                && (!v.pass || log.is_none_or(|l| !l.ended()))
+            {
+                v.pass = false;
+                v.reasons.insert(0, p.clone());
             }
             (*s, v)
         })
@@ -262,7 +281,9 @@ fn run() -> anyhow::Result<bool> {
     for name in &args.scenarios {
         match Scenario::from_name(name) {
             Some(s) => wanted.push(s),
-            None => bail!("unknown scenario {name:?}: expected pressured, tracer-bpf or tracer-kmsg"),
+            None => {
+                bail!("unknown scenario {name:?}: expected pressured, tracer-bpf or tracer-kmsg")
+            }
         }
     }
     let qemu = which("qemu-system-x86_64")
@@ -283,7 +304,13 @@ fn run() -> anyhow::Result<bool> {
     let mut not_ready: BTreeMap<Scenario, String> = BTreeMap::new();
     let mut pressured = None;
     if wanted.contains(&Scenario::Pressured) {
-        let p = prepare("pressured-cli", "pressured", args.pressured.clone(), build, "--config");
+        let p = prepare(
+            "pressured-cli",
+            "pressured",
+            args.pressured.clone(),
+            build,
+            "--config",
+        );
         match p.path {
             Ok(path) => pressured = Some(path),
             Err(e) => {
@@ -297,7 +324,13 @@ fn run() -> anyhow::Result<bool> {
         .iter()
         .any(|s| matches!(s, Scenario::TracerBpf | Scenario::TracerKmsg))
     {
-        let p = prepare("oom-tracer-cli", "oom-tracer", args.oom_tracer.clone(), build, "--no-kubernetes");
+        let p = prepare(
+            "oom-tracer-cli",
+            "oom-tracer",
+            args.oom_tracer.clone(),
+            build,
+            "--no-kubernetes",
+        );
         match p.path {
             Ok(path) => {
                 oom_tracer = Some(path);
@@ -370,8 +403,8 @@ fn run() -> anyhow::Result<bool> {
         &GuestPrograms {
             busybox,
             hog,
-            pressured,
-            oom_tracer,
+            pressured: pressured.map(|p| stripped(p, &work)),
+            oom_tracer: oom_tracer.map(|p| stripped(p, &work)),
         },
     )?;
     let initrd = work.join("initramfs.cpio");
@@ -381,7 +414,11 @@ fn run() -> anyhow::Result<bool> {
         "kernel-matrix: initramfs {} ({:.1} MiB); scenarios: {}",
         initrd.display(),
         fs.payload_bytes() as f64 / (1 << 20) as f64,
-        runnable.iter().map(|s| s.name()).collect::<Vec<_>>().join(" ")
+        runnable
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(" ")
     );
 
     // Boot.

@@ -156,7 +156,7 @@ fn write_entry(
 }
 
 fn pad4(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }
@@ -165,18 +165,33 @@ fn pad4(out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
-    /// Splits a newc archive back into (name, mode, rdev, data) entries.
-    fn parse(mut buf: &[u8]) -> Vec<(String, u32, (u32, u32), Vec<u8>)> {
+    /// One parsed entry: name, mode, (rdev major, minor), data.
+    type Entry = (String, u32, (u32, u32), Vec<u8>);
+
+    /// Splits a newc archive back into entries.
+    fn parse(mut buf: &[u8]) -> Vec<Entry> {
         let mut out = Vec::new();
         let total = buf.len();
         loop {
-            assert_eq!(&buf[..6], b"070701", "magic at offset {}", total - buf.len());
+            assert_eq!(
+                &buf[..6],
+                b"070701",
+                "magic at offset {}",
+                total - buf.len()
+            );
             let field = |i: usize| {
-                u32::from_str_radix(std::str::from_utf8(&buf[6 + 8 * i..14 + 8 * i]).unwrap(), 16)
-                    .unwrap()
+                u32::from_str_radix(
+                    std::str::from_utf8(&buf[6 + 8 * i..14 + 8 * i]).unwrap(),
+                    16,
+                )
+                .unwrap()
             };
-            let (mode, size, rdev, namesize) =
-                (field(1), field(6) as usize, (field(9), field(10)), field(11) as usize);
+            let (mode, size, rdev, namesize) = (
+                field(1),
+                field(6) as usize,
+                (field(9), field(10)),
+                field(11) as usize,
+            );
             let name = String::from_utf8(buf[110..110 + namesize - 1].to_vec()).unwrap();
             let data_start = (110 + namesize).div_ceil(4) * 4;
             let data = buf[data_start..data_start + size].to_vec();
@@ -203,7 +218,15 @@ mod tests {
         let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
         assert_eq!(
             names,
-            ["bin", "bin/hog", "bin/sh", "dev", "dev/console", "etc", "etc/matrix.env"]
+            [
+                "bin",
+                "bin/hog",
+                "bin/sh",
+                "dev",
+                "dev/console",
+                "etc",
+                "etc/matrix.env"
+            ]
         );
         let hog = &entries[1];
         assert_eq!((hog.1, hog.3.as_slice()), (S_IFREG | 0o755, &b"abcde"[..]));
@@ -222,6 +245,9 @@ mod tests {
             .file("init", b"new".to_vec(), 0o700);
         let entries = parse(&fs.to_newc());
         assert_eq!(entries.len(), 1);
-        assert_eq!((entries[0].1, entries[0].3.as_slice()), (S_IFREG | 0o700, &b"new"[..]));
+        assert_eq!(
+            (entries[0].1, entries[0].3.as_slice()),
+            (S_IFREG | 0o700, &b"new"[..])
+        );
     }
 }

@@ -28,7 +28,11 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in run order.
-    pub const ALL: [Scenario; 3] = [Scenario::Pressured, Scenario::TracerBpf, Scenario::TracerKmsg];
+    pub const ALL: [Scenario; 3] = [
+        Scenario::Pressured,
+        Scenario::TracerBpf,
+        Scenario::TracerKmsg,
+    ];
 
     /// The name used on the command line, in the guest markers and in the table.
     pub fn name(self) -> &'static str {

@@ -99,7 +99,10 @@ pub fn fetch_kernel(cache: &Path, series: &str) -> Result<Kernel, MatrixError> {
         path: cache.to_path_buf(),
         source,
     })?;
-    let pattern = format!("^linux-image-{}\\.[0-9].*-cloud-amd64$", series.replace('.', "\\."));
+    let pattern = format!(
+        "^linux-image-{}\\.[0-9].*-cloud-amd64$",
+        series.replace('.', "\\.")
+    );
     let search = || {
         run(Command::new("apt-cache").args(["search", "--names-only", &pattern]))
             .map(|out| cloud_packages(&out, series))
@@ -136,7 +139,10 @@ pub fn fetch_kernel(cache: &Path, series: &str) -> Result<Kernel, MatrixError> {
             })
             .ok_or_else(|| MatrixError::Kernel {
                 series: series.to_string(),
-                message: format!("apt-get download {package} left no .deb in {}", debs.display()),
+                message: format!(
+                    "apt-get download {package} left no .deb in {}",
+                    debs.display()
+                ),
             })?;
         let tmp = cache.join(format!("{package}.partial"));
         let _ = std::fs::remove_dir_all(&tmp);

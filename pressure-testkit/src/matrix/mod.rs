@@ -81,10 +81,24 @@ pub struct MatrixRow {
 
 /// The result table (kernel × scenario → PASS/FAIL with the key figures), then each failure's reasons.
 pub fn render_table(rows: &[MatrixRow]) -> String {
-    let kw = rows.iter().map(|r| r.kernel.len()).max().unwrap_or(6).max(6);
-    let sw = rows.iter().map(|r| r.scenario.len()).max().unwrap_or(8).max(8);
+    let kw = rows
+        .iter()
+        .map(|r| r.kernel.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let sw = rows
+        .iter()
+        .map(|r| r.scenario.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
     let mut s = format!("{:kw$}  {:sw$}  result  figures\n", "kernel", "scenario");
-    s.push_str(&format!("{}  {}  ------  -------\n", "-".repeat(kw), "-".repeat(sw)));
+    s.push_str(&format!(
+        "{}  {}  ------  -------\n",
+        "-".repeat(kw),
+        "-".repeat(sw)
+    ));
     for r in rows {
         s.push_str(&format!(
             "{:kw$}  {:sw$}  {:6}  {}\n",
@@ -126,8 +140,13 @@ mod tests {
             },
         ];
         let t = render_table(&rows);
-        assert!(t.contains("6.1.0-56-cloud-amd64        pressured    PASS    warn@70%"), "{t}");
+        assert!(
+            t.contains("6.1.0-56-cloud-amd64        pressured    PASS    warn@70%"),
+            "{t}"
+        );
         assert!(t.contains("FAIL    \n"), "{t}");
-        assert!(t.contains("FAIL 6.12.117+deb12-cloud-amd64 / tracer-kmsg:\n  - oom-tracer missing\n"));
+        assert!(
+            t.contains("FAIL 6.12.117+deb12-cloud-amd64 / tracer-kmsg:\n  - oom-tracer missing\n")
+        );
     }
 }

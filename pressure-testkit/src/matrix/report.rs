@@ -144,7 +144,10 @@ mod tests {
         assert_eq!(p.rc, Some(0));
         assert_eq!(p.get("hog_rc"), Some("137"));
         assert_eq!(p.get("memory.events"), Some("low:0,oom:1,oom_kill:1"));
-        assert_eq!(p.out, ["{\"event_type\":\"memory_pressure\",\"severity\":\"warn\"}"]);
+        assert_eq!(
+            p.out,
+            ["{\"event_type\":\"memory_pressure\",\"severity\":\"warn\"}"]
+        );
         assert_eq!(p.err.len(), 1);
         let t = &r.scenarios["tracer-bpf"];
         assert!(t.began && !t.ended());

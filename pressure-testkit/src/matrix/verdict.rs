@@ -94,7 +94,10 @@ pub fn rfc3339_seconds(ts: &str) -> Option<f64> {
     let mut d = date.split('-').map(|x| x.parse::<i64>());
     let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
     let mut t = time.split(':');
-    let (hh, mm) = (t.next()?.parse::<f64>().ok()?, t.next()?.parse::<f64>().ok()?);
+    let (hh, mm) = (
+        t.next()?.parse::<f64>().ok()?,
+        t.next()?.parse::<f64>().ok()?,
+    );
     let ss = t.next()?.parse::<f64>().ok()?;
     // Days from civil (Howard Hinnant's algorithm).
     let y = if m <= 2 { y - 1 } else { y };
@@ -156,7 +159,10 @@ pub fn judge_pressured(log: Option<&ScenarioLog>, ids: &PodIds, limit: u64) -> V
         })
     };
     let wanted = [
-        ("memory_pressure warn", find("memory_pressure", Some("warn"))),
+        (
+            "memory_pressure warn",
+            find("memory_pressure", Some("warn")),
+        ),
         (
             "memory_pressure critical",
             find("memory_pressure", Some("critical")),
@@ -214,11 +220,7 @@ pub fn judge_pressured(log: Option<&ScenarioLog>, ids: &PodIds, limit: u64) -> V
         at.and_then(|i| ours[i].get("usage_percent").and_then(Value::as_f64))
             .map_or("?".into(), |p| format!("{p:.0}%"))
     };
-    let mut figures = format!(
-        "warn@{} crit@{}",
-        pct(wanted[0].1),
-        pct(wanted[1].1)
-    );
+    let mut figures = format!("warn@{} crit@{}", pct(wanted[0].1), pct(wanted[1].1));
     if let Some(eta) = wanted[2]
         .1
         .and_then(|i| ours[i].get("eta_seconds").and_then(Value::as_f64))
@@ -315,7 +317,10 @@ pub fn judge_tracer(
         check("kind", str_field(e, "kind") == Some(kind), kind);
         check(
             "constraint",
-            str_field(e, "constraint").map(normalise_constraint).as_deref() == Some(constraint),
+            str_field(e, "constraint")
+                .map(normalise_constraint)
+                .as_deref()
+                == Some(constraint),
             constraint,
         );
         match &limit_hit {
@@ -416,7 +421,13 @@ mod tests {
         let ev = [
             pressured_event("memory_pressure", "warn", "2026-11-24T00:00:01.000Z", 0, &p),
             pressured_event("predicted_oom", "warn", "2026-11-24T00:00:01.200Z", 0, &p),
-            pressured_event("memory_pressure", "critical", "2026-11-24T00:00:01.500Z", 0, &p),
+            pressured_event(
+                "memory_pressure",
+                "critical",
+                "2026-11-24T00:00:01.500Z",
+                0,
+                &p,
+            ),
             pressured_event("oom_killed", "critical", "2026-11-24T00:00:02.000Z", 1, &p),
         ];
         let r = GuestReport::parse(&pressured_console(&ev));
@@ -439,7 +450,10 @@ mod tests {
         assert!(!v.pass);
         let all = v.reasons.join("\n");
         assert!(all.contains("no memory_pressure critical event"), "{all}");
-        assert!(all.contains("memory_pressure warn came after oom_killed"), "{all}");
+        assert!(
+            all.contains("memory_pressure warn came after oom_killed"),
+            "{all}"
+        );
         assert!(all.contains("sampled after the kill"), "{all}");
     }
 
@@ -454,7 +468,11 @@ mod tests {
         );
         let v = judge_pressured(r.scenarios.get("pressured"), &p, 1);
         assert!(!v.pass);
-        assert!(v.reasons[0].contains("exited before the end"), "{:?}", v.reasons);
+        assert!(
+            v.reasons[0].contains("exited before the end"),
+            "{:?}",
+            v.reasons
+        );
     }
 
     fn tracer_console(events: &[Value], kills: [u32; 3]) -> String {
@@ -499,7 +517,10 @@ mod tests {
         let r = GuestReport::parse(&tracer_console(&ev, [1, 1, 1]));
         let v = judge_tracer(r.scenarios.get("tracer-bpf"), "tracer-bpf", &pods, "bpf");
         assert!(v.pass, "{:?}", v.reasons);
-        assert_eq!(v.figures, "3/3 kills [memcg,memcg,global] src=bpf ready=1.5s");
+        assert_eq!(
+            v.figures,
+            "3/3 kills [memcg,memcg,global] src=bpf ready=1.5s"
+        );
     }
 
     #[test]
@@ -519,7 +540,10 @@ mod tests {
         assert!(!v.pass);
         let all = v.reasons.join("\n");
         assert!(all.contains("pod OOM: oom_memcg is"), "{all}");
-        assert!(all.contains("container OOM: 2 events, expected exactly 1"), "{all}");
+        assert!(
+            all.contains("container OOM: 2 events, expected exactly 1"),
+            "{all}"
+        );
         assert!(all.contains("global OOM: source is \"kmsg\""), "{all}");
     }
 
