@@ -173,26 +173,30 @@ pub struct SlotId {
     generation: u32,
 }
 
-/// What the engine remembers about one container.
-#[derive(Debug, Clone)]
-struct ContainerState {
+/// What the engine remembers about one container: the hot state, dense and small (two cache lines), so a
+/// poll over thousands of containers streams through memory.
+#[derive(Debug, Clone, Copy)]
+struct State {
+    /// Matches the [`SlotId`] handed out; 0 = free slot.
+    generation: u32,
+    /// Index into `Engine::thresholds`.
+    thresholds: u32,
+    seen_cycle: u64,
     severity: Severity,
+    has_oom_baseline: bool,
+    oom_baseline: u64,
     /// Clock of the last memory_pressure/recovered event.
     last_emit: f64,
-    oom_baseline: Option<u64>,
     /// `predicted_oom` is armed again from this clock value on.
     predict_rearm_at: f64,
     trend: Trend,
-    seen_cycle: u64,
 }
 
+/// What the engine remembers about one container that only events need: cold.
 #[derive(Debug)]
-struct Slot {
-    generation: u32,
+struct Meta {
     key: String,
     target: Target,
-    thresholds: Thresholds,
-    state: ContainerState,
 }
 
 /// The threshold engine: one state per container, fed readings with a clock value, returning events.
@@ -216,25 +220,34 @@ struct Slot {
 pub struct Engine {
     global: Thresholds,
     dry_run: bool,
-    slots: Vec<Option<Slot>>,
+    states: Vec<State>,
+    meta: Vec<Option<Meta>>,
+    /// Distinct threshold sets in use; index 0 is the global one.
+    thresholds: Vec<Thresholds>,
     free: Vec<u32>,
     index: HashMap<String, SlotId>,
     cycle: u64,
     next_generation: u32,
+    /// The last `(interval, time constant, decay factor)` of the trend: intervals repeat, `exp` is not free.
+    decay_cache: (f64, f64, f64),
     warned: HashSet<(String, String, String)>,
 }
 
 impl Engine {
     /// An engine with the thresholds and dry-run flag of `config`.
     pub fn new(config: &Config) -> Engine {
+        let global = Thresholds::from(&config.thresholds);
         Engine {
-            global: Thresholds::from(&config.thresholds),
+            global,
             dry_run: config.dry_run,
-            slots: Vec::new(),
+            states: Vec::new(),
+            meta: Vec::new(),
+            thresholds: vec![global],
             free: Vec::new(),
             index: HashMap::new(),
             cycle: 0,
             next_generation: 0,
+            decay_cache: (f64::NAN, f64::NAN, 0.0),
             warned: HashSet::new(),
         }
     }
@@ -249,63 +262,68 @@ impl Engine {
         self.index.is_empty()
     }
 
+    fn live(&self, id: SlotId) -> bool {
+        self.states
+            .get(id.index as usize)
+            .is_some_and(|s| s.generation == id.generation)
+    }
+
     /// The thresholds in effect for a tracked container.
     pub fn thresholds(&self, id: SlotId) -> Option<&Thresholds> {
-        self.slot(id).map(|s| &s.thresholds)
+        self.live(id)
+            .then(|| &self.thresholds[self.states[id.index as usize].thresholds as usize])
     }
 
     /// Starts tracking `target` or finds it; updates its identity (names, annotations) if they changed.
     pub fn track(&mut self, target: &Target) -> SlotId {
         let key = target.key();
         if let Some(&id) = self.index.get(&key) {
-            let changed = self.slot(id).is_some_and(|s| s.target != *target);
+            let i = id.index as usize;
+            let changed = self.meta[i].as_ref().is_some_and(|m| m.target != *target);
             if changed {
-                let thresholds = self.resolve(target);
-                let slot = self.slots[id.index as usize]
-                    .as_mut()
-                    .expect("indexed slot exists");
-                slot.target = target.clone();
-                slot.thresholds = thresholds;
+                let th = self.resolve(target);
+                self.states[i].thresholds = th;
+                self.meta[i].as_mut().expect("indexed slot has meta").target = target.clone();
             }
             return id;
         }
         let thresholds = self.resolve(target);
-        let index = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                self.slots.push(None);
-                (self.slots.len() - 1) as u32
-            }
-        };
-        self.next_generation = self.next_generation.wrapping_add(1);
+        self.next_generation = self.next_generation.checked_add(1).unwrap_or(1);
         let generation = self.next_generation;
-        let id = SlotId { index, generation };
-        self.slots[index as usize] = Some(Slot {
+        let state = State {
             generation,
+            thresholds,
+            seen_cycle: self.cycle,
+            severity: Severity::Ok,
+            has_oom_baseline: false,
+            oom_baseline: 0,
+            last_emit: f64::NEG_INFINITY,
+            predict_rearm_at: f64::NEG_INFINITY,
+            trend: Trend::default(),
+        };
+        let meta = Some(Meta {
             key: key.clone(),
             target: target.clone(),
-            thresholds,
-            state: ContainerState {
-                severity: Severity::Ok,
-                last_emit: f64::NEG_INFINITY,
-                oom_baseline: None,
-                predict_rearm_at: f64::NEG_INFINITY,
-                trend: Trend::default(),
-                seen_cycle: self.cycle,
-            },
         });
+        let index = match self.free.pop() {
+            Some(i) => {
+                self.states[i as usize] = state;
+                self.meta[i as usize] = meta;
+                i
+            }
+            None => {
+                self.states.push(state);
+                self.meta.push(meta);
+                (self.states.len() - 1) as u32
+            }
+        };
+        let id = SlotId { index, generation };
         self.index.insert(key, id);
         id
     }
 
-    fn slot(&self, id: SlotId) -> Option<&Slot> {
-        self.slots
-            .get(id.index as usize)?
-            .as_ref()
-            .filter(|s| s.generation == id.generation)
-    }
-
-    fn resolve(&mut self, target: &Target) -> Thresholds {
+    /// Resolves the target's thresholds (global plus annotations) to an index of the thresholds table.
+    fn resolve(&mut self, target: &Target) -> u32 {
         let (thresholds, rejected) = self.global.with_annotations(&target.annotations);
         for (annotation, reason) in rejected {
             let pod = match (&target.namespace, &target.pod_name, &target.pod_uid) {
@@ -322,7 +340,13 @@ impl Engine {
                 tracing::warn!(pod = %pod, annotation = %annotation, "ignoring invalid annotation: {reason}; the global value applies");
             }
         }
-        thresholds
+        match self.thresholds.iter().position(|t| *t == thresholds) {
+            Some(i) => i as u32,
+            None => {
+                self.thresholds.push(thresholds);
+                (self.thresholds.len() - 1) as u32
+            }
+        }
     }
 
     /// Tracks the sample's container and feeds it its reading. Events are appended to `out`.
@@ -341,19 +365,23 @@ impl Engine {
         now: f64,
         out: &mut Vec<Event>,
     ) -> bool {
-        let cycle = self.cycle;
-        let dry_run = self.dry_run;
-        let Some(slot) = self
-            .slots
-            .get_mut(id.index as usize)
-            .and_then(Option::as_mut)
+        let i = id.index as usize;
+        let Some(st) = self
+            .states
+            .get_mut(i)
             .filter(|s| s.generation == id.generation)
         else {
             return false;
         };
-        let th = slot.thresholds;
-        let st = &mut slot.state;
-        st.seen_cycle = cycle;
+        let th = &self.thresholds[st.thresholds as usize];
+        let (dry_run, meta) = (self.dry_run, &self.meta);
+        let emit = |kind, severity, previous, percent, eta| {
+            let target = &meta[i].as_ref().expect("live slot has meta").target;
+            make_event(
+                target, reading, kind, severity, previous, percent, eta, dry_run,
+            )
+        };
+        st.seen_cycle = self.cycle;
 
         let signal = match th.signal {
             Signal::WorkingSet => reading.working_set_bytes,
@@ -361,27 +389,19 @@ impl Engine {
         };
         let limit = reading.limit_bytes.filter(|&l| l > 0);
         let percent = limit.map(|l| signal as f64 * 100.0 / l as f64);
-        let emit = |kind: EventType, severity: Severity, previous: Severity, eta: Option<f64>| {
-            make_event(
-                &slot.target,
-                reading,
-                kind,
-                severity,
-                previous,
-                percent,
-                eta,
-                dry_run,
-            )
-        };
 
         if let Some(count) = reading.oom_kill_count {
-            match st.oom_baseline {
-                Some(base) if count > base => {
-                    out.push(emit(EventType::OomKilled, st.severity, st.severity, None))
-                }
-                _ => {}
+            if st.has_oom_baseline && count > st.oom_baseline {
+                out.push(emit(
+                    EventType::OomKilled,
+                    st.severity,
+                    st.severity,
+                    percent,
+                    None,
+                ));
             }
-            st.oom_baseline = Some(count);
+            st.has_oom_baseline = true;
+            st.oom_baseline = count;
         }
 
         let previous = st.severity;
@@ -395,28 +415,48 @@ impl Engine {
             } else {
                 EventType::MemoryPressure
             };
-            out.push(emit(kind, severity, previous, None));
+            out.push(emit(kind, severity, previous, percent, None));
             st.last_emit = now;
         } else if severity != Severity::Ok && now - st.last_emit >= th.cooldown_seconds {
-            out.push(emit(EventType::MemoryPressure, severity, previous, None));
+            out.push(emit(
+                EventType::MemoryPressure,
+                severity,
+                previous,
+                percent,
+                None,
+            ));
             st.last_emit = now;
         }
         st.severity = severity;
 
         if th.predict_seconds > 0.0 {
-            if let Some(limit) = limit {
-                st.trend.push(now, signal, th.predict_window_seconds);
-                if now >= st.predict_rearm_at
-                    && let Some(slope) = st.trend.rising_slope()
-                {
-                    let eta = (limit.saturating_sub(signal)) as f64 / slope;
-                    if eta <= th.predict_seconds {
-                        out.push(emit(EventType::PredictedOom, severity, severity, Some(eta)));
-                        st.predict_rearm_at = now + th.cooldown_seconds.max(f64::MIN_POSITIVE);
+            match limit {
+                Some(limit) => {
+                    let tau = th.predict_window_seconds / 2.0;
+                    let cache = &mut self.decay_cache;
+                    st.trend.push(now, signal, |dt| {
+                        if cache.0 != dt || cache.1 != tau {
+                            *cache = (dt, tau, (-dt / tau).exp());
+                        }
+                        cache.2
+                    });
+                    if now >= st.predict_rearm_at
+                        && let Some(slope) = st.trend.rising_slope()
+                    {
+                        let eta = limit.saturating_sub(signal) as f64 / slope;
+                        if eta <= th.predict_seconds {
+                            out.push(emit(
+                                EventType::PredictedOom,
+                                severity,
+                                severity,
+                                percent,
+                                Some(eta),
+                            ));
+                            st.predict_rearm_at = now + th.cooldown_seconds.max(f64::MIN_POSITIVE);
+                        }
                     }
                 }
-            } else {
-                st.trend.clear();
+                None => st.trend.clear(),
             }
         }
         true
@@ -427,13 +467,12 @@ impl Engine {
         self.cycle += 1;
         let cycle = self.cycle;
         let mut forgotten = 0;
-        for (i, entry) in self.slots.iter_mut().enumerate() {
-            let stale = entry
-                .as_ref()
-                .is_some_and(|s| s.state.seen_cycle + FORGET_AFTER_CYCLES < cycle);
-            if stale {
-                let slot = entry.take().expect("checked above");
-                self.index.remove(&slot.key);
+        for (i, st) in self.states.iter_mut().enumerate() {
+            if st.generation != 0 && st.seen_cycle + FORGET_AFTER_CYCLES < cycle {
+                st.generation = 0;
+                if let Some(meta) = self.meta[i].take() {
+                    self.index.remove(&meta.key);
+                }
                 self.free.push(i as u32);
                 forgotten += 1;
             }
