@@ -34,7 +34,7 @@ impl Series {
             Series::Steady => 40.0 + (c % 20) as f64,
             // Around warn (70 %), inside its 5 % hysteresis band after the first rise.
             Series::Oscillating => {
-                if k % 2 == 0 {
+                if k.is_multiple_of(2) {
                     71.0
                 } else {
                     66.0
