@@ -1,2 +1,45 @@
-//! Kubernetes API and kubelet Summary API access for pressure: pod caches, quantities, OOMKilled detection, annotations and Events.
+//! Kubernetes API and kubelet Summary API access for pressure.
+//!
+//! - [`ClientSource`] builds a kube-rs client from the in-cluster service account (the projected token
+//!   re-read whenever it rotates), a kubeconfig, `kubectl proxy` or a URL.
+//! - [`PodCache`] keeps pods from watches scoped by [`PodScope`] (namespaces, label selector,
+//!   `spec.nodeName`), indexed by pod UID and container ID, and publishes [`PodUpdate`]s.
+//! - [`Quantity`] parses resource quantities exactly (`Ki`..`Ei`, `k`..`E`, `m`, exponents).
+//! - [`SummarySource`] reads the kubelet [`Summary`] through the API server or from the kubelet and
+//!   turns it into `pressure_core::Sample`s.
+//! - [`OomTracker`] finds OOM kills ([`OomKill`]) in pod status, each reported once.
+//! - [`EventRecorder`] records `events.k8s.io/v1` Events, folding repeats into a series.
+//! - [`Annotator`] adds an annotation only when absent, retrying 409/429/5xx with [`Backoff`].
+//!
+//! Every network call goes through a `kube::Client`, which takes any tower service: tests run against
+//! `pressure_testkit::FakeApiServer`.
 #![deny(missing_docs)]
+
+mod annotate;
+mod client;
+mod error;
+mod events;
+mod oom;
+mod pods;
+mod quantity;
+mod summary;
+
+pub use annotate::{AnnotateOutcome, Annotator, Backoff};
+pub use client::{ClientSource, SERVICE_ACCOUNT_DIR};
+pub use error::KubeletError;
+pub use events::{EventKind, EventRecorder, EventSpec, Recorded};
+pub use oom::{OomKill, OomTracker};
+pub use pods::{
+    PodCache, PodScope, PodUpdate, bare_container_id, container_ids, current_container_id,
+    memory_limit, target_for,
+};
+pub use quantity::{Quantity, parse_bytes};
+pub use summary::{
+    ContainerStats, MemoryStats, NodeStats, PodReference, PodStats, PsiData, PsiStats, Summary,
+    SummarySource,
+};
+
+/// Re-exported so callers name the same types.
+pub use k8s_openapi;
+/// Re-exported so callers name the same types.
+pub use kube;

@@ -11,7 +11,9 @@ use pressure_testkit::World;
 pub(crate) const FIXTURES: &str = "../../shared/fixtures/kubernetes/nri-kubernetes";
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURES).join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(FIXTURES)
+        .join(name)
 }
 
 /// The Pods and Nodes captured from a kubernetes v1.35 minikube cluster (see the fixture README).
@@ -29,7 +31,10 @@ pub(crate) fn kubectl_path() -> Option<PathBuf> {
         .map(|d| d.join("kubectl"))
         .find(|p| p.is_file());
     if found.is_none() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "kubectl is required in CI");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "kubectl is required in CI"
+        );
         eprintln!("skipping: kubectl is not installed");
     }
     found
@@ -45,8 +50,16 @@ pub(crate) struct Kubectl {
 impl Kubectl {
     pub(crate) fn new(bin: PathBuf, server: &str) -> Self {
         let cache = tempfile::tempdir().expect("tempdir");
-        let base = vec![format!("--server={server}"), format!("--cache-dir={}", cache.path().display()), "--request-timeout=20s".into()];
-        Self { bin, base, _cache: cache }
+        let base = vec![
+            format!("--server={server}"),
+            format!("--cache-dir={}", cache.path().display()),
+            "--request-timeout=20s".into(),
+        ];
+        Self {
+            bin,
+            base,
+            _cache: cache,
+        }
     }
 
     pub(crate) fn with_args(mut self, args: &[&str]) -> Self {
@@ -56,19 +69,29 @@ impl Kubectl {
 
     pub(crate) fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut c = tokio::process::Command::new(&self.bin);
-        c.args(&self.base).args(args).env("KUBECONFIG", "/dev/null").kill_on_drop(true);
+        c.args(&self.base)
+            .args(args)
+            .env("KUBECONFIG", "/dev/null")
+            .kill_on_drop(true);
         c
     }
 
     pub(crate) async fn run(&self, args: &[&str]) -> Output {
         let fut = self.command(args).output();
-        tokio::time::timeout(Duration::from_secs(60), fut).await.expect("kubectl finished in time").expect("kubectl ran")
+        tokio::time::timeout(Duration::from_secs(60), fut)
+            .await
+            .expect("kubectl finished in time")
+            .expect("kubectl ran")
     }
 
     /// Runs and asserts success; returns stdout.
     pub(crate) async fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args).await;
-        assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).expect("utf-8")
     }
 }
@@ -85,7 +108,14 @@ pub(crate) fn raw_http(url: &str, request: &str, timeout: Duration) -> std::io::
         match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => break,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break;
+            }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
             Err(e) => return Err(e),
         }

@@ -1,6 +1,9 @@
 //! HTTP side of the fake API server: the accept loop (plain or TLS), faults, authentication, routing
 //! and the list / watch / get / create / update / patch / delete handlers.
-#![expect(clippy::result_large_err, reason = "an error here is the finished HTTP response, built once per request")]
+#![expect(
+    clippy::result_large_err,
+    reason = "an error here is the finished HTTP response, built once per request"
+)]
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -19,19 +22,29 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::resources::{self, Resource};
 use super::select::{FieldSelector, LabelSelector, strategic_merge};
 use super::store::{Change, ChangeKind, StoreError, meta_str};
-use super::{Fault, FakeApiError, Shared, lock, summary};
+use super::{FakeApiError, Fault, Shared, lock, summary};
 
 /// Makes a CA and a server certificate for localhost / 127.0.0.1; returns the TLS config and CA PEM.
 pub(crate) fn make_tls() -> Result<(Arc<rustls::ServerConfig>, String), FakeApiError> {
     let e = |e: &dyn std::fmt::Display| FakeApiError::Tls(e.to_string());
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|x| e(&x))?;
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "fake-apiserver-ca");
-    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign, rcgen::KeyUsagePurpose::DigitalSignature];
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "fake-apiserver-ca");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_key = rcgen::KeyPair::generate().map_err(|x| e(&x))?;
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(|x| e(&x))?;
-    let mut leaf_params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).map_err(|x| e(&x))?;
-    leaf_params.distinguished_name.push(rcgen::DnType::CommonName, "fake-apiserver");
+    let mut leaf_params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .map_err(|x| e(&x))?;
+    leaf_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "fake-apiserver");
     leaf_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let leaf_key = rcgen::KeyPair::generate().map_err(|x| e(&x))?;
     let leaf = leaf_params.signed_by(&leaf_key, &ca).map_err(|x| e(&x))?;
@@ -80,7 +93,9 @@ pub(crate) async fn serve(
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             match acceptor {
                 Some(acc) => {
-                    let Ok(tls) = acc.accept(stream).await else { return };
+                    let Ok(tls) = acc.accept(stream).await else {
+                        return;
+                    };
                     tokio::select! {
                         _ = builder.serve_connection(TokioIo::new(tls), svc) => {}
                         _ = shutdown.changed() => {}
@@ -105,18 +120,32 @@ fn status(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
 fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
     let mut r = Response::new(Body::from(serde_json::to_vec(v).unwrap_or_default()));
     *r.status_mut() = code;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 fn store_error(e: StoreError, res: &Resource, name: &str) -> Response<Body> {
     match e {
-        StoreError::NotFound => status(StatusCode::NOT_FOUND, "NotFound", &format!("{} \"{name}\" not found", res.plural)),
-        StoreError::AlreadyExists => status(StatusCode::CONFLICT, "AlreadyExists", &format!("{} \"{name}\" already exists", res.plural)),
+        StoreError::NotFound => status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("{} \"{name}\" not found", res.plural),
+        ),
+        StoreError::AlreadyExists => status(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            &format!("{} \"{name}\" already exists", res.plural),
+        ),
         StoreError::Conflict => status(
             StatusCode::CONFLICT,
             "Conflict",
-            &format!("Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again", res.plural),
+            &format!(
+                "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                res.plural
+            ),
         ),
         StoreError::Invalid(m) => status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &m),
     }
@@ -129,15 +158,13 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 2;
                 }
-            }
+                Err(_) => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -161,7 +188,11 @@ fn take_fault(shared: &Shared, path: &str) -> Vec<Fault> {
     let mut rules = lock(&shared.faults);
     let mut out = Vec::new();
     for r in rules.iter_mut() {
-        if r.remaining == Some(0) || r.path_contains.as_deref().is_some_and(|p| !path.contains(p)) {
+        if r.remaining == Some(0)
+            || r.path_contains
+                .as_deref()
+                .is_some_and(|p| !path.contains(p))
+        {
             continue;
         }
         if let Some(n) = r.remaining.as_mut() {
@@ -178,7 +209,10 @@ fn take_fault(shared: &Shared, path: &str) -> Vec<Fault> {
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Dropped> {
-    let path_q = req.uri().path_and_query().map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
+    let path_q = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
     {
         let mut log = lock(&shared.requests);
         if log.len() < 1_000_000 {
@@ -189,19 +223,45 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         match fault {
             Fault::Latency(d) => tokio::time::sleep(d).await,
             Fault::DropConnection => return Err(Dropped),
-            Fault::InternalError => return Ok(status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "Internal error occurred: injected fault")),
-            Fault::Unauthorized => return Ok(status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")),
+            Fault::InternalError => {
+                return Ok(status(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    "Internal error occurred: injected fault",
+                ));
+            }
+            Fault::Unauthorized => {
+                return Ok(status(
+                    StatusCode::UNAUTHORIZED,
+                    "Unauthorized",
+                    "Unauthorized",
+                ));
+            }
             Fault::TooManyRequests { retry_after_secs } => {
-                let mut r = status(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "Too many requests, please try again later.");
-                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                let mut r = status(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequests",
+                    "Too many requests, please try again later.",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
                 return Ok(r);
             }
         }
     }
     if let Some(tokens) = lock(&shared.tokens).as_ref() {
-        let got = req.headers().get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
+        let got = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim);
         if !got.is_some_and(|t| tokens.valid.iter().any(|v| v == t)) {
-            return Ok(status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized"));
+            return Ok(status(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "Unauthorized",
+            ));
         }
     }
     Ok(route(shared, req).await)
@@ -223,34 +283,77 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": shared.addr.to_string()}]}),
         ),
         ["apis"] => json_response(StatusCode::OK, &resources::group_list()),
-        ["api", "v1"] => json_response(StatusCode::OK, &resources::resource_list("", "v1").unwrap_or_default()),
+        ["api", "v1"] => json_response(
+            StatusCode::OK,
+            &resources::resource_list("", "v1").unwrap_or_default(),
+        ),
         ["apis", g, v] => match resources::resource_list(g, v) {
             Some(l) => json_response(StatusCode::OK, &l),
-            None => status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource"),
+            None => status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "the server could not find the requested resource",
+            ),
         },
-        ["api", "v1", "nodes", node, "proxy", "stats", "summary"] | ["fake-kubelet", node, "stats", "summary"] => {
+        ["api", "v1", "nodes", node, "proxy", "stats", "summary"]
+        | ["fake-kubelet", node, "stats", "summary"] => {
             match summary::summary(&lock(&shared.store), node) {
                 Some(s) => json_response(StatusCode::OK, &s),
-                None => status(StatusCode::NOT_FOUND, "NotFound", &format!("nodes \"{node}\" not found")),
+                None => status(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    &format!("nodes \"{node}\" not found"),
+                ),
             }
         }
-        ["api", "v1", rest @ ..] => resource_request(shared, req, "", "v1", rest.iter().map(|s| s.to_string()).collect(), query).await,
+        ["api", "v1", rest @ ..] => {
+            resource_request(
+                shared,
+                req,
+                "",
+                "v1",
+                rest.iter().map(|s| s.to_string()).collect(),
+                query,
+            )
+            .await
+        }
         ["apis", g, v, rest @ ..] => {
             let (g, v) = (g.to_string(), v.to_string());
-            resource_request(shared, req, &g, &v, rest.iter().map(|s| s.to_string()).collect(), query).await
+            resource_request(
+                shared,
+                req,
+                &g,
+                &v,
+                rest.iter().map(|s| s.to_string()).collect(),
+                query,
+            )
+            .await
         }
-        _ => status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource"),
+        _ => status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+        ),
     }
 }
 
 /// A resolved request path: resource, namespace, name, subresource.
-type Target = (&'static Resource, Option<String>, Option<String>, Option<String>);
+type Target = (
+    &'static Resource,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 /// Resolves `[namespaces/{ns}/]{plural}[/{name}[/{sub}]]`.
 fn resolve(group: &str, version: &str, rest: &[String]) -> Option<Target> {
     let s: Vec<&str> = rest.iter().map(String::as_str).collect();
     match s.as_slice() {
-        ["namespaces", ns, plural, tail @ ..] if group.is_empty() || !tail.is_empty() || resources::find(group, version, plural).is_some() => {
+        ["namespaces", ns, plural, tail @ ..]
+            if group.is_empty()
+                || !tail.is_empty()
+                || resources::find(group, version, plural).is_some() =>
+        {
             let res = resources::find(group, version, plural)?;
             if !res.namespaced {
                 return None;
@@ -258,19 +361,37 @@ fn resolve(group: &str, version: &str, rest: &[String]) -> Option<Target> {
             match tail {
                 [] => Some((res, Some(ns.to_string()), None, None)),
                 [name] => Some((res, Some(ns.to_string()), Some(name.to_string()), None)),
-                [name, sub] => Some((res, Some(ns.to_string()), Some(name.to_string()), Some(sub.to_string()))),
+                [name, sub] => Some((
+                    res,
+                    Some(ns.to_string()),
+                    Some(name.to_string()),
+                    Some(sub.to_string()),
+                )),
                 _ => None,
             }
         }
         [plural] => Some((resources::find(group, version, plural)?, None, None, None)),
-        [plural, name] => Some((resources::find(group, version, plural)?, None, Some(name.to_string()), None)),
-        [plural, name, sub] => Some((resources::find(group, version, plural)?, None, Some(name.to_string()), Some(sub.to_string()))),
+        [plural, name] => Some((
+            resources::find(group, version, plural)?,
+            None,
+            Some(name.to_string()),
+            None,
+        )),
+        [plural, name, sub] => Some((
+            resources::find(group, version, plural)?,
+            None,
+            Some(name.to_string()),
+            Some(sub.to_string()),
+        )),
         _ => None,
     }
 }
 
 fn wants_table(req: &Request<Incoming>) -> bool {
-    req.headers().get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("as=Table"))
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("as=Table"))
 }
 
 async fn resource_request(
@@ -282,28 +403,59 @@ async fn resource_request(
     query: HashMap<String, String>,
 ) -> Response<Body> {
     let Some((res, ns, name, sub)) = resolve(group, version, &rest) else {
-        return status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource");
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
     };
     if let Some(sub) = &sub
         && sub != "status"
     {
-        return status(StatusCode::NOT_FOUND, "NotFound", &format!("subresource {sub} is not served"));
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("subresource {sub} is not served"),
+        );
     }
     let method = req.method().clone();
     let table = wants_table(&req);
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_owned();
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_owned();
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return status(StatusCode::BAD_REQUEST, "BadRequest", "reading the request body failed"),
+        Err(_) => {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "reading the request body failed",
+            );
+        }
     };
     let ns_key = if res.namespaced { ns.clone() } else { None };
     match (method, name) {
-        (Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => watch(shared, res, ns_key, &query, table),
+        (Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+            watch(shared, res, ns_key, &query, table)
+        }
         (Method::GET, None) => list(&shared, res, ns_key, &query, table),
         (Method::GET, Some(name)) => {
             let key = (res.storage, ns_key.unwrap_or_default(), name.clone());
             match lock(&shared.store).objects.get(&key) {
-                Some(o) if table => json_response(StatusCode::OK, &resources::table(res, &[o], query.get("includeObject").map_or("Metadata", String::as_str), json!({"resourceVersion": meta_str(o, "resourceVersion")}))),
+                Some(o) if table => json_response(
+                    StatusCode::OK,
+                    &resources::table(
+                        res,
+                        &[o],
+                        query
+                            .get("includeObject")
+                            .map_or("Metadata", String::as_str),
+                        json!({"resourceVersion": meta_str(o, "resourceVersion")}),
+                    ),
+                ),
                 Some(o) => json_response(StatusCode::OK, &res.view_of(o)),
                 None => store_error(StoreError::NotFound, res, &name),
             }
@@ -314,13 +466,21 @@ async fn resource_request(
                 Err(r) => return r,
             };
             if res.namespaced && ns.is_none() {
-                return status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "create needs a namespace");
+                return status(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "MethodNotAllowed",
+                    "create needs a namespace",
+                );
             }
             if let Some(body_ns) = meta_str(&obj, "namespace")
                 && Some(body_ns) != ns.as_deref()
                 && res.namespaced
             {
-                return status(StatusCode::BAD_REQUEST, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request");
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                );
             }
             let name = meta_str(&obj, "name").unwrap_or_default().to_owned();
             if query.contains_key("dryRun") {
@@ -358,7 +518,10 @@ async fn resource_request(
                 return r;
             }
             let patched_rv = meta_str(&doc, "resourceVersion").map(str::to_owned);
-            if patched_rv.as_deref().is_some_and(|rv| Some(rv) != meta_str(&current, "resourceVersion")) {
+            if patched_rv
+                .as_deref()
+                .is_some_and(|rv| Some(rv) != meta_str(&current, "resourceVersion"))
+            {
                 return store_error(StoreError::Conflict, res, &name);
             }
             let r = store.update(key, res.stored_form(doc));
@@ -375,35 +538,60 @@ async fn resource_request(
                 Err(e) => store_error(e, res, &name),
             }
         }
-        _ => status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "the server does not allow this method on the requested resource"),
+        _ => status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        ),
     }
 }
 
 fn parse_body(body: &[u8], content_type: &str) -> Result<Value, Response<Body>> {
-    let r = if content_type.contains("yaml") { serde_yaml::from_slice(body).map_err(|e| e.to_string()) } else { serde_json::from_slice(body).map_err(|e| e.to_string()) };
-    r.map_err(|e| status(StatusCode::BAD_REQUEST, "BadRequest", &format!("the body of the request was in an unknown format: {e}")))
+    let r = if content_type.contains("yaml") {
+        serde_yaml::from_slice(body).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_slice(body).map_err(|e| e.to_string())
+    };
+    r.map_err(|e| {
+        status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("the body of the request was in an unknown format: {e}"),
+        )
+    })
 }
 
 fn apply_patch(doc: &mut Value, body: &[u8], content_type: &str) -> Result<(), Response<Body>> {
     let bad = |m: String| status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &m);
     if content_type.starts_with("application/json-patch+json") {
-        let ops: json_patch::Patch = serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON patch: {e}")))?;
-        json_patch::patch(doc, &ops).map_err(|e| bad(format!("the JSON patch could not be applied: {e}")))
+        let ops: json_patch::Patch =
+            serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON patch: {e}")))?;
+        json_patch::patch(doc, &ops)
+            .map_err(|e| bad(format!("the JSON patch could not be applied: {e}")))
     } else if content_type.starts_with("application/merge-patch+json") {
-        let p: Value = serde_json::from_slice(body).map_err(|e| bad(format!("invalid merge patch: {e}")))?;
+        let p: Value =
+            serde_json::from_slice(body).map_err(|e| bad(format!("invalid merge patch: {e}")))?;
         json_patch::merge(doc, &p);
         Ok(())
     } else if content_type.starts_with("application/strategic-merge-patch+json") {
-        let p: Value = serde_json::from_slice(body).map_err(|e| bad(format!("invalid strategic merge patch: {e}")))?;
+        let p: Value = serde_json::from_slice(body)
+            .map_err(|e| bad(format!("invalid strategic merge patch: {e}")))?;
         strategic_merge(doc, &p);
         Ok(())
     } else if content_type.starts_with("application/apply-patch+yaml") {
         // Server-side apply without field ownership: the applied config is merged in.
-        let p: Value = serde_yaml::from_slice(body).map_err(|e| bad(format!("invalid apply patch: {e}")))?;
+        let p: Value =
+            serde_yaml::from_slice(body).map_err(|e| bad(format!("invalid apply patch: {e}")))?;
         strategic_merge(doc, &p);
         Ok(())
     } else {
-        Err(status(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType", &format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json; got {content_type}")))
+        Err(status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            &format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json; got {content_type}"
+            ),
+        ))
     }
 }
 
@@ -415,8 +603,10 @@ struct Filter {
 
 impl Filter {
     fn from_query(ns: Option<String>, q: &HashMap<String, String>) -> Result<Self, Response<Body>> {
-        let labels = LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str)).map_err(|e| status(StatusCode::BAD_REQUEST, "BadRequest", &e))?;
-        let fields = FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str)).map_err(|e| status(StatusCode::BAD_REQUEST, "BadRequest", &e))?;
+        let labels = LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str))
+            .map_err(|e| status(StatusCode::BAD_REQUEST, "BadRequest", &e))?;
+        let fields = FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str))
+            .map_err(|e| status(StatusCode::BAD_REQUEST, "BadRequest", &e))?;
         Ok(Self { ns, labels, fields })
     }
 
@@ -430,16 +620,30 @@ impl Filter {
         if !self.labels.matches(stored) {
             return false;
         }
-        if res.is_events_v1() { self.fields.matches(&res.view_of(stored)) } else { self.fields.matches(stored) }
+        if res.is_events_v1() {
+            self.fields.matches(&res.view_of(stored))
+        } else {
+            self.fields.matches(stored)
+        }
     }
 }
 
-fn list(shared: &Shared, res: &'static Resource, ns: Option<String>, q: &HashMap<String, String>, table: bool) -> Response<Body> {
+fn list(
+    shared: &Shared,
+    res: &'static Resource,
+    ns: Option<String>,
+    q: &HashMap<String, String>,
+    table: bool,
+) -> Response<Body> {
     let filter = match Filter::from_query(ns, q) {
         Ok(f) => f,
         Err(r) => return r,
     };
-    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
+    let limit: usize = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
     let after = q.get("continue").filter(|c| !c.is_empty()).cloned();
     let store = lock(&shared.store);
     let rv = store.current_rv();
@@ -460,10 +664,21 @@ fn list(shared: &Shared, res: &'static Resource, ns: Option<String>, q: &HashMap
     }
     let objects: Vec<&Value> = page.iter().map(|(_, o)| *o).collect();
     if table {
-        return json_response(StatusCode::OK, &resources::table(res, &objects, q.get("includeObject").map_or("Metadata", String::as_str), meta));
+        return json_response(
+            StatusCode::OK,
+            &resources::table(
+                res,
+                &objects,
+                q.get("includeObject").map_or("Metadata", String::as_str),
+                meta,
+            ),
+        );
     }
     let items: Vec<Value> = objects.iter().map(|o| res.view_of(o)).collect();
-    json_response(StatusCode::OK, &json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": meta, "items": items}))
+    json_response(
+        StatusCode::OK,
+        &json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": meta, "items": items}),
+    )
 }
 
 fn watch_line(kind: &str, object: &Value) -> bytes::Bytes {
@@ -472,19 +687,42 @@ fn watch_line(kind: &str, object: &Value) -> bytes::Bytes {
     v.into()
 }
 
-fn watch(shared: Arc<Shared>, res: &'static Resource, ns: Option<String>, q: &HashMap<String, String>, table: bool) -> Response<Body> {
+fn watch(
+    shared: Arc<Shared>,
+    res: &'static Resource,
+    ns: Option<String>,
+    q: &HashMap<String, String>,
+    table: bool,
+) -> Response<Body> {
     let filter = match Filter::from_query(ns, q) {
         Ok(f) => f,
         Err(r) => return r,
     };
-    let include = q.get("includeObject").cloned().unwrap_or_else(|| "Metadata".into());
+    let include = q
+        .get("includeObject")
+        .cloned()
+        .unwrap_or_else(|| "Metadata".into());
     let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true");
     let send_initial = q.get("sendInitialEvents").is_some_and(|b| b == "true");
-    let timeout = q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs);
-    let from: Option<u64> = q.get("resourceVersion").filter(|r| !r.is_empty() && *r != "0").and_then(|r| r.parse().ok());
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let from: Option<u64> = q
+        .get("resourceVersion")
+        .filter(|r| !r.is_empty() && *r != "0")
+        .and_then(|r| r.parse().ok());
     let render = move |kind: ChangeKind, o: &Value| -> bytes::Bytes {
         if table {
-            watch_line(kind.as_str(), &resources::table(res, &[o], &include, json!({"resourceVersion": meta_str(o, "resourceVersion")})))
+            watch_line(
+                kind.as_str(),
+                &resources::table(
+                    res,
+                    &[o],
+                    &include,
+                    json!({"resourceVersion": meta_str(o, "resourceVersion")}),
+                ),
+            )
         } else {
             watch_line(kind.as_str(), &res.view_of(o))
         }
@@ -498,7 +736,12 @@ fn watch(shared: Arc<Shared>, res: &'static Resource, ns: Option<String>, q: &Ha
         match from {
             Some(from) if !send_initial => match store.changes_since(res.storage, from) {
                 Some(changes) => {
-                    initial.extend(changes.iter().filter(|c| filter.matches(res, &c.object)).map(|c| render(c.kind, &c.object)));
+                    initial.extend(
+                        changes
+                            .iter()
+                            .filter(|c| filter.matches(res, &c.object))
+                            .map(|c| render(c.kind, &c.object)),
+                    );
                 }
                 None => {
                     let st = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
@@ -562,8 +805,14 @@ fn watch(shared: Arc<Shared>, res: &'static Resource, ns: Option<String>, q: &Ha
 
 fn stream_response(body: Body) -> Response<Body> {
     let mut r = Response::new(body);
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     r
 }
 
@@ -573,7 +822,9 @@ mod tests {
 
     #[test]
     fn decodes_queries() {
-        let q = parse_query(Some("fieldSelector=spec.nodeName%3Dn1&labelSelector=app+in+%28a%2Cb%29&watch=true&x=%"));
+        let q = parse_query(Some(
+            "fieldSelector=spec.nodeName%3Dn1&labelSelector=app+in+%28a%2Cb%29&watch=true&x=%",
+        ));
         assert_eq!(q["fieldSelector"], "spec.nodeName=n1");
         assert_eq!(q["labelSelector"], "app in (a,b)");
         assert_eq!(q["watch"], "true");

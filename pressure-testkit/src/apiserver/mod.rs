@@ -83,7 +83,11 @@ impl World {
     pub fn parse(text: &str, origin: &Path) -> Result<Self, FakeApiError> {
         let mut world = Self::new();
         for doc in serde_yaml::Deserializer::from_str(text) {
-            let v: Value = serde::Deserialize::deserialize(doc).map_err(|e| FakeApiError::Parse { path: origin.to_owned(), message: e.to_string() })?;
+            let v: Value =
+                serde::Deserialize::deserialize(doc).map_err(|e| FakeApiError::Parse {
+                    path: origin.to_owned(),
+                    message: e.to_string(),
+                })?;
             world.add_document(v, origin)?;
         }
         Ok(world)
@@ -92,10 +96,15 @@ impl World {
     fn add_document(&mut self, v: Value, origin: &Path) -> Result<(), FakeApiError> {
         match v {
             Value::Null => Ok(()),
-            Value::Array(items) => items.into_iter().try_for_each(|i| self.add_document(i, origin)),
+            Value::Array(items) => items
+                .into_iter()
+                .try_for_each(|i| self.add_document(i, origin)),
             Value::Object(ref o) if o.get("items").is_some_and(Value::is_array) => {
                 let kind = o.get("kind").and_then(Value::as_str).unwrap_or("List");
-                let item_kind = kind.strip_suffix("List").filter(|k| !k.is_empty()).map(str::to_owned);
+                let item_kind = kind
+                    .strip_suffix("List")
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_owned);
                 for mut item in o["items"].as_array().cloned().unwrap_or_default() {
                     if item.get("kind").is_none()
                         && let (Some(k), Some(obj)) = (&item_kind, item.as_object_mut())
@@ -108,18 +117,30 @@ impl World {
             }
             Value::Object(_) => {
                 if resources::for_object(&v).is_none() {
-                    return Err(FakeApiError::Parse { path: origin.to_owned(), message: format!("unsupported kind {}", v.get("kind").unwrap_or(&Value::Null)) });
+                    return Err(FakeApiError::Parse {
+                        path: origin.to_owned(),
+                        message: format!(
+                            "unsupported kind {}",
+                            v.get("kind").unwrap_or(&Value::Null)
+                        ),
+                    });
                 }
                 self.objects.push(v);
                 Ok(())
             }
-            other => Err(FakeApiError::Parse { path: origin.to_owned(), message: format!("expected an object, got {other}") }),
+            other => Err(FakeApiError::Parse {
+                path: origin.to_owned(),
+                message: format!("expected an object, got {other}"),
+            }),
         }
     }
 
     /// Reads a world file (YAML or JSON).
     pub fn from_path(path: &Path) -> Result<Self, FakeApiError> {
-        let text = std::fs::read_to_string(path).map_err(|source| FakeApiError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| FakeApiError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
@@ -145,11 +166,20 @@ impl World {
     pub fn synthetic(nodes: usize, pods_per_node: usize) -> Self {
         let mut w = Self::new();
         for n in 0..nodes {
-            w.objects.push(synthetic_node(&format!("node-{n}"), &format!("10.0.{}.{}", n / 250, n % 250 + 1)));
+            w.objects.push(synthetic_node(
+                &format!("node-{n}"),
+                &format!("10.0.{}.{}", n / 250, n % 250 + 1),
+            ));
             for i in 0..pods_per_node {
                 let name = format!("pod-{n}-{i}");
                 let uid = format!("{:08x}-0000-4000-8000-{:012x}", n, i);
-                w.objects.push(synthetic_pod(&format!("ns-{}", i % 10), &name, &uid, &format!("node-{n}"), &format!("10.{}.{}.{}", 100 + n / 250, n % 250, i % 250 + 1)));
+                w.objects.push(synthetic_pod(
+                    &format!("ns-{}", i % 10),
+                    &name,
+                    &uid,
+                    &format!("node-{n}"),
+                    &format!("10.{}.{}.{}", 100 + n / 250, n % 250, i % 250 + 1),
+                ));
             }
         }
         w
@@ -216,7 +246,11 @@ pub struct FaultRule {
 impl FaultRule {
     /// A rule applying `fault` to every request.
     pub fn new(fault: Fault) -> Self {
-        Self { fault, path_contains: None, remaining: None }
+        Self {
+            fault,
+            path_contains: None,
+            remaining: None,
+        }
     }
 
     /// Only requests whose path and query contain `s`.
@@ -289,7 +323,9 @@ pub struct FakeApiServer {
 
 impl std::fmt::Debug for FakeApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FakeApiServer").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("FakeApiServer")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -301,14 +337,26 @@ impl FakeApiServer {
 
     /// Starts a server with `options`. Needs a tokio runtime.
     pub async fn start_with(world: World, options: Options) -> Result<Self, FakeApiError> {
-        let listener = tokio::net::TcpListener::bind(options.listen).await.map_err(|source| FakeApiError::Bind { addr: options.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| FakeApiError::Bind { addr: options.listen, source })?;
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .map_err(|source| FakeApiError::Bind {
+                addr: options.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| FakeApiError::Bind {
+            addr: options.listen,
+            source,
+        })?;
         let mut store = Store::new(options.log_capacity);
         let mut namespaces = std::collections::BTreeSet::new();
         for obj in world.objects {
             if let Some(res) = resources::for_object(&obj) {
                 if res.namespaced {
-                    namespaces.insert(store::meta_str(&obj, "namespace").unwrap_or("default").to_owned());
+                    namespaces.insert(
+                        store::meta_str(&obj, "namespace")
+                            .unwrap_or("default")
+                            .to_owned(),
+                    );
                 }
                 let obj = res.stored_form(obj);
                 store.upsert(res, obj);
@@ -317,16 +365,26 @@ impl FakeApiServer {
         namespaces.insert("default".into());
         let ns_res = resources::find("", "v1", "namespaces").expect("namespaces are served");
         for ns in namespaces {
-            if !store.objects.contains_key(&("namespaces", String::new(), ns.clone())) {
+            if !store
+                .objects
+                .contains_key(&("namespaces", String::new(), ns.clone()))
+            {
                 store.upsert(ns_res, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "status": {"phase": "Active"}}));
             }
         }
-        let tls = if options.tls { Some(http::make_tls()?) } else { None };
+        let tls = if options.tls {
+            Some(http::make_tls()?)
+        } else {
+            None
+        };
         let ca_pem = tls.as_ref().map(|t| t.1.clone());
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
             faults: Mutex::new(Vec::new()),
-            tokens: Mutex::new(options.token.map(|t| Tokens { valid: vec![t], expired: Vec::new() })),
+            tokens: Mutex::new(options.token.map(|t| Tokens {
+                valid: vec![t],
+                expired: Vec::new(),
+            })),
             requests: Mutex::new(Vec::new()),
             bookmark_interval: options.bookmark_interval,
             addr,
@@ -334,7 +392,12 @@ impl FakeApiServer {
         let (shutdown, rx) = tokio::sync::watch::channel(false);
         let scheme = if tls.is_some() { "https" } else { "http" };
         tokio::spawn(http::serve(listener, shared.clone(), tls.map(|t| t.0), rx));
-        Ok(Self { shared, url: format!("{scheme}://{addr}"), ca_pem, shutdown })
+        Ok(Self {
+            shared,
+            url: format!("{scheme}://{addr}"),
+            ca_pem,
+            shutdown,
+        })
     }
 
     /// Base URL, e.g. `http://127.0.0.1:41234`.
@@ -354,14 +417,23 @@ impl FakeApiServer {
 
     /// Writes `kubeconfig` (and `ca.crt` for HTTPS) into `dir`; returns the kubeconfig path.
     pub fn write_kubeconfig(&self, dir: &Path) -> Result<PathBuf, FakeApiError> {
-        let write = |p: PathBuf, s: &str| std::fs::write(&p, s).map(|()| p.clone()).map_err(|source| FakeApiError::Write { path: p, source });
+        let write = |p: PathBuf, s: &str| {
+            std::fs::write(&p, s)
+                .map(|()| p.clone())
+                .map_err(|source| FakeApiError::Write { path: p, source })
+        };
         let mut cluster = format!("    server: {}\n", self.url);
         if let Some(ca) = &self.ca_pem {
             let p = write(dir.join("ca.crt"), ca)?;
             cluster.push_str(&format!("    certificate-authority: {}\n", p.display()));
         }
-        let token = lock(&self.shared.tokens).as_ref().and_then(|t| t.valid.first().cloned());
-        let user = token.map_or_else(|| "  user: {}\n".to_owned(), |t| format!("  user:\n    token: {t}\n"));
+        let token = lock(&self.shared.tokens)
+            .as_ref()
+            .and_then(|t| t.valid.first().cloned());
+        let user = token.map_or_else(
+            || "  user: {}\n".to_owned(),
+            |t| format!("  user:\n    token: {t}\n"),
+        );
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n{cluster}contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\ncurrent-context: fake\nusers:\n- name: fake\n{user}"
         );
@@ -373,7 +445,8 @@ impl FakeApiServer {
     /// # Panics
     /// When the kind is not served.
     pub fn upsert(&self, object: Value) -> Value {
-        let res = resources::for_object(&object).unwrap_or_else(|| panic!("unsupported kind in {object}"));
+        let res = resources::for_object(&object)
+            .unwrap_or_else(|| panic!("unsupported kind in {object}"));
         let obj = res.stored_form(object);
         (*lock(&self.shared.store).upsert(res, obj)).clone()
     }
@@ -382,7 +455,9 @@ impl FakeApiServer {
     pub fn update_pod(&self, namespace: &str, name: &str, f: impl FnOnce(&mut Value)) -> bool {
         let mut store = lock(&self.shared.store);
         let key = ("pods", namespace.to_owned(), name.to_owned());
-        let Some(old) = store.objects.get(&key).cloned() else { return false };
+        let Some(old) = store.objects.get(&key).cloned() else {
+            return false;
+        };
         let mut obj = (*old).clone();
         f(&mut obj);
         store.replace_unchecked(key, obj);
@@ -391,27 +466,45 @@ impl FakeApiServer {
 
     /// Deletes a pod; `false` when it does not exist.
     pub fn delete_pod(&self, namespace: &str, name: &str) -> bool {
-        lock(&self.shared.store).delete(&("pods", namespace.to_owned(), name.to_owned())).is_ok()
+        lock(&self.shared.store)
+            .delete(&("pods", namespace.to_owned(), name.to_owned()))
+            .is_ok()
     }
 
     /// A pod as stored.
     pub fn pod(&self, namespace: &str, name: &str) -> Option<Value> {
-        lock(&self.shared.store).objects.get(&("pods", namespace.to_owned(), name.to_owned())).map(|v| (**v).clone())
+        lock(&self.shared.store)
+            .objects
+            .get(&("pods", namespace.to_owned(), name.to_owned()))
+            .map(|v| (**v).clone())
     }
 
     /// All Events in `core/v1` form.
     pub fn events(&self) -> Vec<Value> {
-        lock(&self.shared.store).objects.iter().filter(|(k, _)| k.0 == "events").map(|(_, v)| (**v).clone()).collect()
+        lock(&self.shared.store)
+            .objects
+            .iter()
+            .filter(|(k, _)| k.0 == "events")
+            .map(|(_, v)| (**v).clone())
+            .collect()
     }
 
     /// All Leases.
     pub fn leases(&self) -> Vec<Value> {
-        lock(&self.shared.store).objects.iter().filter(|(k, _)| k.0 == "leases").map(|(_, v)| (**v).clone()).collect()
+        lock(&self.shared.store)
+            .objects
+            .iter()
+            .filter(|(k, _)| k.0 == "leases")
+            .map(|(_, v)| (**v).clone())
+            .collect()
     }
 
     /// Sets what the Summary API reports for one container.
     pub fn set_usage(&self, namespace: &str, pod: &str, container: &str, usage: ContainerUsage) {
-        lock(&self.shared.store).usage.insert((namespace.to_owned(), pod.to_owned(), container.to_owned()), usage);
+        lock(&self.shared.store).usage.insert(
+            (namespace.to_owned(), pod.to_owned(), container.to_owned()),
+            usage,
+        );
     }
 
     /// Adds a fault rule; rules are checked in order and the first one matching applies.

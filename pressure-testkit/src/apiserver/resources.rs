@@ -21,7 +21,11 @@ pub(crate) struct Resource {
 
 impl Resource {
     pub(crate) fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.to_owned() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.to_owned()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     /// The apiVersion objects are stored in.
@@ -40,43 +44,122 @@ impl Resource {
 
     /// Converts a stored object to how this resource shows it.
     pub(crate) fn view_of(&self, stored: &Value) -> Value {
-        if self.is_events_v1() { core_event_to_v1(stored) } else { stored.clone() }
+        if self.is_events_v1() {
+            core_event_to_v1(stored)
+        } else {
+            stored.clone()
+        }
     }
 
     /// Converts an object as this resource shows it to the stored form.
     pub(crate) fn stored_form(&self, view: Value) -> Value {
-        if self.is_events_v1() { v1_event_to_core(view) } else { view }
+        if self.is_events_v1() {
+            v1_event_to_core(view)
+        } else {
+            view
+        }
     }
 }
 
 pub(crate) static RESOURCES: &[Resource] = &[
-    Resource { group: "", version: "v1", plural: "pods", singular: "pod", kind: "Pod", namespaced: true, short_names: &["po"], storage: "pods" },
-    Resource { group: "", version: "v1", plural: "nodes", singular: "node", kind: "Node", namespaced: false, short_names: &["no"], storage: "nodes" },
-    Resource { group: "", version: "v1", plural: "events", singular: "event", kind: "Event", namespaced: true, short_names: &["ev"], storage: "events" },
-    Resource { group: "", version: "v1", plural: "namespaces", singular: "namespace", kind: "Namespace", namespaced: false, short_names: &["ns"], storage: "namespaces" },
-    Resource { group: "events.k8s.io", version: "v1", plural: "events", singular: "event", kind: "Event", namespaced: true, short_names: &["ev"], storage: "events" },
-    Resource { group: "coordination.k8s.io", version: "v1", plural: "leases", singular: "lease", kind: "Lease", namespaced: true, short_names: &[], storage: "leases" },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "pods",
+        singular: "pod",
+        kind: "Pod",
+        namespaced: true,
+        short_names: &["po"],
+        storage: "pods",
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "nodes",
+        singular: "node",
+        kind: "Node",
+        namespaced: false,
+        short_names: &["no"],
+        storage: "nodes",
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "events",
+        singular: "event",
+        kind: "Event",
+        namespaced: true,
+        short_names: &["ev"],
+        storage: "events",
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "namespaces",
+        singular: "namespace",
+        kind: "Namespace",
+        namespaced: false,
+        short_names: &["ns"],
+        storage: "namespaces",
+    },
+    Resource {
+        group: "events.k8s.io",
+        version: "v1",
+        plural: "events",
+        singular: "event",
+        kind: "Event",
+        namespaced: true,
+        short_names: &["ev"],
+        storage: "events",
+    },
+    Resource {
+        group: "coordination.k8s.io",
+        version: "v1",
+        plural: "leases",
+        singular: "lease",
+        kind: "Lease",
+        namespaced: true,
+        short_names: &[],
+        storage: "leases",
+    },
 ];
 
 pub(crate) fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
-    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// The resource for a stored object's `apiVersion` and `kind` (world files, test upserts).
 pub(crate) fn for_object(obj: &Value) -> Option<&'static Resource> {
     let kind = obj.get("kind")?.as_str()?;
-    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("v1");
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("v1");
     RESOURCES
         .iter()
         .find(|r| r.kind == kind && r.api_version() == api_version)
         .or_else(|| RESOURCES.iter().find(|r| r.kind == kind))
 }
 
-const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 /// `/api/v1` or `/apis/{group}/{version}` discovery.
 pub(crate) fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let rs: Vec<&Resource> = RESOURCES.iter().filter(|r| r.group == group && r.version == version).collect();
+    let rs: Vec<&Resource> = RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if rs.is_empty() {
         return None;
     }
@@ -100,8 +183,14 @@ pub(crate) fn resource_list(group: &str, version: &str) -> Option<Value> {
             resources.push(json!({"name": "nodes/proxy", "singularName": "", "namespaced": false, "kind": "NodeProxyOptions", "verbs": ["create", "delete", "get", "patch", "update"]}));
         }
     }
-    let gv = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 pub(crate) fn group_list() -> Value {
@@ -173,7 +262,10 @@ pub(crate) fn age(ts: Option<&str>) -> String {
     let Some(t) = ts.and_then(|t| humantime::parse_rfc3339_weak(t).ok()) else {
         return "<unknown>".into();
     };
-    let d = SystemTime::now().duration_since(t).unwrap_or(Duration::ZERO).as_secs();
+    let d = SystemTime::now()
+        .duration_since(t)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
     match d {
         0..120 => format!("{d}s"),
         120..7200 => format!("{}m", d / 60),
@@ -241,13 +333,28 @@ pub(crate) fn table_columns(res: &Resource) -> Vec<Value> {
 
 pub(crate) fn table_cells(res: &Resource, stored: &Value) -> Vec<Value> {
     let name = s(stored, &["metadata", "name"]);
-    let created = stored.pointer("/metadata/creationTimestamp").and_then(Value::as_str);
+    let created = stored
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str);
     match (res.group, res.plural) {
         ("", "pods") => {
-            let statuses = stored.pointer("/status/containerStatuses").and_then(Value::as_array).cloned().unwrap_or_default();
-            let total = stored.pointer("/spec/containers").and_then(Value::as_array).map_or(statuses.len(), Vec::len);
-            let ready = statuses.iter().filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true)).count();
-            let restarts: i64 = statuses.iter().filter_map(|c| c.get("restartCount").and_then(Value::as_i64)).sum();
+            let statuses = stored
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let total = stored
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .map_or(statuses.len(), Vec::len);
+            let ready = statuses
+                .iter()
+                .filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true))
+                .count();
+            let restarts: i64 = statuses
+                .iter()
+                .filter_map(|c| c.get("restartCount").and_then(Value::as_i64))
+                .sum();
             let mut status = s(stored, &["status", "phase"]).to_owned();
             if status.is_empty() {
                 status = "Pending".into();
@@ -292,7 +399,12 @@ pub(crate) fn table_cells(res: &Resource, stored: &Value) -> Vec<Value> {
             let mut roles: Vec<String> = stored
                 .pointer("/metadata/labels")
                 .and_then(Value::as_object)
-                .map(|l| l.keys().filter_map(|k| k.strip_prefix("node-role.kubernetes.io/")).map(str::to_owned).collect())
+                .map(|l| {
+                    l.keys()
+                        .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+                        .map(str::to_owned)
+                        .collect()
+                })
                 .unwrap_or_default();
             roles.sort();
             let addr = |ty: &str| -> String {
@@ -305,14 +417,21 @@ pub(crate) fn table_cells(res: &Resource, stored: &Value) -> Vec<Value> {
             vec![
                 json!(name),
                 json!(status),
-                json!(if roles.is_empty() { "<none>".into() } else { roles.join(",") }),
+                json!(if roles.is_empty() {
+                    "<none>".into()
+                } else {
+                    roles.join(",")
+                }),
                 json!(age(created)),
                 json!(s(stored, &["status", "nodeInfo", "kubeletVersion"])),
                 json!(addr("InternalIP")),
                 json!(addr("ExternalIP")),
                 json!(s(stored, &["status", "nodeInfo", "osImage"])),
                 json!(s(stored, &["status", "nodeInfo", "kernelVersion"])),
-                json!(s(stored, &["status", "nodeInfo", "containerRuntimeVersion"])),
+                json!(s(
+                    stored,
+                    &["status", "nodeInfo", "containerRuntimeVersion"]
+                )),
             ]
         }
         (_, "events") => {
@@ -325,10 +444,27 @@ pub(crate) fn table_cells(res: &Resource, stored: &Value) -> Vec<Value> {
             .into_iter()
             .flatten()
             .find_map(Value::as_str);
-            let first = stored.get("firstTimestamp").and_then(Value::as_str).or(last);
-            let obj = format!("{}/{}", s(stored, &["involvedObject", "kind"]).to_lowercase(), s(stored, &["involvedObject", "name"]));
-            let count = stored.pointer("/series/count").or_else(|| stored.get("count")).and_then(Value::as_i64).unwrap_or(1);
-            let source = [s(stored, &["source", "component"]), s(stored, &["reportingComponent"])].into_iter().find(|x| !x.is_empty()).unwrap_or("");
+            let first = stored
+                .get("firstTimestamp")
+                .and_then(Value::as_str)
+                .or(last);
+            let obj = format!(
+                "{}/{}",
+                s(stored, &["involvedObject", "kind"]).to_lowercase(),
+                s(stored, &["involvedObject", "name"])
+            );
+            let count = stored
+                .pointer("/series/count")
+                .or_else(|| stored.get("count"))
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            let source = [
+                s(stored, &["source", "component"]),
+                s(stored, &["reportingComponent"]),
+            ]
+            .into_iter()
+            .find(|x| !x.is_empty())
+            .unwrap_or("");
             vec![
                 json!(age(last)),
                 json!(s(stored, &["type"])),

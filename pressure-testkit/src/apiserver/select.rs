@@ -32,12 +32,21 @@ fn split_top(s: &str) -> Vec<&str> {
         }
     }
     out.push(&s[start..]);
-    out.into_iter().map(str::trim).filter(|x| !x.is_empty()).collect()
+    out.into_iter()
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .collect()
 }
 
 fn set_values(s: &str) -> Option<Vec<String>> {
     let inner = s.trim().strip_prefix('(')?.strip_suffix(')')?;
-    Some(inner.split(',').map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect())
+    Some(
+        inner
+            .split(',')
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .collect(),
+    )
 }
 
 impl LabelSelector {
@@ -51,10 +60,19 @@ impl LabelSelector {
             } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
                 LabelReq::Eq(k.trim().into(), v.trim().into())
             } else if let Some((k, v)) = part.split_once(" notin ") {
-                LabelReq::NotIn(k.trim().into(), set_values(v).ok_or_else(|| format!("bad set in {part:?}"))?)
+                LabelReq::NotIn(
+                    k.trim().into(),
+                    set_values(v).ok_or_else(|| format!("bad set in {part:?}"))?,
+                )
             } else if let Some((k, v)) = part.split_once(" in ") {
-                LabelReq::In(k.trim().into(), set_values(v).ok_or_else(|| format!("bad set in {part:?}"))?)
-            } else if part.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+                LabelReq::In(
+                    k.trim().into(),
+                    set_values(v).ok_or_else(|| format!("bad set in {part:?}"))?,
+                )
+            } else if part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            {
                 LabelReq::Exists(part.to_owned())
             } else {
                 return Err(format!("unable to parse requirement: {part:?}"));
@@ -93,7 +111,11 @@ impl FieldSelector {
             } else {
                 return Err(format!("invalid selector: {part:?}; can't understand it"));
             };
-            out.push((k.trim().split('.').map(str::to_owned).collect(), eq, v.trim().to_owned()));
+            out.push((
+                k.trim().split('.').map(str::to_owned).collect(),
+                eq,
+                v.trim().to_owned(),
+            ));
         }
         Ok(Self(out))
     }
@@ -137,7 +159,11 @@ pub(crate) fn strategic_merge(doc: &mut Value, patch: &Value) {
                 }
             }
         }
-        (Value::Array(d), Value::Array(p)) if p.iter().all(|x| x.get("name").is_some_and(Value::is_string)) && !p.is_empty() => {
+        (Value::Array(d), Value::Array(p))
+            if p.iter()
+                .all(|x| x.get("name").is_some_and(Value::is_string))
+                && !p.is_empty() =>
+        {
             for pv in p {
                 let name = pv.get("name");
                 let delete = pv.get("$patch").and_then(Value::as_str) == Some("delete");
@@ -181,7 +207,11 @@ mod tests {
             ("!missing,app in (web),tier notin (back)", true),
             ("", true),
         ] {
-            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&o), want, "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).unwrap().matches(&o),
+                want,
+                "{sel}"
+            );
         }
         assert!(LabelSelector::parse("a b c").is_err());
     }
@@ -189,8 +219,16 @@ mod tests {
     #[test]
     fn field_selectors() {
         let o = json!({"metadata": {"name": "x", "namespace": "ns"}, "spec": {"nodeName": "n1"}});
-        assert!(FieldSelector::parse("spec.nodeName=n1,metadata.namespace==ns").unwrap().matches(&o));
-        assert!(!FieldSelector::parse("metadata.name!=x").unwrap().matches(&o));
+        assert!(
+            FieldSelector::parse("spec.nodeName=n1,metadata.namespace==ns")
+                .unwrap()
+                .matches(&o)
+        );
+        assert!(
+            !FieldSelector::parse("metadata.name!=x")
+                .unwrap()
+                .matches(&o)
+        );
         assert!(FieldSelector::parse("spec.missing=").unwrap().matches(&o));
     }
 
@@ -199,6 +237,9 @@ mod tests {
         let mut d = json!({"spec": {"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "1"}]}, "metadata": {"labels": {"x": "1"}}});
         let p = json!({"spec": {"containers": [{"name": "b", "image": "2"}, {"name": "a", "$patch": "delete"}, {"name": "c", "image": "3"}]}, "metadata": {"labels": {"x": null, "y": "2"}}});
         strategic_merge(&mut d, &p);
-        assert_eq!(d, json!({"spec": {"containers": [{"name": "b", "image": "2"}, {"name": "c", "image": "3"}]}, "metadata": {"labels": {"y": "2"}}}));
+        assert_eq!(
+            d,
+            json!({"spec": {"containers": [{"name": "b", "image": "2"}, {"name": "c", "image": "3"}]}, "metadata": {"labels": {"y": "2"}}})
+        );
     }
 }

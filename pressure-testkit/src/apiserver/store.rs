@@ -53,7 +53,12 @@ pub struct ContainerUsage {
 impl ContainerUsage {
     /// Usage with the given working set; usage and RSS follow it.
     pub fn working_set(bytes: u64) -> Self {
-        Self { working_set_bytes: bytes, usage_bytes: bytes + bytes / 8, rss_bytes: bytes - bytes / 16, cpu_nano_cores: 1_000_000 }
+        Self {
+            working_set_bytes: bytes,
+            usage_bytes: bytes + bytes / 8,
+            rss_bytes: bytes - bytes / 16,
+            cpu_nano_cores: 1_000_000,
+        }
     }
 }
 
@@ -106,18 +111,40 @@ impl Store {
         if rv < self.floor {
             return None;
         }
-        Some(self.log.iter().filter(|c| c.rv > rv && c.storage == storage).cloned().map(Arc::new).collect())
+        Some(
+            self.log
+                .iter()
+                .filter(|c| c.rv > rv && c.storage == storage)
+                .cloned()
+                .map(Arc::new)
+                .collect(),
+        )
     }
 
     fn next_uid(&mut self) -> String {
         self.uid_counter += 1;
         let n = self.uid_counter;
-        let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
-        format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", (t >> 16) as u32, (t & 0xffff) as u16, (n >> 12) & 0xfff, n & 0xfff, n ^ (t >> 20) & 0xffff_ffff_ffff)
+        let t = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            (t >> 16) as u32,
+            (t & 0xffff) as u16,
+            (n >> 12) & 0xfff,
+            n & 0xfff,
+            n ^ (t >> 20) & 0xffff_ffff_ffff
+        )
     }
 
     fn record(&mut self, storage: &'static str, kind: ChangeKind, object: Arc<Value>) {
-        let change = Change { rv: self.rv, storage, kind, object };
+        let change = Change {
+            rv: self.rv,
+            storage,
+            kind,
+            object,
+        };
         self.log.push_back(change.clone());
         while self.log.len() > self.log_capacity {
             if let Some(old) = self.log.pop_front() {
@@ -134,9 +161,15 @@ impl Store {
             *obj = json!({});
         }
         let uid = self.next_uid();
-        let m = obj.as_object_mut().map(|o| o.entry("metadata").or_insert_with(|| json!({}))).and_then(Value::as_object_mut);
+        let m = obj
+            .as_object_mut()
+            .map(|o| o.entry("metadata").or_insert_with(|| json!({})))
+            .and_then(Value::as_object_mut);
         if let Some(m) = m {
-            if m.get("uid").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if m.get("uid")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 m.insert("uid".into(), Value::String(uid));
             }
             if m.get("creationTimestamp").and_then(Value::as_str).is_none() {
@@ -149,7 +182,10 @@ impl Store {
             }
         }
         if let Some(o) = obj.as_object_mut() {
-            o.insert("apiVersion".into(), Value::String(res.storage_api_version().into()));
+            o.insert(
+                "apiVersion".into(),
+                Value::String(res.storage_api_version().into()),
+            );
             o.insert("kind".into(), Value::String(res.kind.into()));
         }
     }
@@ -162,7 +198,12 @@ impl Store {
     }
 
     /// Inserts a new object; `Err` holds the existing one when the name is taken.
-    pub(crate) fn create(&mut self, res: &Resource, namespace: &str, mut obj: Value) -> Result<Arc<Value>, StoreError> {
+    pub(crate) fn create(
+        &mut self,
+        res: &Resource,
+        namespace: &str,
+        mut obj: Value,
+    ) -> Result<Arc<Value>, StoreError> {
         self.stamp_new(res, &mut obj, namespace);
         let name = match meta_str(&obj, "name") {
             Some(n) if !n.is_empty() => n.to_owned(),
@@ -176,7 +217,15 @@ impl Store {
                 None => return Err(StoreError::Invalid("metadata.name: Required value".into())),
             },
         };
-        let key = (res.storage, if res.namespaced { namespace.to_owned() } else { String::new() }, name);
+        let key = (
+            res.storage,
+            if res.namespaced {
+                namespace.to_owned()
+            } else {
+                String::new()
+            },
+            name,
+        );
         if self.objects.contains_key(&key) {
             return Err(StoreError::AlreadyExists);
         }
@@ -191,7 +240,15 @@ impl Store {
     pub(crate) fn upsert(&mut self, res: &Resource, obj: Value) -> Arc<Value> {
         let namespace = meta_str(&obj, "namespace").unwrap_or("default").to_owned();
         let name = meta_str(&obj, "name").unwrap_or_default().to_owned();
-        let key = (res.storage, if res.namespaced { namespace.clone() } else { String::new() }, name);
+        let key = (
+            res.storage,
+            if res.namespaced {
+                namespace.clone()
+            } else {
+                String::new()
+            },
+            name,
+        );
         match self.objects.get(&key).cloned() {
             Some(old) => {
                 let mut obj = obj;
@@ -217,7 +274,11 @@ impl Store {
 
     /// Replaces an object when `new`'s resourceVersion (if any) matches the stored one.
     pub(crate) fn update(&mut self, key: Key, mut new: Value) -> Result<Arc<Value>, StoreError> {
-        let old = self.objects.get(&key).cloned().ok_or(StoreError::NotFound)?;
+        let old = self
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or(StoreError::NotFound)?;
         if let Some(rv) = meta_str(&new, "resourceVersion")
             && !rv.is_empty()
             && Some(rv) != meta_str(&old, "resourceVersion")
@@ -258,7 +319,9 @@ pub(crate) fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
 
 pub(crate) fn set_meta(obj: &mut Value, field: &str, v: Value) {
     if let Some(o) = obj.as_object_mut() {
-        let m = o.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+        let m = o
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Map::new()));
         if let Some(m) = m.as_object_mut() {
             m.insert(field.into(), v);
         }

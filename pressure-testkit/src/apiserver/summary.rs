@@ -34,7 +34,10 @@ pub(crate) fn quantity_bytes(q: &str) -> Option<u64> {
 const DEFAULT_WORKING_SET: u64 = 16 << 20;
 
 fn pod_is_running(pod: &Value) -> bool {
-    !matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"))
+    !matches!(
+        pod.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 fn mem(time: &str, u: &ContainerUsage, limit: Option<u64>) -> Value {
@@ -54,25 +57,47 @@ fn cpu(time: &str, nano: u64) -> Value {
 
 /// `None` when the node does not exist.
 pub(crate) fn summary(store: &Store, node: &str) -> Option<Value> {
-    let node_obj = store.objects.get(&("nodes", String::new(), node.to_owned()))?;
+    let node_obj = store
+        .objects
+        .get(&("nodes", String::new(), node.to_owned()))?;
     let now = now_rfc3339();
-    let capacity = node_obj.pointer("/status/capacity/memory").and_then(Value::as_str).and_then(quantity_bytes).unwrap_or(8 << 30);
+    let capacity = node_obj
+        .pointer("/status/capacity/memory")
+        .and_then(Value::as_str)
+        .and_then(quantity_bytes)
+        .unwrap_or(8 << 30);
     let mut pods = Vec::new();
     let (mut node_ws, mut node_usage, mut node_rss, mut node_cpu) = (0u64, 0u64, 0u64, 0u64);
     for ((storage, ns, name), pod) in &store.objects {
-        if *storage != "pods" || pod.pointer("/spec/nodeName").and_then(Value::as_str) != Some(node) || !pod_is_running(pod) {
+        if *storage != "pods"
+            || pod.pointer("/spec/nodeName").and_then(Value::as_str) != Some(node)
+            || !pod_is_running(pod)
+        {
             continue;
         }
         let mut containers = Vec::new();
-        let mut total = ContainerUsage { working_set_bytes: 0, usage_bytes: 0, rss_bytes: 0, cpu_nano_cores: 0 };
-        for c in pod.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten() {
+        let mut total = ContainerUsage {
+            working_set_bytes: 0,
+            usage_bytes: 0,
+            rss_bytes: 0,
+            cpu_nano_cores: 0,
+        };
+        for c in pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let cname = c.get("name").and_then(Value::as_str).unwrap_or_default();
             let u = store
                 .usage
                 .get(&(ns.clone(), name.clone(), cname.to_owned()))
                 .copied()
                 .unwrap_or_else(|| ContainerUsage::working_set(DEFAULT_WORKING_SET));
-            let limit = c.pointer("/resources/limits/memory").and_then(Value::as_str).and_then(quantity_bytes);
+            let limit = c
+                .pointer("/resources/limits/memory")
+                .and_then(Value::as_str)
+                .and_then(quantity_bytes);
             total.working_set_bytes += u.working_set_bytes;
             total.usage_bytes += u.usage_bytes;
             total.rss_bytes += u.rss_bytes;
@@ -96,7 +121,12 @@ pub(crate) fn summary(store: &Store, node: &str) -> Option<Value> {
             "swap": {"time": now, "swapUsageBytes": 0},
         }));
     }
-    let node_usage_total = ContainerUsage { working_set_bytes: node_ws, usage_bytes: node_usage, rss_bytes: node_rss, cpu_nano_cores: node_cpu };
+    let node_usage_total = ContainerUsage {
+        working_set_bytes: node_ws,
+        usage_bytes: node_usage,
+        rss_bytes: node_rss,
+        cpu_nano_cores: node_cpu,
+    };
     Some(json!({
         "node": {
             "nodeName": node,

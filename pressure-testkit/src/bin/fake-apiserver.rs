@@ -45,16 +45,27 @@ async fn main() -> anyhow::Result<()> {
     for path in &args.world {
         world.extend(World::from_path(path)?);
     }
-    let options = Options { listen: args.listen, tls: args.tls, token: args.token, ..Options::default() };
+    let options = Options {
+        listen: args.listen,
+        tls: args.tls,
+        token: args.token,
+        ..Options::default()
+    };
     let server = FakeApiServer::start_with(world, options).await?;
     if args.latency_ms > 0 {
-        server.add_fault(FaultRule::new(Fault::Latency(Duration::from_millis(args.latency_ms))));
+        server.add_fault(FaultRule::new(Fault::Latency(Duration::from_millis(
+            args.latency_ms,
+        ))));
     }
     if let Some(dir) = &args.kubeconfig_dir {
-        let path = server.write_kubeconfig(dir).with_context(|| format!("writing a kubeconfig into {}", dir.display()))?;
+        let path = server
+            .write_kubeconfig(dir)
+            .with_context(|| format!("writing a kubeconfig into {}", dir.display()))?;
         eprintln!("kubeconfig: {}", path.display());
     }
     println!("{}", server.url());
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     Ok(())
 }

@@ -1,0 +1,103 @@
+//! The error type of this crate.
+
+use std::path::PathBuf;
+
+/// Errors of Kubernetes and kubelet access.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KubeletError {
+    /// A resource quantity does not parse or does not fit.
+    #[error("quantity {input:?}: {reason}")]
+    Quantity {
+        /// The text as given.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A file (service account token, CA, namespace, kubeconfig) could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The in-cluster environment is incomplete.
+    #[error("in-cluster configuration: {0}")]
+    InCluster(String),
+    /// A URL is not valid.
+    #[error("invalid URL {url:?}: {reason}")]
+    Url {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A kubeconfig could not be loaded.
+    #[error("kubeconfig {path}: {source}")]
+    Kubeconfig {
+        /// The file, or `<default>` for `$KUBECONFIG` / `~/.kube/config`.
+        path: String,
+        /// The cause.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// A request to the API server or a kubelet failed.
+    #[error("{what}: {source}")]
+    Api {
+        /// What was being done, e.g. `patching pod ns/name`.
+        what: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// A Summary API answer is not the expected JSON.
+    #[error("decoding the stats summary of node {node}: {source}")]
+    Summary {
+        /// The node.
+        node: String,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Retries were used up.
+    #[error("{what}: gave up after {attempts} attempts: {last}")]
+    GaveUp {
+        /// What was being done.
+        what: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last error.
+        last: String,
+    },
+}
+
+impl KubeletError {
+    pub(crate) fn api(what: impl Into<String>, source: kube::Error) -> Self {
+        Self::Api {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// The HTTP status code when the API server answered with an error status.
+    pub fn status_code(&self) -> Option<u16> {
+        match self {
+            Self::Api {
+                source: kube::Error::Api(s),
+                ..
+            } => Some(s.code),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a failed request is worth retrying: conflicts, throttling, server errors, transport errors.
+pub(crate) fn retryable(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => matches!(s.code, 409 | 429 | 500..=599),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}

@@ -1,0 +1,264 @@
+//! The kubelet Summary API (`/stats/summary`), read through the API server's node proxy or from the
+//! node-local kubelet, and turned into engine [`Sample`]s.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
+use pressure_core::{Psi, Reading, Sample, Target};
+use serde::Deserialize;
+
+use crate::KubeletError;
+use crate::pods::{memory_limit, target_for};
+
+/// `/stats/summary`: node and pod statistics (kubelet `stats/v1alpha1`). Lenient: unknown fields are
+/// ignored and missing ones default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Summary {
+    /// The node.
+    pub node: NodeStats,
+    /// Its pods.
+    pub pods: Vec<PodStats>,
+}
+
+/// Node-level statistics.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NodeStats {
+    /// Node name.
+    pub node_name: String,
+    /// Node memory.
+    pub memory: Option<MemoryStats>,
+}
+
+/// Statistics of one pod.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PodStats {
+    /// Which pod.
+    pub pod_ref: PodReference,
+    /// Its containers.
+    pub containers: Vec<ContainerStats>,
+    /// Pod-level memory (the pod cgroup).
+    pub memory: Option<MemoryStats>,
+}
+
+/// Pod identity in a summary.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct PodReference {
+    /// Name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// UID (static pods show the config hash here).
+    pub uid: String,
+}
+
+/// Statistics of one container.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ContainerStats {
+    /// Container name.
+    pub name: String,
+    /// Memory.
+    pub memory: Option<MemoryStats>,
+}
+
+/// Memory statistics.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MemoryStats {
+    /// Limit minus working set, when a limit is set.
+    pub available_bytes: Option<u64>,
+    /// Total usage including cache.
+    pub usage_bytes: Option<u64>,
+    /// Working set.
+    pub working_set_bytes: Option<u64>,
+    /// RSS.
+    pub rss_bytes: Option<u64>,
+    /// Pressure stall information (kubelet 1.34+ with cgroup v2).
+    pub psi: Option<PsiStats>,
+}
+
+/// `psi` of a summary.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct PsiStats {
+    /// `full` stalls.
+    pub full: Option<PsiData>,
+    /// `some` stalls.
+    pub some: Option<PsiData>,
+}
+
+/// One PSI line.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(default)]
+pub struct PsiData {
+    /// Total stall time in microseconds.
+    pub total: u64,
+    /// 10 s average, percent.
+    pub avg10: f64,
+    /// 60 s average, percent.
+    pub avg60: f64,
+}
+
+impl Summary {
+    /// Parses a summary document.
+    pub fn parse(node: &str, text: &str) -> Result<Self, KubeletError> {
+        serde_json::from_str(text).map_err(|source| KubeletError::Summary {
+            node: node.to_owned(),
+            source,
+        })
+    }
+
+    /// One sample per container with memory statistics. `pod_of(uid)` supplies the pod from a cache
+    /// (names, IP, annotations, container IDs, limits); without it the summary's own names are used and
+    /// the limit is `availableBytes + workingSetBytes` when the kubelet reports it.
+    pub fn samples(
+        &self,
+        timestamp: SystemTime,
+        pod_of: impl Fn(&str) -> Option<Arc<Pod>>,
+    ) -> Vec<Sample> {
+        let mut out = Vec::new();
+        for p in &self.pods {
+            let pod = pod_of(&p.pod_ref.uid);
+            for c in &p.containers {
+                let Some(m) = &c.memory else { continue };
+                let Some(ws) = m.working_set_bytes.or(m.usage_bytes) else {
+                    continue;
+                };
+                let target = match &pod {
+                    Some(pod) => target_for(pod, Some(&c.name)),
+                    None => Target {
+                        namespace: Some(p.pod_ref.namespace.clone()),
+                        pod_name: Some(p.pod_ref.name.clone()),
+                        pod_uid: Some(p.pod_ref.uid.clone()).filter(|u| !u.is_empty()),
+                        container_name: Some(c.name.clone()),
+                        node_name: Some(self.node.node_name.clone()).filter(|n| !n.is_empty()),
+                        ..Target::default()
+                    },
+                };
+                let limit = pod
+                    .as_ref()
+                    .and_then(|pod| memory_limit(pod, &c.name))
+                    .or_else(|| m.available_bytes.map(|a| a + ws));
+                let psi = m.psi.as_ref().map(|psi| {
+                    let some = psi.some.unwrap_or_default();
+                    let full = psi.full.unwrap_or_default();
+                    Psi {
+                        some_avg10: some.avg10,
+                        some_avg60: some.avg60,
+                        full_avg10: full.avg10,
+                        full_avg60: full.avg60,
+                        some_total_us: some.total,
+                        full_total_us: full.total,
+                    }
+                });
+                let mut target = target;
+                if target.node_name.is_none() && !self.node.node_name.is_empty() {
+                    target.node_name = Some(self.node.node_name.clone());
+                }
+                out.push(Sample {
+                    target,
+                    reading: Reading {
+                        timestamp,
+                        usage_bytes: m.usage_bytes.unwrap_or(ws),
+                        working_set_bytes: ws,
+                        limit_bytes: limit,
+                        oom_kill_count: None,
+                        psi,
+                    },
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Where summaries come from.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum SummarySource {
+    /// `GET /api/v1/nodes/{node}/proxy/stats/summary` through the API server (needs `nodes/proxy` get).
+    ApiProxy(Client),
+    /// `GET {base}/stats/summary` on a kubelet client (`https://$NODE_IP:10250`; needs `nodes/stats` get).
+    Kubelet(Client),
+}
+
+impl std::fmt::Debug for SummarySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::ApiProxy(_) => "SummarySource::ApiProxy",
+            Self::Kubelet(_) => "SummarySource::Kubelet",
+        })
+    }
+}
+
+impl SummarySource {
+    /// Fetches and parses the summary of `node`.
+    pub async fn fetch(&self, node: &str) -> Result<Summary, KubeletError> {
+        let (client, path) = match self {
+            Self::ApiProxy(c) => (c, format!("/api/v1/nodes/{node}/proxy/stats/summary")),
+            Self::Kubelet(c) => (c, "/stats/summary".to_owned()),
+        };
+        let req = http::Request::get(&path)
+            .body(Vec::new())
+            .map_err(|e| KubeletError::Url {
+                url: path.clone(),
+                reason: e.to_string(),
+            })?;
+        let text = client.request_text(req).await.map_err(|e| {
+            KubeletError::api(format!("fetching the stats summary of node {node}"), e)
+        })?;
+        Summary::parse(node, &text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_summary_fixture_becomes_samples() {
+        // Captured from a kubernetes v1.35 minikube node (nri-kubernetes datagen, see its README).
+        let text = include_str!(
+            "../../../shared/fixtures/kubernetes/nri-kubernetes/stats_summary_1_35.json"
+        );
+        let s = Summary::parse("datagen-1-35", text).unwrap();
+        let samples = s.samples(SystemTime::UNIX_EPOCH, |_| None);
+        let containers: usize = s
+            .pods
+            .iter()
+            .map(|p| {
+                p.containers
+                    .iter()
+                    .filter(|c| {
+                        c.memory
+                            .as_ref()
+                            .and_then(|m| m.working_set_bytes)
+                            .is_some()
+                    })
+                    .count()
+            })
+            .sum();
+        assert_eq!(samples.len(), containers);
+        assert!(!samples.is_empty());
+        let kcm = samples
+            .iter()
+            .find(|x| x.target.container_name.as_deref() == Some("kube-controller-manager"))
+            .unwrap();
+        assert_eq!(kcm.target.namespace.as_deref(), Some("kube-system"));
+        assert_eq!(kcm.target.node_name.as_deref(), Some("datagen-1-35"));
+        assert_eq!(kcm.reading.working_set_bytes, 66_174_976);
+        assert!(kcm.reading.psi.is_some(), "1.35 reports PSI");
+        // A container with a limit reports availableBytes; the limit is recovered from it.
+        let limited = samples
+            .iter()
+            .find(|x| x.reading.limit_bytes.is_some())
+            .expect("some container has a limit");
+        assert!(limited.reading.limit_bytes.unwrap() >= limited.reading.working_set_bytes);
+    }
+}

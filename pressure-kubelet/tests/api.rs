@@ -1,0 +1,488 @@
+//! Clients, pod caches, summaries, events and annotations against `pressure_testkit::FakeApiServer`.
+
+use std::time::{Duration, SystemTime};
+
+use pressure_kubelet::k8s_openapi::api::core::v1::ObjectReference;
+use pressure_kubelet::kube::Client;
+use pressure_kubelet::{
+    AnnotateOutcome, Annotator, Backoff, ClientSource, EventKind, EventRecorder, EventSpec,
+    OomTracker, PodCache, PodScope, PodUpdate, Recorded, SummarySource,
+};
+use pressure_testkit::{
+    ContainerUsage, FakeApiServer, Fault, FaultRule, Options, World, synthetic_pod,
+};
+use serde_json::json;
+
+async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn proxy_client(server: &FakeApiServer) -> Client {
+    ClientSource::Proxy {
+        url: server.url().to_owned(),
+    }
+    .connect()
+    .await
+    .expect("client")
+}
+
+#[tokio::test]
+async fn kubeconfig_and_in_cluster_with_token_rotation() {
+    let options = Options {
+        tls: true,
+        token: Some("sa-token-1".into()),
+        ..Options::default()
+    };
+    let server = FakeApiServer::start_with(World::synthetic(2, 2), options)
+        .await
+        .expect("server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = server.write_kubeconfig(dir.path()).expect("kubeconfig");
+    let client = ClientSource::Kubeconfig {
+        path: Some(kubeconfig),
+        context: None,
+    }
+    .connect()
+    .await
+    .expect("kubeconfig client");
+    let cache = PodCache::spawn(client, &PodScope::default());
+    cache.ready().await;
+    assert_eq!(cache.len(), 4);
+
+    // In-cluster: token, ca.crt and namespace files as the kubelet projects them.
+    let sa = tempfile::tempdir().expect("tempdir");
+    std::fs::write(sa.path().join("token"), "sa-token-1").expect("token");
+    std::fs::write(sa.path().join("ca.crt"), server.ca_pem().expect("ca")).expect("ca");
+    std::fs::write(sa.path().join("namespace"), "ns-1").expect("ns");
+    let source = ClientSource::InCluster {
+        service_account_dir: sa.path().to_owned(),
+        api_server: Some(server.url().to_owned()),
+    };
+    let client = source.connect().await.expect("in-cluster client");
+    assert_eq!(client.default_namespace(), "ns-1");
+    let annotator = Annotator::new(client, "test").with_backoff(Backoff {
+        initial: Duration::from_millis(10),
+        max: Duration::from_millis(50),
+        attempts: 2,
+    });
+    assert!(matches!(
+        annotator
+            .annotate_if_absent("ns-0", "pod-0-0", "a", "1")
+            .await,
+        Ok(AnnotateOutcome::Annotated { .. })
+    ));
+    // The server rotates the token; until the file changes requests fail, then they work at once.
+    server.rotate_token("sa-token-2");
+    let err = annotator
+        .annotate_if_absent("ns-0", "pod-0-0", "b", "1")
+        .await
+        .expect_err("old token refused");
+    assert_eq!(err.status_code(), Some(401), "{err}");
+    let tmp = sa.path().join("..data.tmp");
+    std::fs::write(&tmp, "sa-token-2").expect("token");
+    std::fs::rename(&tmp, sa.path().join("token")).expect("rotate");
+    assert!(matches!(
+        annotator
+            .annotate_if_absent("ns-0", "pod-0-0", "b", "1")
+            .await,
+        Ok(AnnotateOutcome::Annotated { .. })
+    ));
+}
+
+#[tokio::test]
+async fn node_scoped_cache_indexes_uids_and_container_ids() {
+    let server = FakeApiServer::start(World::synthetic(3, 5))
+        .await
+        .expect("server");
+    let cache = PodCache::spawn(proxy_client(&server).await, &PodScope::node("node-1"));
+    cache.ready().await;
+    assert_eq!(cache.len(), 5);
+    assert!(
+        cache
+            .pods()
+            .iter()
+            .all(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("node-1"))
+    );
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.contains("fieldSelector=spec.nodeName%3Dnode-1")),
+        "{:?}",
+        server.requests()
+    );
+    let pod = server.pod("ns-2", "pod-1-2").expect("pod");
+    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_owned();
+    assert_eq!(
+        cache
+            .by_uid(&uid)
+            .and_then(|p| p.metadata.name.clone())
+            .as_deref(),
+        Some("pod-1-2")
+    );
+    assert_eq!(
+        cache
+            .by_uid(&uid.replace('-', "_"))
+            .map(|p| p.metadata.uid.clone()),
+        Some(Some(uid.clone())),
+        "systemd-style underscores"
+    );
+    let cid = pod["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .expect("cid")
+        .to_owned();
+    let (found, name) = cache.by_container_id(&cid).expect("by runtime://id");
+    assert_eq!(
+        (found.metadata.name.as_deref(), name.as_str()),
+        (Some("pod-1-2"), "app")
+    );
+    assert!(
+        cache
+            .by_container_id(pressure_kubelet::bare_container_id(&cid))
+            .is_some(),
+        "by bare id"
+    );
+
+    // A restarted container keeps its old ID findable through lastState; init and ephemeral containers too.
+    let mut updates = cache.subscribe();
+    server.update_pod("ns-2", "pod-1-2", |p| {
+        let st = &mut p["status"];
+        st["containerStatuses"][0]["lastState"] = json!({"terminated": {"reason": "OOMKilled", "exitCode": 137, "containerID": cid.clone(), "finishedAt": "2026-01-01T00:00:00Z"}});
+        st["containerStatuses"][0]["containerID"] = json!("containerd://new0000000000000000000000000000000000000000000000000000000000000");
+        st["containerStatuses"][0]["restartCount"] = json!(1);
+        st["initContainerStatuses"] = json!([{"name": "init", "image": "x", "imageID": "", "ready": false, "restartCount": 0, "containerID": "cri-o://init1", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]);
+        st["ephemeralContainerStatuses"] = json!([{"name": "debug", "image": "x", "imageID": "", "ready": false, "restartCount": 0, "containerID": "containerd://eph1", "state": {"running": {}}}]);
+    });
+    let update = tokio::time::timeout(Duration::from_secs(10), updates.recv())
+        .await
+        .expect("an update")
+        .expect("recv");
+    let PodUpdate::Applied { pod, initial } = update else {
+        panic!("expected Applied")
+    };
+    assert!(!initial);
+    let kills = OomTracker::new().observe(&pod, false);
+    assert_eq!(kills.len(), 1);
+    assert_eq!(kills[0].pod, "pod-1-2");
+    assert_eq!(
+        cache.by_container_id(&cid).map(|(_, n)| n).as_deref(),
+        Some("app"),
+        "old instance via lastState"
+    );
+    assert_eq!(
+        cache.by_container_id("init1").map(|(_, n)| n).as_deref(),
+        Some("init")
+    );
+    assert_eq!(
+        cache.by_container_id("eph1").map(|(_, n)| n).as_deref(),
+        Some("debug")
+    );
+    assert!(
+        cache
+            .by_container_id("new0000000000000000000000000000000000000000000000000000000000000")
+            .is_some()
+    );
+
+    // Pods scheduled elsewhere never enter; a deleted pod leaves.
+    server.upsert(synthetic_pod(
+        "ns-0",
+        "elsewhere",
+        "e0000000-0000-4000-8000-000000000001",
+        "node-2",
+        "10.9.9.9",
+    ));
+    server.upsert(synthetic_pod(
+        "ns-0",
+        "arrived",
+        "e0000000-0000-4000-8000-000000000002",
+        "node-1",
+        "10.9.9.8",
+    ));
+    eventually("the new pod", || {
+        cache
+            .by_uid("e0000000-0000-4000-8000-000000000002")
+            .is_some()
+    })
+    .await;
+    assert!(
+        cache
+            .by_uid("e0000000-0000-4000-8000-000000000001")
+            .is_none()
+    );
+    assert!(server.delete_pod("ns-2", "pod-1-2"));
+    eventually("the deletion", || cache.by_uid(&uid).is_none()).await;
+    assert!(cache.by_container_id(&cid).is_none());
+}
+
+#[tokio::test]
+async fn namespaces_and_labels_scope_the_cache_and_survive_410_and_faults() {
+    let server = FakeApiServer::start(World::synthetic(2, 10))
+        .await
+        .expect("server");
+    let scope = PodScope {
+        namespaces: vec!["ns-1".into(), "ns-3".into()],
+        label_selector: Some("app in (pod-0-1,pod-1-1,pod-0-3)".into()),
+        node_name: None,
+    };
+    let cache = PodCache::spawn(proxy_client(&server).await, &scope);
+    cache.ready().await;
+    let mut names: Vec<String> = cache
+        .pods()
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["pod-0-1", "pod-0-3", "pod-1-1"]);
+    // The log is compacted and the watch connections fail for a while: the cache relists and catches up.
+    server.add_fault(
+        FaultRule::new(Fault::InternalError)
+            .path_contains("/namespaces/ns-1/pods")
+            .times(3),
+    );
+    server.add_fault(
+        FaultRule::new(Fault::DropConnection)
+            .path_contains("/namespaces/ns-3/pods")
+            .times(2),
+    );
+    server.compact();
+    server.upsert(synthetic_pod(
+        "ns-1",
+        "late",
+        "f0000000-0000-4000-8000-000000000001",
+        "node-0",
+        "10.1.1.1",
+    ));
+    server.update_pod("ns-1", "late", |p| {
+        p["metadata"]["labels"]["app"] = json!("pod-1-1")
+    });
+    eventually("the late pod", || {
+        cache
+            .by_uid("f0000000-0000-4000-8000-000000000001")
+            .is_some()
+    })
+    .await;
+    assert_eq!(cache.len(), 4);
+}
+
+#[tokio::test]
+async fn summary_through_proxy_and_kubelet_with_cache_targets() {
+    let server = FakeApiServer::start(World::synthetic(2, 3))
+        .await
+        .expect("server");
+    let client = proxy_client(&server).await;
+    server.set_usage(
+        "ns-1",
+        "pod-0-1",
+        "app",
+        ContainerUsage::working_set(200 << 20),
+    );
+    let cache = PodCache::spawn(client.clone(), &PodScope::default());
+    cache.ready().await;
+    server.update_pod("ns-1", "pod-0-1", |p| {
+        p["metadata"]["annotations"] = json!({"pressured.io/warn-percent": "50"})
+    });
+    eventually("the annotation", || {
+        cache.pods().iter().any(|p| {
+            p.metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key("pressured.io/warn-percent"))
+        })
+    })
+    .await;
+    let summary = SummarySource::ApiProxy(client)
+        .fetch("node-0")
+        .await
+        .expect("summary");
+    assert_eq!(summary.node.node_name, "node-0");
+    let samples = summary.samples(SystemTime::now(), |uid| cache.by_uid(uid));
+    assert_eq!(samples.len(), 3);
+    let s = samples
+        .iter()
+        .find(|s| s.target.pod_name.as_deref() == Some("pod-0-1"))
+        .expect("pod-0-1");
+    assert_eq!(s.reading.working_set_bytes, 200 << 20);
+    assert_eq!(s.reading.limit_bytes, Some(256 << 20));
+    assert_eq!(s.target.pod_ip.as_deref(), Some("10.100.0.2"));
+    assert_eq!(
+        s.target
+            .annotations
+            .get("pressured.io/warn-percent")
+            .map(String::as_str),
+        Some("50")
+    );
+    assert!(s.target.container_id.is_some());
+    // The node-local kubelet endpoint gives the same numbers.
+    let kubelet = ClientSource::Proxy {
+        url: server.url().to_owned(),
+    }
+    .connect_to(&server.kubelet_url("node-0"), None)
+    .await
+    .expect("kubelet client");
+    let direct = SummarySource::Kubelet(kubelet)
+        .fetch("node-0")
+        .await
+        .expect("summary");
+    let samples = direct.samples(SystemTime::now(), |_| None);
+    let s = samples
+        .iter()
+        .find(|s| s.target.pod_name.as_deref() == Some("pod-0-1"))
+        .expect("pod-0-1");
+    assert_eq!(s.reading.working_set_bytes, 200 << 20);
+    assert_eq!(
+        s.reading.limit_bytes,
+        Some(256 << 20),
+        "from availableBytes"
+    );
+    let missing = SummarySource::ApiProxy(proxy_client(&server).await)
+        .fetch("nope")
+        .await
+        .expect_err("no such node");
+    assert_eq!(missing.status_code(), Some(404));
+}
+
+#[tokio::test]
+async fn events_fold_into_a_series() {
+    let server = FakeApiServer::start(World::synthetic(1, 2))
+        .await
+        .expect("server");
+    let pod = server.pod("ns-1", "pod-0-1").expect("pod");
+    let recorder = EventRecorder::new(proxy_client(&server).await, "pressure.dev/test", "node-0");
+    let spec = EventSpec {
+        regarding: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some("pod-0-1".into()),
+            namespace: Some("ns-1".into()),
+            uid: pod["metadata"]["uid"].as_str().map(str::to_owned),
+            ..ObjectReference::default()
+        },
+        kind: EventKind::Warning,
+        reason: "MemoryPressureCritical".into(),
+        action: "Observed".into(),
+        note: "container app at 90% of its 256Mi limit".into(),
+    };
+    let Recorded::Created { name } = recorder.record(&spec).await.expect("create") else {
+        panic!("expected a new event")
+    };
+    assert_eq!(
+        recorder.record(&spec).await.expect("fold"),
+        Recorded::Folded {
+            name: name.clone(),
+            count: 2
+        }
+    );
+    assert_eq!(
+        recorder.record(&spec).await.expect("fold"),
+        Recorded::Folded {
+            name: name.clone(),
+            count: 3
+        }
+    );
+    let other = EventSpec {
+        reason: "OOMKilled".into(),
+        ..spec.clone()
+    };
+    assert!(matches!(
+        recorder.record(&other).await.expect("create"),
+        Recorded::Created { .. }
+    ));
+    let events = server.events();
+    assert_eq!(events.len(), 2);
+    let ev = events
+        .iter()
+        .find(|e| e["metadata"]["name"] == name.as_str())
+        .expect("event");
+    assert_eq!(ev["series"]["count"], 3);
+    assert_eq!(ev["reason"], "MemoryPressureCritical");
+    assert_eq!(ev["type"], "Warning");
+    assert_eq!(ev["involvedObject"]["uid"], pod["metadata"]["uid"]);
+    assert_eq!(ev["reportingComponent"], "pressure.dev/test");
+}
+
+#[tokio::test]
+async fn annotation_only_when_absent_with_retries() {
+    let server = FakeApiServer::start(World::synthetic(1, 1))
+        .await
+        .expect("server");
+    let fast = Backoff {
+        initial: Duration::from_millis(10),
+        max: Duration::from_millis(40),
+        attempts: 6,
+    };
+    let a = Annotator::new(proxy_client(&server).await, "oom-tracer").with_backoff(fast);
+    server.add_fault(
+        FaultRule::new(Fault::TooManyRequests {
+            retry_after_secs: 0,
+        })
+        .path_contains("pods/pod-0-0")
+        .times(1),
+    );
+    server.add_fault(
+        FaultRule::new(Fault::InternalError)
+            .path_contains("pods/pod-0-0")
+            .times(1),
+    );
+    server.add_fault(
+        FaultRule::new(Fault::DropConnection)
+            .path_contains("pods/pod-0-0")
+            .times(1),
+    );
+    let out = a
+        .annotate_if_absent("ns-0", "pod-0-0", "pressure.dev/oom-killed", "app")
+        .await
+        .expect("annotated");
+    // 429 and 500 each cost an attempt; hyper may retry the dropped connection by itself.
+    assert!(
+        matches!(out, AnnotateOutcome::Annotated { attempts: 3 | 4 }),
+        "{out:?}"
+    );
+    assert_eq!(
+        server.pod("ns-0", "pod-0-0").expect("pod")["metadata"]["annotations"]["pressure.dev/oom-killed"],
+        "app"
+    );
+    let patches = server
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("PATCH"))
+        .count();
+    assert_eq!(
+        a.annotate_if_absent("ns-0", "pod-0-0", "pressure.dev/oom-killed", "other")
+            .await
+            .expect("checked"),
+        AnnotateOutcome::AlreadyPresent
+    );
+    assert_eq!(
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.starts_with("PATCH"))
+            .count(),
+        patches,
+        "no patch when present"
+    );
+    assert_eq!(
+        server.pod("ns-0", "pod-0-0").expect("pod")["metadata"]["annotations"]["pressure.dev/oom-killed"],
+        "app"
+    );
+    assert_eq!(
+        a.annotate_if_absent("ns-0", "gone", "k", "v")
+            .await
+            .expect("checked"),
+        AnnotateOutcome::PodNotFound
+    );
+    // Always failing: gives up after the configured attempts.
+    server.add_fault(FaultRule::new(Fault::InternalError).path_contains("pods/pod-0-0"));
+    let err = a
+        .annotate_if_absent("ns-0", "pod-0-0", "x", "y")
+        .await
+        .expect_err("gives up");
+    assert!(err.to_string().contains("6 attempts"), "{err}");
+}

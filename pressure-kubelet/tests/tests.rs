@@ -1,0 +1,3 @@
+//! pressure-kubelet against the fake API server.
+
+mod api;
