@@ -1,0 +1,3 @@
+//! System tests of the `oom-tracer` binary.
+
+mod cli;
