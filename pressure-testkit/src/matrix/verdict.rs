@@ -375,8 +375,14 @@ pub fn judge_tracer(
         .get("ready_after_s")
         .and_then(|s| s.parse::<f64>().ok())
         .map_or(String::new(), |s| format!(" ready={s:.1}s"));
+    // How the probe attached, when the tracer logs it (`bpf="tp_btf"`): informational only.
+    let attach = log
+        .err
+        .iter()
+        .find_map(|l| l.split_once("bpf=\"").and_then(|(_, r)| r.split_once('"')))
+        .map_or(String::new(), |(m, _)| format!(" attach={m}"));
     let figures = format!(
-        "{}/3 kills [{}] src={source}{ready}",
+        "{}/3 kills [{}] src={source}{attach}{ready}",
         matched.iter().filter(|&&n| n == 1).count(),
         kinds.join(",")
     );
@@ -491,6 +497,9 @@ mod tests {
         for e in events {
             c.push_str(&format!("@@KM out tracer-bpf {e}\n"));
         }
+        c.push_str(
+            "@@KM err tracer-bpf 2026-11-24T00:49:34Z INFO oom_tracer: tracing OOM kills bpf=\"tp_btf\" kmsg=true\n",
+        );
         c.push_str("@@KM end tracer-bpf rc=0\n");
         c
     }
@@ -519,7 +528,7 @@ mod tests {
         assert!(v.pass, "{:?}", v.reasons);
         assert_eq!(
             v.figures,
-            "3/3 kills [memcg,memcg,global] src=bpf ready=1.5s"
+            "3/3 kills [memcg,memcg,global] src=bpf attach=tp_btf ready=1.5s"
         );
     }
 
