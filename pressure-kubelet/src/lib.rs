@@ -10,6 +10,8 @@
 //! - [`OomTracker`] finds OOM kills ([`OomKill`]) in pod status, each reported once.
 //! - [`EventRecorder`] records `events.k8s.io/v1` Events, folding repeats into a series.
 //! - [`Annotator`] adds an annotation only when absent, retrying 409/429/5xx with [`Backoff`].
+//! - [`VictimMarker`] maps an OOM-kill [`Victim`] to its pod (UID, else container ID), annotates it and
+//!   posts a Warning Event.
 //!
 //! Every network call goes through a `kube::Client`, which takes any tower service: tests run against
 //! `pressure_testkit::FakeApiServer`.
@@ -23,6 +25,7 @@ mod oom;
 mod pods;
 mod quantity;
 mod summary;
+mod victim;
 
 pub use annotate::{AnnotateOutcome, Annotator, Backoff};
 pub use client::{ClientSource, SERVICE_ACCOUNT_DIR};
@@ -38,6 +41,7 @@ pub use summary::{
     ContainerStats, MemoryStats, NodeStats, PodReference, PodStats, PsiData, PsiStats, Summary,
     SummarySource,
 };
+pub use victim::{Victim, VictimMarker, VictimOutcome, event_for};
 
 /// Re-exported so callers name the same types.
 pub use k8s_openapi;
