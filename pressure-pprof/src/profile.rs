@@ -86,11 +86,6 @@ pub struct Profile {
     pub(crate) period_type: SampleType,
     pub(crate) period: i64,
     pub(crate) comments: Vec<String>,
-    #[expect(
-        dead_code,
-        reason = "drop_frames pruning is not implemented yet; Go never sets it"
-    )]
-    pub(crate) drop_frames: String,
     pub(crate) main_file: String,
     pub(crate) main_build_id: String,
     /// Report nodes (one per distinct function).
@@ -259,6 +254,7 @@ struct Builder {
     strings: Vec<u8>,
     string_offsets: Vec<usize>,
     drop_frames: i64,
+    keep_frames: i64,
     time_nanos: i64,
     duration_nanos: i64,
     period_type: Option<(i64, i64)>,
@@ -340,7 +336,7 @@ impl Builder {
                     let v = v as i64;
                     match field {
                         7 => self.drop_frames = v,
-                        8 => {}
+                        8 => self.keep_frames = v,
                         9 => {
                             if self.time_nanos != 0 {
                                 return Err(PprofError::Concatenated);
@@ -579,17 +575,29 @@ impl Builder {
             node_index.insert(key, n);
             Ok(n)
         };
+        let drop_frames = self.owned_string(self.drop_frames, "Profile.drop_frames")?;
+        let keep_frames = self.owned_string(self.keep_frames, "Profile.keep_frames")?;
+        let pruner = Pruner::new(&drop_frames, &keep_frames);
+        // Per location: 0 = kept, PRUNE_BENEATH = frames below a dropped one go, PRUNE = all go.
+        let mut loc_prune = vec![
+            0u8;
+            if pruner.is_some() {
+                self.locations.len()
+            } else {
+                0
+            }
+        ];
         let mut location_index: HashMap<u64, u32> = HashMap::with_capacity(self.locations.len());
         let mut loc_ranges = Vec::with_capacity(self.locations.len());
         let mut loc_nodes = Vec::with_capacity(self.line_functions.len());
-        for (i, l) in self.locations.iter().enumerate() {
+        for (idx, l) in self.locations.iter().enumerate() {
             if l.id == 0 {
                 return Err(PprofError::Invalid(
                     "found location with reserved id=0".to_owned(),
                 ));
             }
             if location_index
-                .insert(l.id, to_u32(i, "locations")?)
+                .insert(l.id, to_u32(idx, "locations")?)
                 .is_some()
             {
                 return Err(PprofError::Invalid(format!(
@@ -602,16 +610,41 @@ impl Builder {
                 .map_or("", |&m| mapping_files[m].as_str());
             let start = to_u32(loc_nodes.len(), "frames")?;
             let (a, b) = l.lines;
-            if a == b {
-                loc_nodes.push(intern("", objfile, 0)?);
-            }
-            for &fid in &self.line_functions[a as usize..b as usize] {
+            let lines = &self.line_functions[a as usize..b as usize];
+            let mut funcs = Vec::with_capacity(lines.len());
+            for &fid in lines {
                 let Some(&f) = function_index.get(&fid).filter(|_| fid != 0) else {
                     return Err(PprofError::Invalid(format!(
                         "location id: {} has a line with nil function (function id {fid})",
                         l.id
                     )));
                 };
+                funcs.push(f);
+            }
+            let mut first = 0;
+            if let Some(pruner) = &pruner {
+                // pprof's Profile.Prune: the outermost frame that matches drop_frames (and not
+                // keep_frames) goes, with every frame inlined below it.
+                if let Some(i) = (0..funcs.len())
+                    .rev()
+                    .find(|&i| pruner.drops(&function_names[funcs[i]].0))
+                {
+                    if i == funcs.len() - 1 {
+                        loc_prune[idx] = PRUNE;
+                    } else {
+                        loc_prune[idx] = PRUNE_BENEATH;
+                        first = i + 1;
+                    }
+                }
+            }
+            if a == b {
+                loc_nodes.push(intern("", objfile, 0)?);
+            }
+            // A fully pruned location keeps its frames: pprof only removes it from samples.
+            if loc_prune.get(idx) == Some(&PRUNE) {
+                first = 0;
+            }
+            for &f in &funcs[first..] {
                 let (name, start_line) = &function_names[f];
                 loc_nodes.push(intern(name, objfile, *start_line)?);
             }
@@ -641,15 +674,45 @@ impl Builder {
             }
         }
         let mut sample_locs = Vec::with_capacity(self.sample_locs.len());
-        for &id in &self.sample_locs {
-            match location_index.get(&id) {
-                Some(&i) => sample_locs.push(i),
-                None => {
-                    return Err(PprofError::Invalid(format!(
-                        "sample has nil location (location id {id} is not defined)"
-                    )));
+        let mut sample_offsets = Vec::with_capacity(self.sample_offsets.len());
+        sample_offsets.push(0);
+        for w in self.sample_offsets.windows(2) {
+            let start = sample_locs.len();
+            for &id in &self.sample_locs[w[0] as usize..w[1] as usize] {
+                match location_index.get(&id) {
+                    Some(&i) => sample_locs.push(i),
+                    None => {
+                        return Err(PprofError::Invalid(format!(
+                            "sample has nil location (location id {id} is not defined)"
+                        )));
+                    }
                 }
             }
+            if !loc_prune.is_empty() {
+                // pprof's Profile.Prune, per sample: scanning from the root, after the first
+                // unpruned frame, cut the stack at the first pruned location.
+                let stack = &sample_locs[start..];
+                let mut found_user = false;
+                let mut cut = 0;
+                for i in (0..stack.len()).rev() {
+                    match loc_prune[stack[i] as usize] {
+                        0 => found_user = true,
+                        _ if !found_user => {}
+                        PRUNE => {
+                            cut = i + 1;
+                            break;
+                        }
+                        _ => {
+                            cut = i;
+                            break;
+                        }
+                    }
+                }
+                if cut > 0 {
+                    sample_locs.drain(start..start + cut);
+                }
+            }
+            sample_offsets.push(to_u32(sample_locs.len(), "sample locations")?);
         }
         let mut diff_base = Vec::new();
         for &(s, k, v) in &self.str_labels {
@@ -662,7 +725,6 @@ impl Builder {
                 diff_base[s as usize] = true;
             }
         }
-        let drop_frames = self.owned_string(self.drop_frames, "Profile.drop_frames")?;
         let period_type = match self.period_type {
             Some((t, u)) => SampleType {
                 r#type: self.owned_string(t, "Profile.period_type.type")?,
@@ -684,18 +746,77 @@ impl Builder {
             period_type,
             period: self.period,
             comments,
-            drop_frames,
             main_file: mapping_files.first().cloned().unwrap_or_default(),
             main_build_id,
             nodes,
             loc_ranges,
             loc_nodes,
-            sample_offsets: self.sample_offsets,
+            sample_offsets,
             sample_locs,
             values: self.values,
             diff_base,
         })
     }
+}
+
+const PRUNE_BENEATH: u8 = 1;
+const PRUNE: u8 = 2;
+
+/// `drop_frames`/`keep_frames` of a profile, compiled as pprof's `RemoveUninteresting` does
+/// (`^(…)$`). Like pprof, nothing is pruned when either fails to compile.
+struct Pruner {
+    drop: regex::Regex,
+    keep: Option<regex::Regex>,
+}
+
+impl Pruner {
+    fn new(drop: &str, keep: &str) -> Option<Pruner> {
+        if drop.is_empty() {
+            return None;
+        }
+        let compile = |re: &str| {
+            regex::RegexBuilder::new(&format!("^({re})$"))
+                .size_limit(1 << 20)
+                .build()
+                .ok()
+        };
+        let drop = compile(drop)?;
+        let keep = if keep.is_empty() {
+            None
+        } else {
+            Some(compile(keep)?)
+        };
+        Some(Pruner { drop, keep })
+    }
+
+    /// Whether a frame of function `name` is dropped.
+    fn drops(&self, name: &str) -> bool {
+        if name.is_empty() {
+            return false;
+        }
+        let name = simplify_func(name);
+        self.drop.is_match(name) && !self.keep.as_ref().is_some_and(|k| k.is_match(name))
+    }
+}
+
+/// pprof's `simplifyFunc`: drops a leading `.` and the argument list from the first `(` that is
+/// not part of `(anonymous namespace)` or `operator()`.
+fn simplify_func(name: &str) -> &str {
+    let name = name.strip_prefix('.').unwrap_or(name);
+    let mut i = 0;
+    while let Some(c) = name[i..].chars().next() {
+        let rest = &name[i..];
+        if rest.starts_with("(anonymous namespace)") {
+            i += "(anonymous namespace)".len();
+        } else if rest.starts_with("operator()") {
+            i += "operator()".len();
+        } else if c == '(' {
+            return &name[..i];
+        } else {
+            i += c.len_utf8();
+        }
+    }
+    name
 }
 
 /// The name pprof shows for a function: its symbolizer's demangling step (`symbolizer.Demangle`

@@ -26,6 +26,8 @@ pub(crate) struct Synth {
     pub(crate) duration_nanos: i64,
     pub(crate) period_type: Option<(&'static str, &'static str)>,
     pub(crate) period: i64,
+    pub(crate) drop_frames: &'static str,
+    pub(crate) keep_frames: &'static str,
 }
 
 /// Wire layout choices.
@@ -159,6 +161,8 @@ impl Synth {
         let comments: Vec<u64> = self.comments.iter().map(|c| st.id(c) as u64).collect();
         repeated(&mut body, 13, &comments, layout.packed);
         int(&mut body, 14, st.id(self.default_sample_type));
+        int(&mut body, 7, st.id(self.drop_frames));
+        int(&mut body, 8, st.id(self.keep_frames));
 
         let mut strings = Vec::new();
         for s in &st.0 {

@@ -167,6 +167,58 @@ pub(crate) fn diff_base() -> Synth {
     }
 }
 
+pub(crate) fn pruned() -> Synth {
+    Synth {
+        sample_types: vec![("alloc_space", "bytes")],
+        drop_frames: r"runtime\..*|operator new|x::drop",
+        keep_frames: r"runtime\.keep.*",
+        functions: vec![
+            (1, "main.main", "main.main", "", 0),
+            (2, "main.work", "main.work", "", 0),
+            (3, "runtime.mallocgc", "runtime.mallocgc", "", 0),
+            (4, "runtime.keepme", "runtime.keepme", "", 0),
+            (
+                5,
+                "operator new(unsigned long)",
+                "operator new(unsigned long)",
+                "",
+                0,
+            ),
+            (6, "x::drop(int)", "x::drop(int)", "", 0),
+            (
+                7,
+                "(anonymous namespace)::f()",
+                "(anonymous namespace)::f()",
+                "",
+                0,
+            ),
+            (8, "runtime.goexit", "runtime.goexit", "", 0),
+            (9, "main.leaf", "main.leaf", "", 0),
+        ],
+        locations: vec![
+            (1, 0, 0, vec![(1, 1)]),
+            (2, 0, 0, vec![(2, 1)]),
+            (3, 0, 0, vec![(3, 1)]),
+            (4, 0, 0, vec![(4, 1)]),
+            (5, 0, 0, vec![(5, 1)]),
+            // main.leaf inlined into x::drop inlined into main.work.
+            (6, 0, 0, vec![(9, 1), (6, 1), (2, 2)]),
+            (7, 0, 0, vec![(7, 1)]),
+            (8, 0, 0, vec![(8, 1)]),
+        ],
+        samples: vec![
+            (vec![3, 2, 1, 8], vec![100], vec![]),
+            (vec![4, 3, 2, 1, 8], vec![200], vec![]),
+            (vec![5, 2, 1, 8], vec![400], vec![]),
+            (vec![6, 1, 8], vec![800], vec![]),
+            (vec![3, 7, 1], vec![1600], vec![]),
+            (vec![2, 3, 8], vec![3200], vec![]),
+            (vec![3], vec![6400], vec![]),
+        ],
+        ..Synth::default()
+    }
+}
+
 pub(crate) fn empty() -> Synth {
     Synth {
         sample_types: vec![("goroutine", "count")],
@@ -223,6 +275,14 @@ fn synthetic_diff_base_matches_go() {
     let data = diff_base().encode(RAW);
     for args in [&[][..], &["-cum"]] {
         check_bytes("synthetic_diff_base", &data, args);
+    }
+}
+
+#[test]
+fn synthetic_drop_frames_match_go() {
+    let data = pruned().encode(RAW);
+    for args in [&[][..], &["-cum"]] {
+        check_bytes("synthetic_drop_frames", &data, args);
     }
 }
 

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Compares `pressured pprof top` with `go tool pprof -top` on a large real Go heap profile.
+#
+# 1. Generates (once, cached in target/pprof-bench/) a heap profile with >= 300 000 samples and
+#    >= 5 MB gzipped, using pressure-pprof/testdata/gen/gen.go (runtime.MemProfileRate = 1).
+# 2. Runs each tool once and prints wall time, peak RSS (getrusage of the child via wait4),
+#    their ratios, and whether the outputs are byte-identical (TZ=UTC).
+#
+# Memory-hungry steps run in a memory cgroup with a limit (BENCH_MEM_LIMIT, default 8G) when
+# running as root with cgroup v1 or v2.
+#
+# Usage: scripts/bench-pprof.sh [--regen]
+# Env:   BENCH_FUNCS (3000) BENCH_ITERS (450000) BENCH_DEPTH (12) BENCH_MEM_LIMIT (8G)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+out="$root/target/pprof-bench"
+profile="$out/heap-big.pb.gz"
+funcs=${BENCH_FUNCS:-3000}
+iters=${BENCH_ITERS:-450000}
+depth=${BENCH_DEPTH:-12}
+mem_limit=${BENCH_MEM_LIMIT:-8G}
+mkdir -p "$out"
+
+command -v go >/dev/null || { echo "bench-pprof: go is required (apt-get install golang-go)" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "bench-pprof: python3 is required" >&2; exit 1; }
+
+# A memory cgroup for the heavy steps, removed on exit.
+to_bytes() {
+    case $1 in
+        *G) echo $((${1%G} * 1024 * 1024 * 1024)) ;;
+        *M) echo $((${1%M} * 1024 * 1024)) ;;
+        *) echo "$1" ;;
+    esac
+}
+cg=""
+if [ "$(id -u)" = 0 ]; then
+    if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+        cg=/sys/fs/cgroup/pressure-bench-pprof-$$
+        mkdir "$cg" && to_bytes "$mem_limit" > "$cg/memory.max"
+    elif [ -d /sys/fs/cgroup/memory ]; then
+        cg=/sys/fs/cgroup/memory/pressure-bench-pprof-$$
+        mkdir "$cg" && to_bytes "$mem_limit" > "$cg/memory.limit_in_bytes"
+    fi
+fi
+cleanup() {
+    if [ -n "$cg" ] && [ -d "$cg" ]; then
+        rmdir "$cg" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+# in_cg CMD...: runs CMD inside the cgroup (if any).
+in_cg() {
+    if [ -n "$cg" ]; then
+        sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg" "$@"
+    else
+        "$@"
+    fi
+}
+if [ -z "$cg" ]; then
+    echo "bench-pprof: not root or no memory cgroup: running without a memory limit" >&2
+fi
+
+echo "== building release binaries" >&2
+(cd "$root" && cargo build --release -q -p pressured-cli && cargo build --release -q -p pressure-pprof --example pprof_stats)
+pressured="$root/target/release/pressured"
+stats="$root/target/release/examples/pprof_stats"
+
+if [ ! -s "$profile" ] || [ "${1:-}" = "--regen" ]; then
+    echo "== generating heap profile: $funcs functions, $iters root calls, depth $depth" >&2
+    rm -rf "$out/gen" && mkdir -p "$out/gen"
+    (cd "$root/pressure-pprof/testdata/gen" && in_cg go run gen.go -out "$out/gen" -only heap \
+        -funcs "$funcs" -iters "$iters" -depth "$depth")
+    mv "$out/gen/heap.pb.gz" "$profile"
+fi
+
+read -r size samples _ <<<"$("$stats" "$profile" | tr '=' ' ' | awk '{print $2, $4}')"
+echo "profile: $profile"
+echo "  gzipped size: $size bytes ($(python3 -c "print(f'{$size/1e6:.1f}')") MB), samples: $samples"
+if [ "$samples" -lt 300000 ] || [ "$size" -lt 5000000 ]; then
+    echo "bench-pprof: profile too small (need >= 300000 samples and >= 5 MB); raise BENCH_ITERS and run with --regen" >&2
+    exit 1
+fi
+
+pprof_bin="$(go env GOTOOLDIR)/pprof"
+export TZ=UTC PPROF_TMPDIR="$out" PPROF_BINARY_PATH=/nonexistent
+# measure NAME OUTFILE CMD...: one run; prints "wall_seconds max_rss_kib".
+measure() {
+    local outfile=$1
+    shift
+    in_cg python3 - "$outfile" "$@" <<'EOF'
+import os, sys, time
+outfile, cmd = sys.argv[1], sys.argv[2:]
+with open(outfile, "wb") as f:
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(f.fileno(), 1)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.execvp(cmd[0], cmd)
+    _, status, ru = os.wait4(pid, 0)
+    wall = time.monotonic() - start
+if os.waitstatus_to_exitcode(status) != 0:
+    sys.exit(f"{cmd} failed with {status}")
+print(f"{wall:.3f} {ru.ru_maxrss}")
+EOF
+}
+
+echo "== running each tool once" >&2
+read -r rs_wall rs_rss <<<"$(measure "$out/top.pressured.txt" "$pressured" pprof top "$profile")"
+read -r go_wall go_rss <<<"$(measure "$out/top.go.txt" go tool pprof -top "$profile")"
+read -r bin_wall bin_rss <<<"$(measure "$out/top.gobin.txt" "$pprof_bin" -top "$profile")"
+
+python3 - "$rs_wall" "$rs_rss" "$go_wall" "$go_rss" "$bin_wall" "$bin_rss" <<'EOF'
+import sys
+rw, rr, gw, gr, bw, br = map(float, sys.argv[1:])
+print(f"{'':28} {'wall':>9} {'peak RSS':>10}")
+print(f"{'pressured pprof top':28} {rw:8.3f}s {rr/1024:8.1f}MB")
+print(f"{'go tool pprof -top':28} {gw:8.3f}s {gr/1024:8.1f}MB")
+print(f"{'  (pprof binary directly)':28} {bw:8.3f}s {br/1024:8.1f}MB")
+print(f"speed-up vs go tool pprof:   {gw/rw:6.1f}x (goal >= 20x); vs pprof binary: {bw/rw:.1f}x")
+print(f"peak memory vs go tool pprof: {rr/gr:6.3f} = 1/{gr/rr:.1f} (goal <= 1/5); vs pprof binary: 1/{br/rr:.1f}")
+EOF
+if cmp -s "$out/top.pressured.txt" "$out/top.go.txt"; then
+    echo "outputs: identical ($(wc -l <"$out/top.go.txt") lines)"
+else
+    echo "outputs: DIFFERENT"
+    diff "$out/top.go.txt" "$out/top.pressured.txt" | head -20
+    exit 1
+fi
