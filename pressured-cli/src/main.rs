@@ -76,11 +76,7 @@ fn main() -> ExitCode {
         eprintln!("pressured: {err:#}");
         return ExitCode::FAILURE;
     }
-    let result = match &args.replay {
-        Some(path) => replay::run(&config, path),
-        None => run_mode(config),
-    };
-    report(result)
+    report(run(config, args.replay))
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {
@@ -112,13 +108,16 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn run_mode(config: Config) -> anyhow::Result<()> {
+fn run(config: Config, replay: Option<PathBuf>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
+        if let Some(path) = replay {
+            return replay::run(&config, &path).await;
+        }
         match config.source.mode {
             SourceMode::Cgroup | SourceMode::Node => watch::run(config).await,
             SourceMode::Kubelet => cluster::run(config).await,

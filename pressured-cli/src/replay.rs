@@ -9,8 +9,9 @@ use pressure_core::{Config, Engine, replay};
 use crate::sink::EventSink;
 
 /// Replays `path` (`-` = stdin). Malformed lines are reported with their number and field and skipped;
-/// the run goes on and fails at the end if any were skipped.
-pub(crate) fn run(config: &Config, path: &Path) -> anyhow::Result<()> {
+/// the run goes on and fails at the end if any were skipped. The configured actions run for every event,
+/// and the replay waits for them before returning.
+pub(crate) async fn run(config: &Config, path: &Path) -> anyhow::Result<()> {
     let reader: Box<dyn BufRead> = if path == Path::new("-") {
         Box::new(std::io::stdin().lock())
     } else {
@@ -19,7 +20,7 @@ pub(crate) fn run(config: &Config, path: &Path) -> anyhow::Result<()> {
         Box::new(std::io::BufReader::new(file))
     };
     let mut engine = Engine::new(config);
-    let mut sink = EventSink::default();
+    let mut sink = EventSink::new(config)?;
     let mut events = Vec::new();
     let mut last_t: Option<f64> = None;
     let mut bad = 0usize;
@@ -46,6 +47,8 @@ pub(crate) fn run(config: &Config, path: &Path) -> anyhow::Result<()> {
             sink.emit(&event);
         }
     }
+    // The actions run for the replayed events too; wait for them before exiting.
+    sink.shutdown().await;
     tracing::info!(samples, malformed = bad, "replay finished");
     if bad > 0 {
         anyhow::bail!("{bad} malformed line(s) in {} were skipped", path.display());

@@ -1,28 +1,75 @@
-//! Where events go: one JSON object per line on stdout, flushed per event so consumers see it at once.
+//! Where events go: one JSON object per line on stdout (flushed per event so consumers see it at once),
+//! and to the action dispatcher (`pressure-actions`), which runs Lua, exec, webhook and heap-profile
+//! actions off the sampling path. Follow-up events of the actions (`heap_profile`) are printed too.
 
 use std::io::Write;
+use std::time::Duration;
 
-use pressure_core::Event;
+use anyhow::Context;
+use pressure_actions::Dispatcher;
+use pressure_core::{Config, Event};
+use tokio::task::JoinHandle;
 
-/// Writes events as JSON lines to stdout.
-#[derive(Debug, Default)]
+/// How long a shutdown waits for queued actions before abandoning them.
+pub(crate) const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Writes events as JSON lines to stdout and hands them to the actions.
+#[derive(Debug)]
 pub(crate) struct EventSink {
-    written: u64,
+    dispatcher: Option<Dispatcher>,
+    followups: Option<JoinHandle<()>>,
 }
 
 impl EventSink {
-    /// Writes one event. A closed stdout (e.g. `| head`) is not an error worth dying for: it is logged once.
+    /// A sink with the actions `config` asks for. Must be called inside a tokio runtime.
+    pub(crate) fn new(config: &Config) -> anyhow::Result<EventSink> {
+        let mut dispatcher = Dispatcher::from_config(config).context("setting up the actions")?;
+        let followups = dispatcher.take_followups().map(|mut rx| {
+            tokio::spawn(async move {
+                while let Some(event) = rx.recv().await {
+                    print_event(&event);
+                }
+            })
+        });
+        Ok(EventSink {
+            dispatcher: Some(dispatcher),
+            followups,
+        })
+    }
+
+    /// Writes one event and queues it for the actions (never waits).
     pub(crate) fn emit(&mut self, event: &Event) {
-        tracing::debug!(event_type = event.event_type.as_str(), pod_uid = ?event.pod_uid, "event");
-        let mut out = std::io::stdout().lock();
-        let line = event.to_json_line();
-        if let Err(err) = writeln!(out, "{line}").and_then(|()| out.flush()) {
-            if self.written != u64::MAX {
-                tracing::warn!("writing events to stdout failed: {err}");
-                self.written = u64::MAX;
-            }
-            return;
+        print_event(event);
+        if let Some(d) = &self.dispatcher
+            && !d.submit(event.clone())
+        {
+            tracing::warn!(
+                event_type = event.event_type.as_str(),
+                "action queue full: event dropped for the actions"
+            );
         }
-        self.written = self.written.saturating_add(1);
+    }
+
+    /// Drains the actions (at most [`DRAIN_DEADLINE`]) and prints their last follow-up events.
+    pub(crate) async fn shutdown(mut self) {
+        if let Some(d) = self.dispatcher.take() {
+            let report = d.shutdown(DRAIN_DEADLINE).await;
+            if report.stats.dropped > 0 || !report.drained {
+                tracing::warn!(stats = ?report.stats, abandoned = report.abandoned, "actions did not all run");
+            }
+        }
+        if let Some(printer) = self.followups.take() {
+            // The dispatcher is gone, so the channel closes and the printer ends.
+            let _ = printer.await;
+        }
+    }
+}
+
+/// Prints one event line. A closed stdout (e.g. `| head`) is logged, not fatal.
+fn print_event(event: &Event) {
+    tracing::debug!(event_type = event.event_type.as_str(), pod_uid = ?event.pod_uid, "event");
+    let mut out = std::io::stdout().lock();
+    if let Err(err) = writeln!(out, "{}", event.to_json_line()).and_then(|()| out.flush()) {
+        tracing::warn!("writing events to stdout failed: {err}");
     }
 }

@@ -49,12 +49,14 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     if let Err(e) = raise_nofile_limit() {
         tracing::warn!("cannot raise the open-file limit: {e}");
     }
-    let mut sink = EventSink::default();
+    let mut sink = EventSink::new(&config)?;
     let mut watcher = Watcher::new(&config, layout, scope, env)?;
-    watcher.run(&mut |event| dispatch(&mut sink, event)).await
+    let result = watcher.run(&mut |event| dispatch(&mut sink, event)).await;
+    sink.shutdown().await;
+    result
 }
 
-/// Hands one event on: JSON line on stdout now; the action dispatcher (`pressure-actions`) hooks in here.
+/// Hands one event on: a JSON line on stdout and the action dispatcher (`pressure-actions`).
 fn dispatch(sink: &mut EventSink, event: &Event) {
     sink.emit(event);
 }

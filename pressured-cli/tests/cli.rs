@@ -228,3 +228,34 @@ fn log_level_takes_effect_and_json_logs() {
     let v: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["level"], "INFO");
 }
+
+#[test]
+fn replay_runs_the_configured_actions_and_waits_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("events.jsonl");
+    let config = serde_json::json!({
+        "plugins": {"lua": {"enabled": true, "inline_script":
+            "function on_event(e, ctx) log.info('lua saw ' .. e.event_type .. ' of ' .. e.pod_name) end"}},
+        "actions": {"exec": [{"command": ["sh", "-c", format!("cat >> {}; echo >> {}", out_file.display(), out_file.display())],
+                              "events": ["oom_killed", "recovered"]}]}
+    });
+    let f = config_file(&config.to_string());
+    let out = pressured()
+        .args(["--replay", &example(), "-c", f.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lua saw oom_killed of cart-0"), "{err}");
+    assert!(err.contains("lua saw predicted_oom of cart-0"), "{err}");
+    let written = std::fs::read_to_string(&out_file).unwrap();
+    let kinds: Vec<String> = written
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["event_type"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(kinds, ["oom_killed", "recovered"]);
+}
