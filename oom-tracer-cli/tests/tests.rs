@@ -1,3 +1,4 @@
 //! System tests of the `oom-tracer` binary.
 
 mod cli;
+mod k8s_victim;
