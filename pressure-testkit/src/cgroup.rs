@@ -6,13 +6,14 @@
 //! (`kubepods`, `kubepods/burstable`) are removed only when empty, so a parallel test keeps its own.
 //! [`OomKillClock`] timestamps the moment `memory.oom_control`'s `oom_kill` counter moves.
 
+use std::collections::BTreeSet;
 use std::collections::hash_map::RandomState;
 use std::fs;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -89,7 +90,8 @@ pub fn require_v1_memcg(test: &str) -> Option<PathBuf> {
     }
 }
 
-/// Directories made under a cgroup hierarchy, removed in reverse order on drop.
+/// Directories made under a cgroup hierarchy, removed on drop (the leaves in reverse order, then
+/// the parents nobody uses any more).
 #[derive(Debug, Default)]
 pub struct CgroupDirs {
     created: Vec<PathBuf>,
@@ -120,9 +122,13 @@ impl CgroupDirs {
                 }
             }
             let mut raced = false;
+            let mut shared = shared_parents();
             for d in missing.into_iter().rev() {
                 match fs::create_dir(&d) {
-                    Ok(()) => self.created.push(d),
+                    Ok(()) if d == dir => self.created.push(d),
+                    Ok(()) => {
+                        shared.insert(d);
+                    }
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         raced = true;
@@ -147,11 +153,32 @@ impl CgroupDirs {
     }
 
     /// Removes everything made here, leaf first (also run by drop).
+    ///
+    /// Parents made on the way (`kubepods`, a pod) are shared by every `CgroupDirs` of this process:
+    /// each removal also removes those that have become empty, deepest first.
     pub fn remove_all(&mut self) {
         while let Some(dir) = self.created.pop() {
             remove_cgroup(&dir);
         }
+        let mut shared = shared_parents();
+        let mut parents: Vec<PathBuf> = shared.iter().cloned().collect();
+        parents.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for dir in parents {
+            remove_cgroup(&dir);
+            if !dir.exists() {
+                shared.remove(&dir);
+            }
+        }
     }
+}
+
+/// Parent directories made by any [`CgroupDirs`] of this process; the lock also orders creation
+/// against removal, so one test never removes a parent another is about to use.
+fn shared_parents() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
+    static SHARED: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+    SHARED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Drop for CgroupDirs {
@@ -160,19 +187,13 @@ impl Drop for CgroupDirs {
     }
 }
 
-/// Kills every process in the cgroup `dir` (and its children), then removes it, children first.
+/// Kills every process in the cgroup `dir`, then removes it.
 ///
-/// A directory that still has users (a parallel test's pod under a shared `kubepods`) is left alone.
+/// Never recurses: a directory that still has child cgroups (a parallel test's pod under a shared
+/// `kubepods`) is left alone, and nothing in it is killed.
 pub fn remove_cgroup(dir: &Path) {
-    if !dir.is_dir() {
+    if !dir.is_dir() || has_subdirs(dir) {
         return;
-    }
-    if let Ok(entries) = fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_cgroup(&entry.path());
-            }
-        }
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -184,7 +205,7 @@ pub fn remove_cgroup(dir: &Path) {
         match fs::remove_dir(dir) {
             Ok(()) => return,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return,
-            // Still has child cgroups of someone else: not ours to wait for.
+            // Someone made a child cgroup meanwhile: not ours to remove.
             Err(_) if has_subdirs(dir) => return,
             Err(e) if Instant::now() >= deadline => {
                 eprintln!("cannot remove cgroup {}: {e}", dir.display());
@@ -340,6 +361,25 @@ mod tests {
         let id = unique_container_id();
         assert_eq!(id.len(), 64);
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn removal_spares_other_tests_cgroups_under_shared_parents() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mine = dir.path().join("kubepods/burstable/pod1/ctr");
+        let theirs = dir.path().join("kubepods/burstable/pod2/ctr");
+        let mut a = CgroupDirs::new();
+        a.create_all(&mine).expect("mkdir");
+        let mut b = CgroupDirs::new();
+        b.create_all(&theirs).expect("mkdir");
+        a.remove_all();
+        assert!(!mine.exists() && !dir.path().join("kubepods/burstable/pod1").exists());
+        assert!(theirs.is_dir(), "the other test's cgroup survives");
+        b.remove_all();
+        assert!(
+            !dir.path().join("kubepods").exists(),
+            "last one out removes the shared parents"
+        );
     }
 
     #[test]

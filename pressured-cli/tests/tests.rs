@@ -1,3 +1,4 @@
 //! Tests that run the real `pressured` binary.
 
 mod cli;
+mod system_cgroup;
