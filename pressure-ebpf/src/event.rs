@@ -203,9 +203,16 @@ impl Default for HostPaths {
 
 impl HostPaths {
     /// The victim's memory cgroup from `/proc/<pid>/cgroup` (v1 memory line, else the v2 line).
+    ///
+    /// Only while the task is not exiting: once it has left its cgroups (`cgroup_exit`) the file
+    /// reads `/`, which would be a wrong answer rather than none.
     fn proc_memcg(&self, pid: u32) -> Option<String> {
-        let text =
-            std::fs::read_to_string(self.proc_root.join(pid.to_string()).join("cgroup")).ok()?;
+        let dir = self.proc_root.join(pid.to_string());
+        let text = std::fs::read_to_string(dir.join("cgroup")).ok()?;
+        let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+        if task_exiting(&stat) {
+            return None;
+        }
         let entries = pressure_cgroup::parse_proc_cgroup(&text);
         pressure_cgroup::memory_cgroup_entry(&entries).map(|e| e.path.clone())
     }
@@ -217,6 +224,24 @@ impl HostPaths {
         let root: &Path = self.memcg_v1_root.as_deref().unwrap_or(&self.unified_root);
         std::fs::metadata(root.join(rel)).ok().map(|m| m.ino())
     }
+}
+
+/// `PF_EXITING` of `include/linux/sched.h`.
+const PF_EXITING: u64 = 0x4;
+
+/// Whether `/proc/<pid>/stat` shows a dead or exiting task (state `Z`/`X`, or `PF_EXITING`).
+fn task_exiting(stat: &str) -> bool {
+    // Fields after the comm (which may hold spaces and parentheses): state is the 1st, flags the 7th.
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return true;
+    };
+    let mut fields = rest.split_whitespace();
+    let state = fields.next().unwrap_or("X");
+    let flags: u64 = fields
+        .nth(5)
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(PF_EXITING);
+    matches!(state, "Z" | "X" | "x") || flags & PF_EXITING != 0
 }
 
 /// The records the correlator matched for one victim.
@@ -361,5 +386,43 @@ fn apply_bpf(kill: &mut OomKill, b: &RawOomEvent, page_kb: u64, clock: ClockPair
         kill.rss_anon_kb = Some(b.rss_anon * unit);
         kill.rss_file_kb = Some(b.rss_file * unit);
         kill.rss_shmem_kb = Some(b.rss_shmem * unit);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exiting_and_dead_tasks_are_recognised() {
+        // /proc/<pid>/stat heads: a sleeping task (flags 0x400100), an exiting one, a zombie.
+        let live = "1234 (sh (x)) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0";
+        assert!(!task_exiting(live));
+        let exiting = "1234 (tail) R 1 1234 1234 0 -1 4194564 100 0 0 0 0 0 0 0 20 0 1 0";
+        assert!(task_exiting(exiting));
+        let zombie = "1234 (tail) Z 1 1234 1234 0 -1 4227332 100 0 0 0 0 0 0 0 20 0 1 0";
+        assert!(task_exiting(zombie));
+        assert!(task_exiting("garbage"));
+    }
+
+    #[test]
+    fn proc_cgroup_of_an_exiting_task_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid = dir.path().join("42");
+        std::fs::create_dir(&pid).unwrap();
+        let cgroup = "4:memory:/kubepods/burstable/podx/abc\n1:name=systemd:/\n";
+        std::fs::write(pid.join("cgroup"), cgroup).unwrap();
+        let host = HostPaths {
+            proc_root: dir.path().to_owned(),
+            memcg_v1_root: None,
+            unified_root: dir.path().to_owned(),
+        };
+        std::fs::write(pid.join("stat"), "42 (tail) R 1 42 42 0 -1 4194560 1 0 0 0").unwrap();
+        assert_eq!(
+            host.proc_memcg(42).as_deref(),
+            Some("/kubepods/burstable/podx/abc")
+        );
+        std::fs::write(pid.join("stat"), "42 (tail) Z 1 42 42 0 -1 4194564 1 0 0 0").unwrap();
+        assert_eq!(host.proc_memcg(42), None);
     }
 }
