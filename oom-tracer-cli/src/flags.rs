@@ -187,7 +187,7 @@ impl Config {
                 "either --node_name or the K8S_NODENAME (or NODE_NAME) environment variable must be set (or run with --no-kubernetes)"
             );
         }
-        if !(args.kube_client_qps > 0.0) {
+        if args.kube_client_qps.is_nan() || args.kube_client_qps <= 0.0 {
             bail!(
                 "--kube_client_qps must be positive, got {}",
                 args.kube_client_qps
