@@ -125,7 +125,7 @@ pub struct DispatchStats {
 }
 
 /// What [`Dispatcher::shutdown`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShutdownReport {
     /// Counters at the end.
     pub stats: DispatchStats,
@@ -133,6 +133,8 @@ pub struct ShutdownReport {
     pub drained: bool,
     /// Events still queued or running when the deadline passed.
     pub abandoned: u64,
+    /// The last (up to 64) action failures, oldest first.
+    pub failures: Vec<Failure>,
 }
 
 #[derive(Debug)]
@@ -477,6 +479,7 @@ impl Dispatcher {
             stats,
             drained,
             abandoned,
+            failures: self.recent_failures(),
         }
     }
 }

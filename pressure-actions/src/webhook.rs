@@ -54,7 +54,9 @@ impl Action for WebhookAction {
             let body = event.to_json_line();
             let mut backoff = FIRST_BACKOFF;
             let mut last = String::new();
+            let mut attempts = 0;
             for attempt in 0..=retries {
+                attempts += 1;
                 if attempt > 0 {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -96,7 +98,7 @@ impl Action for WebhookAction {
             }
             Err(ActionsError::Webhook {
                 url: c.url.clone(),
-                message: format!("{last} (after {} attempts)", retries + 1),
+                message: format!("{last} (after {attempts} attempt(s))"),
             })
         })
     }

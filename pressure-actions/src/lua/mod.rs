@@ -174,7 +174,11 @@ impl Script {
         let hook_control = Arc::clone(&control);
         let timeout_ms = config.plugins.lua.timeout_ms;
         lua.set_global_hook(
-            HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+            // Calls too: a runaway that catches the timeout with pcall in a loop is stopped when it
+            // calls pcall again, outside the protected call.
+            HookTriggers::new()
+                .on_calls()
+                .every_nth_instruction(HOOK_EVERY),
             move |_, _| {
                 if hook_control.expired() {
                     Err(mlua::Error::runtime(format!(

@@ -62,6 +62,15 @@ impl ObjectStorage {
     /// (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, IRSA web identity, EKS pod identity, IMDSv2), with
     /// retries (exponential backoff from 100 ms to 15 s, 5 retries).
     pub fn s3(config: &S3Config) -> Result<ObjectStorage, StorageError> {
+        ObjectStorage::s3_from_builder(config, AmazonS3Builder::from_env())
+    }
+
+    /// Like [`ObjectStorage::s3`] but starting from `builder` (e.g. with explicit credentials) instead
+    /// of the environment; `storage.s3` values and the retry policy are applied on top.
+    pub fn s3_from_builder(
+        config: &S3Config,
+        builder: AmazonS3Builder,
+    ) -> Result<ObjectStorage, StorageError> {
         let bucket = config
             .bucket
             .clone()
@@ -70,17 +79,15 @@ impl ObjectStorage {
                 key: "storage.s3.bucket".into(),
                 message: "is required".into(),
             })?;
-        let mut builder = AmazonS3Builder::from_env()
-            .with_bucket_name(&bucket)
-            .with_retry(RetryConfig {
-                backoff: BackoffConfig {
-                    init_backoff: Duration::from_millis(100),
-                    max_backoff: Duration::from_secs(15),
-                    base: 2.0,
-                },
-                max_retries: 5,
-                retry_timeout: Duration::from_secs(120),
-            });
+        let mut builder = builder.with_bucket_name(&bucket).with_retry(RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(15),
+                base: 2.0,
+            },
+            max_retries: 5,
+            retry_timeout: Duration::from_secs(120),
+        });
         if let Some(region) = config.region.as_deref().filter(|r| !r.is_empty()) {
             builder = builder.with_region(region);
         }

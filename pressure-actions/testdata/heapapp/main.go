@@ -1,0 +1,55 @@
+// heapapp: a Go program for the heap-capture tests of pressure-actions.
+//
+// It retains about 48 MiB allocated by retainLarge and 8 MiB by retainSmall, runs a GC so the heap
+// profile reflects them, serves net/http/pprof on 127.0.0.1 (port 0 or the first argument) and prints
+// "listening on ADDR" once ready. Standard library only.
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	_ "net/http/pprof"
+	"os"
+	"runtime"
+)
+
+var retained [][]byte
+
+//go:noinline
+func retainLarge() {
+	for i := 0; i < 48; i++ {
+		b := make([]byte, 1<<20)
+		b[0] = byte(i)
+		retained = append(retained, b)
+	}
+}
+
+//go:noinline
+func retainSmall() {
+	for i := 0; i < 8; i++ {
+		b := make([]byte, 1<<20)
+		b[0] = byte(i)
+		retained = append(retained, b)
+	}
+}
+
+func main() {
+	retainLarge()
+	retainSmall()
+	runtime.GC()
+	addr := "127.0.0.1:0"
+	if len(os.Args) > 1 {
+		addr = "127.0.0.1:" + os.Args[1]
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Printf("listening on %s\n", ln.Addr())
+	if err := http.Serve(ln, nil); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}

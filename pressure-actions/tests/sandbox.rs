@@ -1,0 +1,139 @@
+//! The sandbox and the failure isolation: a runaway, a crashing and a memory-hungry script are stopped
+//! and reported, and the other scripts and the dispatcher keep running.
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::util::{assert_no_failures, config, event, run};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forbidden_functions_are_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"
+function on_event(event, ctx)
+  assert(io == nil, "io")
+  assert(debug == nil, "debug")
+  assert(package == nil and require == nil, "package/require")
+  assert(loadfile == nil and dofile == nil, "loadfile/dofile")
+  assert(os.execute == nil and os.remove == nil and os.exit == nil and os.rename == nil, "os")
+  assert(os.tmpname == nil, "tmpname")
+  assert(type(os.time()) == "number" and type(os.clock()) == "number" and os.date("!%Y") ~= nil)
+  -- text chunks load, binary chunks (bytecode) do not
+  assert(load("return 41 + 1")() == 42)
+  local env = {x = 5}
+  assert(load("return x", "chunk", "t", env)() == 5)
+  local f, err = load(string.dump(function() return 1 end))
+  assert(f == nil and err:find("binary"), tostring(err))
+  -- print goes to the log, not stdout
+  print("from print", 1)
+  storage.write("sandbox-ok", "yes")
+end"#;
+    let cfg = config(json!({
+        "plugins": {"lua": {"enabled": true, "inline_script": script}},
+        "storage": {"enabled": true, "path": dir.path()},
+    }));
+    let report = run(&cfg, vec![event()]).await;
+    assert_no_failures(&report);
+    assert!(dir.path().join("sandbox-ok").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_crashing_and_hungry_scripts_are_stopped_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(scripts.path().join(name), text).unwrap();
+    write(
+        "1_runaway.lua",
+        "function on_event(e, ctx) while true do end end",
+    );
+    write(
+        "2_crash.lua",
+        "function on_event(e, ctx) local t = nil; return t.field end",
+    );
+    write(
+        "3_hungry.lua",
+        r#"function on_event(e, ctx)
+  local t = {}
+  for i = 1, 100000 do t[i] = string.rep("x", 1 << 20) .. i end
+end"#,
+    );
+    // Caught with pcall, the runaway still ends: the hook fires again outside the pcall.
+    write(
+        "4_sneaky.lua",
+        "function on_event(e, ctx) while true do pcall(function() while true do end end) end end",
+    );
+    write(
+        "5_syntax.lua",
+        "function on_event(e, ctx) this is not lua end",
+    );
+    write("6_load_loop.lua", "while true do end");
+    write(
+        "7_ok.lua",
+        r#"count = 0
+function on_event(e, ctx)
+  count = count + 1
+  assert(storage.write("ok/" .. count, e.event_type).ok)
+end"#,
+    );
+    let cfg = config(json!({
+        "plugins": {"lua": {"enabled": true, "scripts_dir": scripts.path(),
+                            "timeout_ms": 300, "memory_limit_bytes": 16 << 20}},
+        "storage": {"enabled": true, "path": dir.path()},
+    }));
+    let started = Instant::now();
+    let report = run(&cfg, vec![event(), event()]).await;
+    eprintln!(
+        "two events with three stopped scripts took {:?}",
+        started.elapsed()
+    );
+    assert!(report.drained, "{report:?}");
+    assert_eq!(report.stats.processed, 2);
+    // The good script ran for both events.
+    assert!(dir.path().join("ok/1").exists() && dir.path().join("ok/2").exists());
+    let of = |name: &str| -> Vec<String> {
+        report
+            .failures
+            .iter()
+            .filter(|f| f.action == format!("lua:{name}"))
+            .map(|f| f.message.clone())
+            .collect()
+    };
+    let runaway = of("1_runaway.lua");
+    assert_eq!(runaway.len(), 2, "{:#?}", report.failures);
+    assert!(runaway[0].contains("timeout"), "{runaway:?}");
+    let crash = of("2_crash.lua");
+    assert_eq!(crash.len(), 2);
+    assert!(
+        crash[0].contains("attempt to index a nil value"),
+        "{crash:?}"
+    );
+    let hungry = of("3_hungry.lua");
+    assert_eq!(hungry.len(), 2);
+    assert!(hungry[0].contains("memory"), "{hungry:?}");
+    let sneaky = of("4_sneaky.lua");
+    assert_eq!(sneaky.len(), 2);
+    assert!(sneaky[0].contains("timeout"), "{sneaky:?}");
+    // Load failures are reported once and the script is skipped.
+    assert_eq!(of("5_syntax.lua").len(), 1);
+    let load_loop = of("6_load_loop.lua");
+    assert_eq!(load_loop.len(), 1);
+    assert!(load_loop[0].contains("timeout"), "{load_loop:?}");
+    assert!(of("7_ok.lua").is_empty());
+    assert_eq!(report.stats.failures, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_without_on_event_is_reported_and_the_default_script_runs() {
+    let cfg = config(json!({
+        "plugins": {"lua": {"enabled": true, "inline_script": "x = 1"}},
+    }));
+    let report = run(&cfg, vec![event()]).await;
+    assert_eq!(report.failures.len(), 1, "{report:?}");
+    assert!(report.failures[0].message.contains("on_event"));
+    // Lua enabled without any script: the built-in default script logs each event.
+    let cfg = config(json!({"plugins": {"lua": {"enabled": true}}}));
+    let report = run(&cfg, vec![event()]).await;
+    assert_no_failures(&report);
+    assert_eq!(report.stats.processed, 1);
+}
