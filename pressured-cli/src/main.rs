@@ -6,6 +6,7 @@ mod cluster;
 mod logging;
 mod pprof_cmd;
 mod replay;
+mod server;
 mod sink;
 mod watch;
 
@@ -43,6 +44,14 @@ struct Args {
     /// Replay samples from a JSON-lines file (`-` for stdin) through the engine and print the events.
     #[arg(long = "replay", value_name = "FILE")]
     replay: Option<PathBuf>,
+    /// Serve /metrics, /healthz and /readyz on this address (`:8080`, `127.0.0.1:8080`); empty disables.
+    #[arg(
+        long = "metrics-bind-address",
+        alias = "metrics_bind_address",
+        value_name = "ADDR",
+        default_value = ""
+    )]
+    metrics_bind_address: String,
     /// Print version.
     #[arg(short = 'v', long = "version", action = ArgAction::Version)]
     version: (),
@@ -76,7 +85,14 @@ fn main() -> ExitCode {
         eprintln!("pressured: {err:#}");
         return ExitCode::FAILURE;
     }
-    report(run(config, args.replay))
+    let metrics = match server::parse_bind_address(&args.metrics_bind_address) {
+        Ok(addr) => addr,
+        Err(err) => {
+            eprintln!("pressured: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    report(run(config, args.replay, metrics))
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {
@@ -108,13 +124,20 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn run(config: Config, replay: Option<PathBuf>) -> anyhow::Result<()> {
+fn run(
+    config: Config,
+    replay: Option<PathBuf>,
+    metrics: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
     runtime.block_on(async move {
+        if let Some(addr) = metrics {
+            server::spawn(addr).await?;
+        }
         if let Some(path) = replay {
             return replay::run(&config, &path).await;
         }

@@ -31,6 +31,7 @@ impl EventSink {
                 }
             })
         });
+        crate::server::telemetry().set_ready(true);
         Ok(EventSink {
             dispatcher: Some(dispatcher),
             followups,
@@ -40,9 +41,11 @@ impl EventSink {
     /// Writes one event and queues it for the actions (never waits).
     pub(crate) fn emit(&mut self, event: &Event) {
         print_event(event);
+        crate::server::telemetry().event(event);
         if let Some(d) = &self.dispatcher
             && !d.submit(event.clone())
         {
+            crate::server::telemetry().action_dropped();
             tracing::warn!(
                 event_type = event.event_type.as_str(),
                 "action queue full: event dropped for the actions"
@@ -52,6 +55,7 @@ impl EventSink {
 
     /// Drains the actions (at most [`DRAIN_DEADLINE`]) and prints their last follow-up events.
     pub(crate) async fn shutdown(mut self) {
+        crate::server::telemetry().set_ready(false);
         if let Some(d) = self.dispatcher.take() {
             let report = d.shutdown(DRAIN_DEADLINE).await;
             if report.stats.dropped > 0 || !report.drained {

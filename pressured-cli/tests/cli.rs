@@ -259,3 +259,97 @@ fn replay_runs_the_configured_actions_and_waits_for_them() {
         .collect();
     assert_eq!(kinds, ["oom_killed", "recovered"]);
 }
+
+/// Sends an HTTP/1.0 GET and returns (status line, body).
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+#[test]
+fn metrics_health_and_readiness_endpoints() {
+    use std::io::BufRead;
+    // Sidecar mode outside Kubernetes watches the own cgroup; it needs a readable cgroup filesystem.
+    if !std::path::Path::new("/proc/self/cgroup").exists() {
+        assert!(std::env::var("CI").is_err(), "CI needs /proc/self/cgroup");
+        eprintln!("skipping: no /proc/self/cgroup");
+        return;
+    }
+    let mut child = pressured()
+        .args([
+            "--metrics-bind-address",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .env_remove("POD_UID")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stderr = child.stderr.take().unwrap();
+    let mut child = Kill(child);
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let addr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            let v: Value = serde_json::from_str(&l).ok()?;
+            v["fields"]["address"].as_str().map(str::to_string)
+        })
+        .expect("the bound address is logged");
+    let (status, body) = http_get(&addr, "/healthz");
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body, "ok\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, _) = http_get(&addr, "/readyz");
+        if status.contains("200") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ready: {status}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (status, body) = http_get(&addr, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        body.contains("pressured_build_info{version=\"0.1.0\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("pressured_actions_dropped_events_total 0"),
+        "{body}"
+    );
+    // SIGTERM stops it cleanly.
+    let pid = child.0.id() as i32;
+    // SAFETY: plain kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn bad_metrics_address_is_rejected() {
+    let out = pressured()
+        .args(["--metrics-bind-address", "localhost", "--replay", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--metrics-bind-address"));
+}

@@ -1,0 +1,155 @@
+//! `/metrics` (Prometheus text), `/healthz` and `/readyz` over HTTP, for probes and scraping.
+//!
+//! The process-wide [`Telemetry`] is fed by the event sink: counts of emitted events by type and
+//! severity, and readiness (set once the mode's source is set up and the sink exists).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use pressure_core::Event;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    event_type: String,
+    severity: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+/// Process-wide metrics and readiness.
+pub(crate) struct Telemetry {
+    registry: Mutex<Registry>,
+    events: Family<EventLabels, Counter>,
+    actions_dropped: Counter,
+    ready: AtomicBool,
+}
+
+/// The process-wide telemetry.
+pub(crate) fn telemetry() -> &'static Telemetry {
+    static TELEMETRY: OnceLock<Telemetry> = OnceLock::new();
+    TELEMETRY.get_or_init(|| {
+        let mut registry = Registry::default();
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "pressured_events",
+            "Events emitted, by event type and severity",
+            events.clone(),
+        );
+        let actions_dropped = Counter::default();
+        registry.register(
+            "pressured_actions_dropped_events",
+            "Events not handed to the actions because their queue was full",
+            actions_dropped.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            })
+            .set(1);
+        registry.register("pressured_build_info", "Build information", build);
+        Telemetry {
+            registry: Mutex::new(registry),
+            events,
+            actions_dropped,
+            ready: AtomicBool::new(false),
+        }
+    })
+}
+
+impl Telemetry {
+    /// Counts an emitted event.
+    pub(crate) fn event(&self, event: &Event) {
+        self.events
+            .get_or_create(&EventLabels {
+                event_type: event.event_type.as_str().to_string(),
+                severity: event.severity.as_str().to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts an event the action queue refused.
+    pub(crate) fn action_dropped(&self) {
+        self.actions_dropped.inc();
+    }
+
+    /// Marks the process ready (or not).
+    pub(crate) fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        prometheus_client::encoding::text::encode(&mut out, &registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+async fn metrics_page() -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        telemetry().encode(),
+    )
+}
+
+async fn readyz() -> impl IntoResponse {
+    if telemetry().ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+/// Parses `:8080`, `0.0.0.0:8080` or `[::1]:8080`; an empty string disables the endpoint.
+pub(crate) fn parse_bind_address(text: &str) -> anyhow::Result<Option<SocketAddr>> {
+    let text = text.trim();
+    if text.is_empty() || text == "\"\"" {
+        return Ok(None);
+    }
+    let full = if text.starts_with(':') {
+        format!("0.0.0.0{text}")
+    } else {
+        text.to_string()
+    };
+    full.parse()
+        .map(Some)
+        .with_context(|| format!("--metrics-bind-address {text:?} is not host:port or :port"))
+}
+
+/// Binds `addr` and serves in the background; returns the bound address.
+pub(crate) async fn spawn(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+    let local = listener.local_addr().context("metrics endpoint address")?;
+    let app = Router::new()
+        .route("/metrics", get(metrics_page))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("metrics endpoint stopped: {e}");
+        }
+    });
+    tracing::info!(address = %local, "serving /metrics, /healthz, /readyz");
+    Ok(local)
+}
