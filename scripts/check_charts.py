@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""Lints, renders and validates every Helm chart under charts/ with every example values file.
+
+Run through scripts/check-charts.sh, which installs the two PyPI packages this needs:
+helm-python-sdk (the Helm v4 SDK: lint and render, no helm binary) and kubernetes-validate (the
+Kubernetes OpenAPI schemas, strict: unknown fields are errors). Exits 1 on any problem.
+
+Per chart, with its default values and with each examples/helm/<chart>-*.yaml:
+  1. helm lint --strict for Kubernetes 1.33;
+  2. render, split into objects, validate each with kubernetes-validate --strict for 1.33
+     (ServiceMonitor, a CRD without a schema there, is checked for its required fields instead);
+  3. pressured: the rendered config.json must pass `pressured --check-config` (the binary's own
+     parser, which rejects unknown keys) when a pressured binary is available.
+Plus: examples/sidecar.yaml validates; examples/descheduler-values.yaml matches the oom-tracer chart's
+annotation; the Grafana dashboard is valid JSON and only queries metrics oom-tracer registers; and values
+that must be refused (an unknown mode) are refused.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import yaml
+import kubernetes_validate
+from helm_python import chart as helm_chart
+
+KUBE_VERSION = "1.33"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RELEASE, NAMESPACE = "pressure", "monitoring"
+
+problems: list[str] = []
+checked = 0
+
+
+def problem(where: str, message: str) -> None:
+    problems.append(f"{where}: {message}")
+    print(f"FAIL {where}: {message}")
+
+
+def rel(path: str) -> str:
+    return os.path.relpath(path, ROOT)
+
+
+def load_values(path: str | None) -> dict:
+    if path is None:
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f) or {}
+
+
+def objects_of(rendered: dict[str, str]) -> list[tuple[str, dict]]:
+    """The Kubernetes objects of a render, with the template each came from."""
+    out = []
+    for template, text in sorted(rendered.items()):
+        if template.endswith("NOTES.txt") or not text.strip():
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                out.append((template, doc))
+    return out
+
+
+def check_service_monitor(where: str, obj: dict) -> None:
+    """ServiceMonitor is a prometheus-operator CRD: no schema in kubernetes-validate; check its shape."""
+    spec = obj.get("spec") or {}
+    if not spec.get("selector", {}).get("matchLabels"):
+        problem(where, "ServiceMonitor without spec.selector.matchLabels")
+    endpoints = spec.get("endpoints") or []
+    if not endpoints or not all(e.get("port") for e in endpoints):
+        problem(where, "ServiceMonitor endpoints need a named port")
+
+
+def validate_object(where: str, obj: dict) -> None:
+    global checked
+    kind = obj.get("kind", "?")
+    name = (obj.get("metadata") or {}).get("name", "?")
+    at = f"{where} {kind}/{name}"
+    checked += 1
+    if obj.get("apiVersion") == "monitoring.coreos.com/v1" and kind == "ServiceMonitor":
+        check_service_monitor(at, obj)
+        return
+    try:
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as e:
+        path = ".".join(str(p) for p in e.absolute_path)
+        problem(at, f"{path}: {e.message}")
+    except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError) as e:
+        problem(at, e.message)
+
+
+def pressured_binary() -> str | None:
+    env = os.environ.get("PRESSURED_BIN")
+    if env:
+        return env
+    for profile in ("debug", "release"):
+        path = os.path.join(ROOT, "target", profile, "pressured")
+        if os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def check_pressured_config(where: str, objs: list[tuple[str, dict]]) -> None:
+    """Feeds the rendered config.json to `pressured --check-config`."""
+    binary = pressured_binary()
+    if binary is None:
+        message = "no pressured binary (cargo build -p pressured-cli, or set PRESSURED_BIN)"
+        if os.environ.get("CI") == "true":
+            problem(where, message)
+        else:
+            print(f"SKIP {where}: config check: {message}")
+        return
+    for _, obj in objs:
+        if obj.get("kind") == "ConfigMap" and "config.json" in (obj.get("data") or {}):
+            with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+                f.write(obj["data"]["config.json"])
+            try:
+                run = subprocess.run(
+                    [binary, "--check-config", "-c", f.name], capture_output=True, text=True
+                )
+            finally:
+                os.unlink(f.name)
+            if run.returncode != 0:
+                problem(where, f"pressured --check-config: {run.stderr.strip()}")
+            return
+    problem(where, "no ConfigMap with config.json rendered")
+
+
+def check_chart(chart_dir: str, values_path: str | None) -> list[tuple[str, dict]]:
+    name = os.path.basename(chart_dir)
+    where = f"{name} [{rel(values_path) if values_path else 'defaults'}]"
+    values = load_values(values_path)
+    before = len(problems)
+    report = helm_chart.lint(chart_dir, values, strict=True, kube_version=f"v{KUBE_VERSION}.0")
+    for m in report.get("messages", []):
+        if m.get("severity", 0) >= 2:  # 2 warning, 3 error; strict fails on both
+            problem(where, f"helm lint: {m.get('path')}: {m.get('error')}")
+    for e in report.get("errors", []):
+        problem(where, f"helm lint: {e}")
+    try:
+        with helm_chart.Chart.load(chart_dir) as c:
+            rendered = c.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    except Exception as e:  # the SDK raises HelmError subclasses with the template at fault
+        problem(where, f"render: {e}")
+        return []
+    objs = objects_of(rendered)
+    if not objs:
+        problem(where, "rendered no objects")
+    for template, obj in objs:
+        validate_object(f"{where} {template}", obj)
+    if name == "pressured":
+        check_pressured_config(where, objs)
+    if len(problems) == before:
+        print(f"ok   {where}: lint, render, {len(objs)} objects valid")
+    return objs
+
+
+def must_fail(chart_dir: str, values: dict, why: str) -> None:
+    """Values the chart must refuse at render time."""
+    try:
+        with helm_chart.Chart.load(chart_dir) as c:
+            c.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    except Exception:
+        print(f"ok   {os.path.basename(chart_dir)}: refuses {why}")
+        return
+    problem(os.path.basename(chart_dir), f"accepted {why}")
+
+
+def check_descheduler_values(path: str) -> None:
+    """The descheduler example must evict on the annotation key the oom-tracer chart writes."""
+    values = load_values(path)
+    with helm_chart.Chart.load(os.path.join(ROOT, "charts", "oom-tracer")) as c:
+        annotation = c.values["victimAnnotation"]
+    key = annotation.split("=", 1)[0]
+    found = []
+    for profile in values.get("deschedulerPolicy", {}).get("profiles", []):
+        for pc in profile.get("pluginConfig", []):
+            if pc.get("name") == "RemoveAnnotated":
+                found.append((pc.get("args") or {}).get("annotationKey"))
+        enabled = profile.get("plugins", {}).get("deschedule", {}).get("enabled", [])
+        if found and "RemoveAnnotated" not in enabled:
+            problem(rel(path), f"profile {profile.get('name')}: RemoveAnnotated configured, not enabled")
+    if key not in found:
+        problem(rel(path), f"no RemoveAnnotated plugin with annotationKey {key!r} (got {found})")
+    else:
+        print(f"ok   {rel(path)}: RemoveAnnotated evicts on {key}")
+
+
+def check_dashboards() -> None:
+    """Each dashboard parses, and every oom_tracer_* series it queries is one oom-tracer exports."""
+    with open(os.path.join(ROOT, "oom-tracer-cli", "src", "metrics.rs"), encoding="utf-8") as f:
+        registered = set(re.findall(r'"(oom_tracer_[a-z_]+)"', f.read()))
+    for path in glob.glob(os.path.join(ROOT, "charts", "*", "dashboards", "*.json")):
+        with open(path, encoding="utf-8") as f:
+            try:
+                dashboard = json.load(f)
+            except json.JSONDecodeError as e:
+                problem(rel(path), f"not JSON: {e}")
+                continue
+        exprs = [
+            t.get("expr", "")
+            for p in dashboard.get("panels", [])
+            for t in p.get("targets", [])
+        ]
+        for series in sorted(set(re.findall(r"oom_tracer_[a-z_]+", " ".join(exprs)))):
+            base = re.sub(r"_(total|bucket|sum|count)$", "", series)
+            if base not in registered:
+                problem(rel(path), f"queries {series}, which oom-tracer does not export")
+        print(f"ok   {rel(path)}: {len(exprs)} queries, metric names exported by oom-tracer")
+
+
+def main() -> int:
+    charts = sorted(d for d in glob.glob(os.path.join(ROOT, "charts", "*")) if os.path.isdir(d))
+    for chart_dir in charts:
+        name = os.path.basename(chart_dir)
+        check_chart(chart_dir, None)
+        for values_path in sorted(glob.glob(os.path.join(ROOT, "examples", "helm", f"{name}-*.yaml"))):
+            check_chart(chart_dir, values_path)
+    strays = [
+        p
+        for p in glob.glob(os.path.join(ROOT, "examples", "helm", "*.yaml"))
+        if not any(os.path.basename(p).startswith(os.path.basename(c) + "-") for c in charts)
+    ]
+    for p in strays:
+        problem(rel(p), "names no chart (examples/helm/<chart>-<what>.yaml)")
+    sidecar = os.path.join(ROOT, "examples", "sidecar.yaml")
+    with open(sidecar, encoding="utf-8") as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    for obj in docs:
+        validate_object(rel(sidecar), obj)
+    print(f"ok   {rel(sidecar)}: {len(docs)} objects valid")
+    check_descheduler_values(os.path.join(ROOT, "examples", "descheduler-values.yaml"))
+    check_dashboards()
+    must_fail(os.path.join(ROOT, "charts", "pressured"), {"mode": "everywhere"}, "an unknown mode")
+    must_fail(
+        os.path.join(ROOT, "charts", "pressured"),
+        {"storage": {"enabled": True, "backend": "s3"}},
+        "s3 storage without a bucket",
+    )
+    if problems:
+        print(f"\n{len(problems)} problem(s) in {len(charts)} charts, {checked} objects checked")
+        return 1
+    print(f"\nall good: {len(charts)} charts, {checked} objects valid for Kubernetes {KUBE_VERSION}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
