@@ -197,6 +197,11 @@ fn parse_uri(url: &str) -> Result<http::Uri, KubeletError> {
 }
 
 fn build(config: Config, token_file: Option<PathBuf>) -> Result<Client, KubeletError> {
+    // With both rustls providers compiled in (object_store brings aws-lc-rs), rustls cannot choose one
+    // by itself; ring is what kube-rs is built with here. An already installed provider stays.
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
     let builder = ClientBuilder::try_from(config)
         .map_err(|e| KubeletError::api("building the HTTP client", e))?;
     Ok(match token_file {

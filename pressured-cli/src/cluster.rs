@@ -1,8 +1,414 @@
-//! Cluster mode (`source.mode = "kubelet"`/`"cluster"`): the kubelet Summary API. Being written (issue 5).
+//! Cluster mode (`source.mode = "kubelet"`, alias `"cluster"`): every node's kubelet Summary API,
+//! read through the API server, with pod metadata from watches.
+//!
+//! Pods come from a [`PodCache`] (one watch per namespace of `source.kubelet.namespace_filter`, or one
+//! cluster-wide, with `source.kubelet.label_selector`), never relisted per cycle. Every poll interval
+//! each node that hosts a watched pod gets one summary request, at most [`MAX_IN_FLIGHT`] at a time;
+//! a node whose previous request is still running is skipped, so one slow node never delays the
+//! others' events, and results are fed to the engine as they arrive. `oom_killed` comes from pod
+//! status (`lastState.terminated.reason = OOMKilled`) through an [`OomTracker`]. Kubernetes Events
+//! (critical, predicted_oom, oom_killed) are posted on the pod unless dry run or
+//! `PRESSURED_KUBE_EVENTS=off`.
+//!
+//! API server down, 429, 5xx: watches retry with backoff (a 410 relists); a failed summary is logged
+//! and the node is retried next cycle, after `Retry-After`-like backoff for 429.
 
-use pressure_core::Config;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use pressure_core::{Config, Engine, Event, EventType, Reading, Sample, Severity, Target};
+use pressure_kubelet::k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use pressure_kubelet::kube::Client;
+use pressure_kubelet::{
+    ClientSource, EventKind, EventRecorder, EventSpec, OomKill, OomTracker, PodCache, PodScope,
+    PodUpdate, Summary, SummarySource, memory_limit, target_for,
+};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::MissedTickBehavior;
+
+use crate::sink::EventSink;
+
+/// Summary requests in flight at once.
+pub(crate) const MAX_IN_FLIGHT: usize = 32;
 
 /// Runs cluster mode until SIGTERM/SIGINT.
-pub(crate) async fn run(_config: Config) -> anyhow::Result<()> {
-    anyhow::bail!("the kubelet/cluster mode is not in this build yet; use --replay")
+pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
+    let client = ClientSource::infer()
+        .connect()
+        .await
+        .context("connecting to the API server (KUBECONFIG or in-cluster service account)")?;
+    let events_on = std::env::var("PRESSURED_KUBE_EVENTS")
+        .map_or(true, |v| !matches!(v.as_str(), "off" | "false" | "0" | ""));
+    let mut sink = EventSink::new(&config)?;
+    let mut cluster = Cluster::new(client, &config, events_on);
+    let result = cluster.run(&mut |e| sink.emit(e)).await;
+    sink.shutdown().await;
+    result
+}
+
+/// One node's summary fetch result.
+struct Fetched {
+    node: String,
+    result: Result<Summary, pressure_kubelet::KubeletError>,
+    took: Duration,
+}
+
+/// The state of cluster mode.
+pub(crate) struct Cluster {
+    client: Client,
+    scope: PodScope,
+    engine: Engine,
+    interval: Duration,
+    recorder: Option<Arc<EventRecorder>>,
+    oom: OomTracker,
+    /// OOM kills seen per (pod UID, container), fed to the engine as its `oom_kill_count`.
+    oom_counts: HashMap<(String, String), u64>,
+    /// Last reading per engine key, to report an `oom_killed` between summaries.
+    last: HashMap<String, Reading>,
+    in_flight: HashSet<String>,
+    /// Nodes backing off after errors: node → not before.
+    backoff: HashMap<String, (Instant, u32)>,
+    start: Instant,
+    cycles: u64,
+}
+
+impl Cluster {
+    pub(crate) fn new(client: Client, config: &Config, kube_events: bool) -> Self {
+        let scope = PodScope {
+            namespaces: config.source.kubelet.namespaces(),
+            label_selector: config
+                .source
+                .kubelet
+                .label_selector
+                .clone()
+                .filter(|l| !l.trim().is_empty()),
+            node_name: None,
+        };
+        let instance = std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "pressured".into());
+        let recorder = (kube_events && !config.dry_run).then(|| {
+            Arc::new(EventRecorder::new(
+                client.clone(),
+                "pressure.dev/pressured",
+                &instance,
+            ))
+        });
+        Self {
+            client,
+            scope,
+            engine: Engine::new(config),
+            interval: Duration::from_millis(config.source.effective_poll_interval_ms().max(1)),
+            recorder,
+            oom: OomTracker::new(),
+            oom_counts: HashMap::new(),
+            last: HashMap::new(),
+            in_flight: HashSet::new(),
+            backoff: HashMap::new(),
+            start: Instant::now(),
+            cycles: 0,
+        }
+    }
+
+    pub(crate) async fn run(&mut self, sink: &mut dyn FnMut(&Event)) -> anyhow::Result<()> {
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let cache = Arc::new(PodCache::spawn(self.client.clone(), &self.scope));
+        let mut updates = cache.subscribe();
+        tokio::select! {
+            _ = cache.ready() => {}
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+        }
+        // Kills already in the first list are history: remembered, not reported.
+        for pod in cache.pods() {
+            self.baseline(&pod);
+        }
+        tracing::info!(pods = cache.len(), namespaces = ?self.scope.namespaces, label_selector = ?self.scope.label_selector,
+            interval_ms = self.interval.as_millis() as u64, kube_events = self.recorder.is_some(), "cluster mode: watching pods");
+        let (tx, mut rx) = mpsc::channel::<Fetched>(256);
+        let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let source = SummarySource::ApiProxy(self.client.clone());
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut events = Vec::new();
+        let mut cycle_started = Instant::now();
+        let mut cycle_pending: usize = 0;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    if cycle_pending == 0 {
+                        cycle_started = Instant::now();
+                    }
+                    let nodes: HashSet<String> = cache.pods().iter().filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone())).collect();
+                    let now = Instant::now();
+                    for node in nodes {
+                        if self.in_flight.contains(&node) || self.backoff.get(&node).is_some_and(|(t, _)| *t > now) {
+                            continue;
+                        }
+                        self.in_flight.insert(node.clone());
+                        cycle_pending += 1;
+                        let (tx, permits, source) = (tx.clone(), permits.clone(), source.clone());
+                        tokio::spawn(async move {
+                            let _permit = permits.acquire_owned().await;
+                            let t = Instant::now();
+                            let result = source.fetch(&node).await;
+                            let _ = tx.send(Fetched { node, result, took: t.elapsed() }).await;
+                        });
+                    }
+                    self.engine.end_cycle();
+                }
+                Some(f) = rx.recv() => {
+                    self.in_flight.remove(&f.node);
+                    cycle_pending = cycle_pending.saturating_sub(1);
+                    self.summary(f, &cache, &mut events);
+                    if cycle_pending == 0 {
+                        self.cycles += 1;
+                        tracing::debug!(cycle = self.cycles, took_ms = cycle_started.elapsed().as_millis() as u64, "cycle done");
+                        if self.cycles.is_multiple_of(10) {
+                            tracing::info!(cycle = self.cycles, took_ms = cycle_started.elapsed().as_millis() as u64, pods = cache.len(), "cycle done");
+                        }
+                    }
+                }
+                update = updates.recv() => match update {
+                    Ok(PodUpdate::Applied { pod, .. }) => self.pod_changed(&pod, &mut events),
+                    Ok(PodUpdate::Deleted { pod }) => {
+                        if let Some(uid) = pod.metadata.uid.as_deref() {
+                            self.oom.forget(uid);
+                            self.oom_counts.retain(|(u, _), _| u != uid);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "pod updates lagged; rechecking every pod for OOM kills");
+                        for pod in cache.pods() {
+                            self.pod_changed(&pod, &mut events);
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => anyhow::bail!("the pod watch stopped"),
+                },
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM: stopping");
+                    break;
+                }
+                _ = int.recv() => {
+                    tracing::info!("SIGINT: stopping");
+                    break;
+                }
+            }
+            for event in events.drain(..) {
+                sink(&event);
+                self.post(&event);
+            }
+        }
+        Ok(())
+    }
+
+    fn now(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    fn baseline(&mut self, pod: &Pod) {
+        // Remembered as reported, so the tracker does not report them again.
+        let _ = self.oom.observe(pod, true);
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        for kill in historical_kills(pod) {
+            self.oom_counts.entry((uid.clone(), kill)).or_insert(1);
+        }
+    }
+
+    fn summary(&mut self, f: Fetched, cache: &PodCache, events: &mut Vec<Event>) {
+        let summary = match f.result {
+            Ok(s) => {
+                self.backoff.remove(&f.node);
+                s
+            }
+            Err(e) => {
+                let code = e.status_code();
+                let (_, failures) = self
+                    .backoff
+                    .get(&f.node)
+                    .copied()
+                    .unwrap_or((Instant::now(), 0));
+                let failures = failures + 1;
+                // 429: the API server asks to slow down (kube-rs hides Retry-After; 1 s is what it sends).
+                let wait = if code == Some(429) {
+                    Duration::from_secs(1)
+                } else {
+                    self.interval
+                        .saturating_mul(1 << failures.min(5))
+                        .min(Duration::from_secs(30))
+                };
+                self.backoff
+                    .insert(f.node.clone(), (Instant::now() + wait, failures));
+                tracing::warn!(node = %f.node, error = %e, retry_in_ms = wait.as_millis() as u64, "stats summary failed");
+                return;
+            }
+        };
+        tracing::trace!(node = %f.node, took_ms = f.took.as_millis() as u64, pods = summary.pods.len(), "summary");
+        let now = self.now();
+        let samples = summary.samples(SystemTime::now(), |uid| cache.by_uid(uid));
+        for mut sample in samples {
+            // Only pods of the watched scope (the summary lists every pod of the node).
+            let Some(uid) = sample.target.pod_uid.clone() else {
+                continue;
+            };
+            if cache.by_uid(&uid).is_none() {
+                continue;
+            }
+            stabilise(&mut sample.target);
+            let container = sample.target.container_name.clone().unwrap_or_default();
+            sample.reading.oom_kill_count =
+                Some(self.oom_counts.get(&(uid, container)).copied().unwrap_or(0));
+            self.last.insert(sample.target.key(), sample.reading);
+            self.engine.observe_sample(&sample, now, events);
+        }
+    }
+
+    fn pod_changed(&mut self, pod: &Pod, events: &mut Vec<Event>) {
+        for kill in self.oom.observe(pod, false) {
+            self.report_kill(pod, &kill, events);
+        }
+    }
+
+    /// Feeds an OOM kill to the engine at once (not a poll interval later) as a counter increase.
+    fn report_kill(&mut self, pod: &Pod, kill: &OomKill, events: &mut Vec<Event>) {
+        let count = {
+            let c = self
+                .oom_counts
+                .entry((kill.pod_uid.clone(), kill.container.clone()))
+                .or_default();
+            *c += 1;
+            *c
+        };
+        let mut target = target_for(pod, Some(&kill.container));
+        stabilise(&mut target);
+        let key = target.key();
+        let now = self.now();
+        let base = self.last.get(&key).copied().unwrap_or_else(|| {
+            let limit = memory_limit(pod, &kill.container);
+            Reading::new(SystemTime::now(), limit.unwrap_or(0), limit)
+        });
+        if !self.last.contains_key(&key) {
+            // The engine takes its first counter value as the baseline.
+            let first = Reading {
+                oom_kill_count: Some(count - 1),
+                ..base
+            };
+            self.engine.observe_sample(
+                &Sample {
+                    target: target.clone(),
+                    reading: first,
+                },
+                now,
+                &mut Vec::new(),
+            );
+        }
+        let reading = Reading {
+            timestamp: SystemTime::now(),
+            oom_kill_count: Some(count),
+            ..base
+        };
+        self.last.insert(key, reading);
+        self.engine
+            .observe_sample(&Sample { target, reading }, now, events);
+    }
+
+    /// Posts the Kubernetes Event for critical, predicted_oom and oom_killed events, off the loop.
+    fn post(&self, event: &Event) {
+        let Some(recorder) = &self.recorder else {
+            return;
+        };
+        let Some(spec) = event_spec(event) else {
+            return;
+        };
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            if let Err(e) = recorder.record(&spec).await {
+                tracing::warn!(error = %e, "posting a Kubernetes Event failed");
+            }
+        });
+    }
+}
+
+/// Keys slots by pod UID and container name, so a restarted container (new ID) keeps its state.
+fn stabilise(target: &mut Target) {
+    target.container_id = None;
+}
+
+/// Containers whose status shows an OOM kill (current or last state).
+fn historical_kills(pod: &Pod) -> Vec<String> {
+    let Some(st) = pod.status.as_ref() else {
+        return Vec::new();
+    };
+    [
+        &st.container_statuses,
+        &st.init_container_statuses,
+        &st.ephemeral_container_statuses,
+    ]
+    .into_iter()
+    .flatten()
+    .flatten()
+    .filter(|cs| {
+        [cs.last_state.as_ref(), cs.state.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.terminated.as_ref())
+            .any(|t| t.reason.as_deref() == Some("OOMKilled"))
+    })
+    .map(|cs| cs.name.clone())
+    .collect()
+}
+
+/// The Kubernetes Event for an engine event, when it is one that gets posted.
+pub(crate) fn event_spec(event: &Event) -> Option<EventSpec> {
+    let (reason, kind) = match (event.event_type, event.severity) {
+        (EventType::MemoryPressure, Severity::Critical) => {
+            ("MemoryPressureCritical", EventKind::Warning)
+        }
+        (EventType::PredictedOom, _) => ("PredictedOOM", EventKind::Warning),
+        (EventType::OomKilled, _) => ("OOMKilled", EventKind::Warning),
+        _ => return None,
+    };
+    let name = event.pod_name.clone()?;
+    let container = event.container_name.clone().unwrap_or_else(|| "?".into());
+    let mib = |b: u64| b >> 20;
+    let limit = event.limit_bytes.map_or_else(
+        || "no limit".to_owned(),
+        |l| format!("{} MiB limit", mib(l)),
+    );
+    let note = match event.event_type {
+        EventType::OomKilled => format!("container {container} was OOM-killed ({limit})"),
+        EventType::PredictedOom => format!(
+            "container {container} is predicted to reach its {limit} in {:.0}s (working set {} MiB)",
+            event.eta_seconds.unwrap_or(0.0),
+            mib(event.working_set_bytes)
+        ),
+        _ => format!(
+            "container {container} at {:.1}% of its {limit} (working set {} MiB)",
+            event.usage_percent.unwrap_or(0.0),
+            mib(event.working_set_bytes)
+        ),
+    };
+    Some(EventSpec {
+        regarding: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(name),
+            namespace: event.namespace.clone(),
+            uid: event.pod_uid.clone(),
+            field_path: event
+                .container_name
+                .as_ref()
+                .map(|c| format!("spec.containers{{{c}}}")),
+            ..ObjectReference::default()
+        },
+        kind,
+        reason: reason.into(),
+        action: "Observed".into(),
+        note,
+    })
 }

@@ -1,4 +1,5 @@
 //! Tests that run the real `pressured` binary.
 
 mod cli;
+mod k8s_cluster;
 mod system_cgroup;
