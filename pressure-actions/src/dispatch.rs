@@ -50,7 +50,9 @@ pub struct ActionContext {
     dry_run: bool,
     storages: Arc<Registry<dyn Storage>>,
     shared: Arc<Shared>,
-    requeue: Option<mpsc::WeakSender<Event>>,
+    /// Follow-ups for the other actions; the worker takes them before new events and drains them at
+    /// shutdown, so a follow-up emitted during shutdown is still handled.
+    requeue: mpsc::UnboundedSender<Event>,
     followups: Option<mpsc::Sender<Event>>,
 }
 
@@ -70,9 +72,12 @@ impl ActionContext {
         self.storages.resolve(spec)
     }
 
-    /// Emits a follow-up event: to the caller's follow-up channel, and back into the queue so the
-    /// other actions see it too. Never waits; drops (and counts) when either is full.
+    /// Emits a follow-up event: to the other actions (before any newer event), and to the caller's
+    /// follow-up channel. Never waits; the caller's channel drops (and counts) when full.
     pub fn emit(&self, event: Event) {
+        if self.requeue.send(event.clone()).is_ok() {
+            self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(tx) = &self.followups
             && tx.try_send(event.clone()).is_err()
         {
@@ -83,9 +88,6 @@ impl ActionContext {
                 "follow-up channel full or closed: {} event dropped",
                 event.event_type.as_str()
             );
-        }
-        if let Some(tx) = self.requeue.as_ref().and_then(mpsc::WeakSender::upgrade) {
-            self.shared.submit(&tx, event);
         }
     }
 
@@ -331,6 +333,7 @@ impl DispatcherBuilder {
             .unwrap_or(DEFAULT_QUEUE_CAPACITY)
             .max(1);
         let (tx, rx) = mpsc::channel(capacity);
+        let (requeue_tx, requeue_rx) = mpsc::unbounded_channel();
         let (followups, followups_rx) = match self.followups {
             Some(tx) => (tx, None),
             None => {
@@ -342,7 +345,7 @@ impl DispatcherBuilder {
             dry_run: config.dry_run,
             storages,
             shared: Arc::clone(&shared),
-            requeue: Some(tx.downgrade()),
+            requeue: requeue_tx,
             followups: Some(followups),
         };
         let actions: Vec<(String, Arc<dyn Action>)> = self
@@ -356,7 +359,7 @@ impl DispatcherBuilder {
             capacity,
             "action dispatcher started"
         );
-        let worker = runtime.spawn(worker(rx, actions, ctx));
+        let worker = runtime.spawn(worker(rx, requeue_rx, actions, ctx));
         Ok(Dispatcher {
             tx: Some(tx),
             worker: Some(worker),
@@ -368,24 +371,41 @@ impl DispatcherBuilder {
 
 async fn worker(
     mut rx: mpsc::Receiver<Event>,
+    mut requeued: mpsc::UnboundedReceiver<Event>,
     actions: Vec<(String, Arc<dyn Action>)>,
     ctx: ActionContext,
 ) {
-    while let Some(event) = rx.recv().await {
-        let mut ctx = ctx.clone();
-        ctx.dry_run = ctx.dry_run || event.dry_run;
-        let runs = actions.iter().map(|(name, action)| {
-            let ctx = &ctx;
-            let event = &event;
-            async move {
-                if let Err(e) = action.handle(event, ctx).await {
-                    ctx.report_failure(name, &e);
-                }
-            }
-        });
-        join_all(runs).await;
-        ctx.shared.processed.fetch_add(1, Ordering::Relaxed);
+    loop {
+        let event = tokio::select! {
+            biased;
+            Some(e) = requeued.recv() => e,
+            e = rx.recv() => match e {
+                Some(e) => e,
+                None => break,
+            },
+        };
+        run_actions(&actions, &ctx, event).await;
     }
+    // The queue is closed and empty: finish the follow-ups (they create no further ones).
+    while let Ok(event) = requeued.try_recv() {
+        run_actions(&actions, &ctx, event).await;
+    }
+}
+
+async fn run_actions(actions: &[(String, Arc<dyn Action>)], ctx: &ActionContext, event: Event) {
+    let mut ctx = ctx.clone();
+    ctx.dry_run = ctx.dry_run || event.dry_run;
+    let runs = actions.iter().map(|(name, action)| {
+        let ctx = &ctx;
+        let event = &event;
+        async move {
+            if let Err(e) = action.handle(event, ctx).await {
+                ctx.report_failure(name, &e);
+            }
+        }
+    });
+    join_all(runs).await;
+    ctx.shared.processed.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Runs the configured actions off the sampling path.
