@@ -226,6 +226,8 @@ end"#
             r#"
 shared = "a"
 http.set_bearer_token("only-a")
+-- top-level code may use the API too (the dispatcher is built from async code)
+assert(http.fetch("{base}/at-load").status == 200)
 function on_event(event, ctx)
   local prev = storage.read("order")
   storage.write("order", (prev.data or "") .. "a")
@@ -255,6 +257,7 @@ end"#
         );
     }
     assert_eq!(server.seen_path("/from-b").len(), 2);
+    assert_eq!(server.seen_path("/at-load").len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,4 +288,35 @@ end"#,
     let report = run(&cfg, vec![e]).await;
     assert_no_failures(&report);
     assert_eq!(report.stats.processed, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_written_for_the_original_keeps_working() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/lua/original_alert.lua");
+    let cfg = config(json!({
+        "plugins": {"lua": {"enabled": true, "script": script}},
+        "storage": {"enabled": true, "path": dir.path()},
+        // The script does the capture itself here; the built-in one would fetch the same URL.
+        "actions": {"heap_profile": {"enabled": false}},
+    }));
+    let mut e = event();
+    e.annotations
+        .insert("pressured.io/pprof-enabled".into(), "true".into());
+    e.annotations.insert(
+        "pressured.io/pprof-port".into(),
+        server.addr.port().to_string(),
+    );
+    e.annotations
+        .insert("pressured.io/pprof-path".into(), "/big".into());
+    let report = run(&cfg, vec![e]).await;
+    assert_no_failures(&report);
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("app-0"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(std::fs::read(&files[0]).unwrap(), crate::util::big_body());
 }

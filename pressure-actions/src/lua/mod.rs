@@ -314,8 +314,24 @@ impl LuaAction {
         };
         let mut scripts = Vec::new();
         let mut failures = Vec::new();
-        for (name, source) in sources {
-            match Script::load(&name, &source, config, &base) {
+        // Load on a plain thread: top-level code may call http.* or storage.*, which block on the
+        // runtime, and that is not allowed on a thread that is already running async code.
+        let loaded: Vec<_> = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    sources
+                        .into_iter()
+                        .map(|(name, source)| {
+                            let r = Script::load(&name, &source, config, &base);
+                            (name, r)
+                        })
+                        .collect()
+                })
+                .join()
+                .unwrap_or_default()
+        });
+        for (name, result) in loaded {
+            match result {
                 Ok(s) => {
                     tracing::info!(script = %name, "lua script loaded");
                     scripts.push(Mutex::new(s));
