@@ -9,8 +9,10 @@ Per chart, with its default values and with each examples/helm/<chart>-*.yaml:
   1. helm lint --strict for Kubernetes 1.33;
   2. render, split into objects, validate each with kubernetes-validate --strict for 1.33
      (ServiceMonitor, a CRD without a schema there, is checked for its required fields instead);
-  3. pressured: the rendered config.json must pass `pressured --check-config` (the binary's own
-     parser, which rejects unknown keys) when a pressured binary is available.
+  3. the binaries accept what is rendered: `pressured ARGS --check-config` with the rendered arguments
+     and config.json (its parser rejects unknown keys); oom-tracer's rendered flags parse. The binaries
+     come from target/{debug,release} or $PRESSURED_BIN / $OOM_TRACER_BIN; missing ones are skipped,
+     or fail when CI=true.
 Plus: examples/sidecar.yaml validates; examples/descheduler-values.yaml matches the oom-tracer chart's
 annotation; the Grafana dashboard is valid JSON and only queries metrics oom-tracer registers; and values
 that must be refused (an unknown mode) are refused.
@@ -94,41 +96,81 @@ def validate_object(where: str, obj: dict) -> None:
         problem(at, e.message)
 
 
-def pressured_binary() -> str | None:
-    env = os.environ.get("PRESSURED_BIN")
+def binary(name: str) -> str | None:
+    """`$PRESSURED_BIN` / `$OOM_TRACER_BIN`, else target/{debug,release}/NAME."""
+    env = os.environ.get(name.upper().replace("-", "_") + "_BIN")
     if env:
         return env
     for profile in ("debug", "release"):
-        path = os.path.join(ROOT, "target", profile, "pressured")
+        path = os.path.join(ROOT, "target", profile, name)
         if os.access(path, os.X_OK):
             return path
     return None
 
 
-def check_pressured_config(where: str, objs: list[tuple[str, dict]]) -> None:
-    """Feeds the rendered config.json to `pressured --check-config`."""
-    binary = pressured_binary()
-    if binary is None:
-        message = "no pressured binary (cargo build -p pressured-cli, or set PRESSURED_BIN)"
+def find_binary(where: str, name: str) -> str | None:
+    path = binary(name)
+    if path is None:
+        env = name.upper().replace("-", "_") + "_BIN"
+        message = f"no {name} binary (cargo build -p {name}-cli, or set {env})"
         if os.environ.get("CI") == "true":
             problem(where, message)
         else:
-            print(f"SKIP {where}: config check: {message}")
-        return
+            print(f"SKIP {where}: flag check: {message}")
+    return path
+
+
+def container_args(objs: list[tuple[str, dict]], container: str) -> list[str] | None:
     for _, obj in objs:
-        if obj.get("kind") == "ConfigMap" and "config.json" in (obj.get("data") or {}):
-            with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-                f.write(obj["data"]["config.json"])
-            try:
-                run = subprocess.run(
-                    [binary, "--check-config", "-c", f.name], capture_output=True, text=True
-                )
-            finally:
-                os.unlink(f.name)
-            if run.returncode != 0:
-                problem(where, f"pressured --check-config: {run.stderr.strip()}")
-            return
-    problem(where, "no ConfigMap with config.json rendered")
+        spec = (obj.get("spec") or {}).get("template", {}).get("spec", {})
+        for c in spec.get("containers", []):
+            if c.get("name") == container:
+                return [str(a) for a in c.get("args", [])]
+    return None
+
+
+def check_pressured_config(where: str, objs: list[tuple[str, dict]]) -> None:
+    """Runs `pressured --check-config` with the rendered arguments and config.json: the binary's own
+    flag parser and config parser (which rejects unknown keys) accept what the chart renders."""
+    config = next(
+        (o["data"]["config.json"] for _, o in objs
+         if o.get("kind") == "ConfigMap" and "config.json" in (o.get("data") or {})),
+        None,
+    )
+    if config is None:
+        problem(where, "no ConfigMap with config.json rendered")
+        return
+    path = find_binary(where, "pressured")
+    if path is None:
+        return
+    args = container_args(objs, "pressured")
+    if args is None:  # sidecar mode: the chart renders no workload
+        args = ["-c", "/etc/pressured/config.json"]
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        f.write(config)
+    try:
+        args = [f.name if a == "/etc/pressured/config.json" else a for a in args]
+        run = subprocess.run([path, *args, "--check-config"], capture_output=True, text=True)
+    finally:
+        os.unlink(f.name)
+    if run.returncode != 0:
+        problem(where, f"pressured {' '.join(args)} --check-config: {run.stderr.strip()}")
+
+
+def check_oom_tracer_args(where: str, objs: list[tuple[str, dict]]) -> None:
+    """Runs oom-tracer with the rendered flags and no node name: it must get past flag parsing and stop
+    at the missing node name (exit 2 with that message), so every rendered flag exists."""
+    args = container_args(objs, "oom-tracer")
+    if args is None:
+        problem(where, "no oom-tracer container rendered")
+        return
+    path = find_binary(where, "oom-tracer")
+    if path is None:
+        return
+    env = {k: v for k, v in os.environ.items() if k not in ("K8S_NODENAME", "NODE_NAME")}
+    run = subprocess.run([path, *args], capture_output=True, text=True, env=env, timeout=30)
+    if run.returncode != 2 or "K8S_NODENAME" not in run.stderr:
+        problem(where, f"oom-tracer {' '.join(args)}: exit {run.returncode}: {run.stderr.strip()}")
 
 
 def check_chart(chart_dir: str, values_path: str | None) -> list[tuple[str, dict]]:
@@ -155,6 +197,8 @@ def check_chart(chart_dir: str, values_path: str | None) -> list[tuple[str, dict
         validate_object(f"{where} {template}", obj)
     if name == "pressured":
         check_pressured_config(where, objs)
+    elif name == "oom-tracer":
+        check_oom_tracer_args(where, objs)
     if len(problems) == before:
         print(f"ok   {where}: lint, render, {len(objs)} objects valid")
     return objs
@@ -192,26 +236,37 @@ def check_descheduler_values(path: str) -> None:
 
 
 def check_dashboards() -> None:
-    """Each dashboard parses, and every oom_tracer_* series it queries is one oom-tracer exports."""
-    with open(os.path.join(ROOT, "oom-tracer-cli", "src", "metrics.rs"), encoding="utf-8") as f:
-        registered = set(re.findall(r'"(oom_tracer_[a-z_]+)"', f.read()))
-    for path in glob.glob(os.path.join(ROOT, "charts", "*", "dashboards", "*.json")):
+    """Each dashboard parses, the charts' copies are identical, and every oom_tracer_* / pressured_*
+    series it queries is one the binaries register (oom-tracer-cli/src/metrics.rs,
+    pressured-cli/src/server.rs)."""
+    registered: set[str] = set()
+    for source in ("oom-tracer-cli/src/metrics.rs", "pressured-cli/src/server.rs"):
+        path = os.path.join(ROOT, source)
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                registered |= set(re.findall(r'"((?:oom_tracer|pressured)_[a-z_]+)"', f.read()))
+    paths = sorted(glob.glob(os.path.join(ROOT, "charts", "*", "dashboards", "*.json")))
+    texts = {}
+    for path in paths:
         with open(path, encoding="utf-8") as f:
-            try:
-                dashboard = json.load(f)
-            except json.JSONDecodeError as e:
-                problem(rel(path), f"not JSON: {e}")
-                continue
-        exprs = [
-            t.get("expr", "")
-            for p in dashboard.get("panels", [])
-            for t in p.get("targets", [])
-        ]
-        for series in sorted(set(re.findall(r"oom_tracer_[a-z_]+", " ".join(exprs)))):
+            texts[path] = f.read()
+        try:
+            dashboard = json.loads(texts[path])
+        except json.JSONDecodeError as e:
+            problem(rel(path), f"not JSON: {e}")
+            continue
+        exprs = [t.get("expr", "") for p in dashboard.get("panels", []) for t in p.get("targets", [])]
+        for series in sorted(set(re.findall(r"(?:oom_tracer|pressured)_[a-z_]+", " ".join(exprs)))):
             base = re.sub(r"_(total|bucket|sum|count)$", "", series)
             if base not in registered:
-                problem(rel(path), f"queries {series}, which oom-tracer does not export")
-        print(f"ok   {rel(path)}: {len(exprs)} queries, metric names exported by oom-tracer")
+                problem(rel(path), f"queries {series}, which no binary registers")
+        print(f"ok   {rel(path)}: {len(exprs)} queries, metric names registered by the binaries")
+    by_name: dict[str, list[str]] = {}
+    for path in paths:
+        by_name.setdefault(os.path.basename(path), []).append(path)
+    for copies in by_name.values():
+        if len({texts[p] for p in copies}) > 1:
+            problem(", ".join(rel(p) for p in copies), "copies differ: run scripts/gen_dashboard.py")
 
 
 def main() -> int:

@@ -34,14 +34,18 @@ spec:
       args:
         - -c
         - /etc/pressured/config.json
-        {{- with .Values.http.bindFlag }}
-        - {{ printf "%s=:%d" . (int $.Values.http.port) | quote }}
+        {{- if .Values.http.enabled }}
+        - {{ printf "--metrics-bind-address=:%d" (int .Values.http.port) | quote }}
         {{- end }}
         {{- with .Values.extraArgs }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
       env:
         {{- include "pressured.downwardEnv" . | nindent 8 }}
+        {{- if not .Values.kubeEvents }}
+        - name: PRESSURED_KUBE_EVENTS
+          value: "off"
+        {{- end }}
         {{- if include "pressured.leaderElection" . }}
         # Leader election: one Lease, held by POD_NAME (see the README's cluster mode).
         - name: PRESSURED_LEADER_ELECTION
@@ -72,6 +76,7 @@ spec:
         {{- with .Values.extraEnvVars }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
+      {{- if .Values.http.enabled }}
       ports:
         - name: http
           containerPort: {{ .Values.http.port }}
@@ -83,6 +88,7 @@ spec:
       {{- if .Values.readinessProbe.enabled }}
       readinessProbe:
         {{- toYaml (merge (dict "httpGet" (dict "port" "http")) (omit .Values.readinessProbe "enabled")) | nindent 8 }}
+      {{- end }}
       {{- end }}
       resources:
         {{- toYaml .Values.resources | nindent 8 }}
