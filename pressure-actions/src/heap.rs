@@ -15,9 +15,9 @@ use crate::storage::validate_key;
 
 /// Opt-in annotation: `"true"` enables the capture for the pod.
 pub const ANNOTATION_PPROF_ENABLED: &str = "pressured.io/pprof-enabled";
-/// Port of the pprof endpoint [6060].
+/// Port of the pprof endpoint (default 6060).
 pub const ANNOTATION_PPROF_PORT: &str = "pressured.io/pprof-port";
-/// Path of the heap profile [/debug/pprof/heap].
+/// Path of the heap profile (default `/debug/pprof/heap`).
 pub const ANNOTATION_PPROF_PATH: &str = "pressured.io/pprof-path";
 
 const DEFAULT_PORT: u16 = 6060;
