@@ -78,6 +78,24 @@ def check_service_monitor(where: str, obj: dict) -> None:
         problem(where, "ServiceMonitor endpoints need a named port")
 
 
+def check_semantics(where: str, obj: dict) -> None:
+    """Rules the API server enforces that the OpenAPI schemas do not express."""
+    spec = (obj.get("spec") or {}).get("template", {}).get("spec") or obj.get("spec") or {}
+    for c in spec.get("containers") or []:
+        sc = c.get("securityContext") or {}
+        if sc.get("privileged") and sc.get("allowPrivilegeEscalation") is False:
+            problem(where, f"container {c.get('name')}: privileged with allowPrivilegeEscalation: false")
+        ports = {p.get("name") for p in c.get("ports") or []}
+        for probe in ("livenessProbe", "readinessProbe"):
+            port = ((c.get(probe) or {}).get("httpGet") or {}).get("port")
+            if isinstance(port, str) and port not in ports:
+                problem(where, f"container {c.get('name')}: {probe} on unknown port {port!r}")
+        mounts = {m.get("name") for m in c.get("volumeMounts") or []}
+        volumes = {v.get("name") for v in spec.get("volumes") or []}
+        if mounts - volumes:
+            problem(where, f"container {c.get('name')}: mounts undeclared volumes {sorted(mounts - volumes)}")
+
+
 def validate_object(where: str, obj: dict) -> None:
     global checked
     kind = obj.get("kind", "?")
@@ -87,6 +105,7 @@ def validate_object(where: str, obj: dict) -> None:
     if obj.get("apiVersion") == "monitoring.coreos.com/v1" and kind == "ServiceMonitor":
         check_service_monitor(at, obj)
         return
+    check_semantics(at, obj)
     try:
         kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
     except kubernetes_validate.ValidationError as e:
