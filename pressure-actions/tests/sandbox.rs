@@ -55,7 +55,7 @@ async fn runaway_crashing_and_hungry_scripts_are_stopped_and_reported() {
         "3_hungry.lua",
         r#"function on_event(e, ctx)
   local t = {}
-  for i = 1, 100000 do t[i] = string.rep("x", 1 << 20) .. i end
+  for i = 1, 100000 do t[i] = string.rep("x" .. i, 1 << 20) end
 end"#,
     );
     // Caught with pcall, the runaway still ends: the hook fires again outside the pcall.
@@ -78,7 +78,7 @@ end"#,
     );
     let cfg = config(json!({
         "plugins": {"lua": {"enabled": true, "scripts_dir": scripts.path(),
-                            "timeout_ms": 300, "memory_limit_bytes": 16 << 20}},
+                            "timeout_ms": 1000, "memory_limit_bytes": 16 << 20}},
         "storage": {"enabled": true, "path": dir.path()},
     }));
     let started = Instant::now();
@@ -136,4 +136,24 @@ async fn a_script_without_on_event_is_reported_and_the_default_script_runs() {
     let report = run(&cfg, vec![event()]).await;
     assert_no_failures(&report);
     assert_eq!(report.stats.processed, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_bodies_beyond_the_memory_cap_are_refused() {
+    let server = crate::util::TestServer::start().await;
+    // /big is 1 MiB; the cap is 512 KiB.
+    let script = r#"
+function on_event(e, ctx)
+  local r = http.fetch("{BASE}/big")
+  assert(r.status == nil and r.error:find("memory_limit_bytes"), tostring(r.error))
+  local s = http.stream("{BASE}/big", function() return true end)
+  assert(s.ok and s.bytes == 1048576, s.error)
+end"#
+        .replace("{BASE}", &server.url(""));
+    let cfg = config(
+        json!({"plugins": {"lua": {"enabled": true, "inline_script": script,
+        "memory_limit_bytes": 512 << 10}}}),
+    );
+    let report = run(&cfg, vec![event()]).await;
+    assert_no_failures(&report);
 }

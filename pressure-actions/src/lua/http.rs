@@ -188,12 +188,23 @@ pub(super) fn register(lua: &Lua, env: &Arc<ScriptEnv>) -> mlua::Result<()> {
                 Prepared::Request(r) => *r,
                 Prepared::Error(e) => return error_table(lua, e),
             };
+            let max_body = h.env.max_body;
             let result = h.env.runtime.block_on(async move {
-                let resp = req.send().await?;
+                let mut resp = req.send().await.map_err(|e| error_chain(&e))?;
                 let status = resp.status().as_u16();
                 let headers = resp.headers().clone();
-                let body = resp.bytes().await?;
-                Ok::<_, reqwest::Error>((status, headers, body))
+                // Bounded: a body the script's memory cap cannot hold is an error, not a host OOM.
+                let mut body = Vec::new();
+                while let Some(chunk) = resp.chunk().await.map_err(|e| error_chain(&e))? {
+                    if (body.len() + chunk.len()) as u64 > max_body {
+                        return Err(format!(
+                            "response body larger than plugins.lua.memory_limit_bytes ({max_body}); \
+                             use http.stream or http.download"
+                        ));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok((status, headers, body))
             });
             match result {
                 Ok((status, headers, body)) => {
@@ -203,7 +214,7 @@ pub(super) fn register(lua: &Lua, env: &Arc<ScriptEnv>) -> mlua::Result<()> {
                     out.set("headers", headers_table(lua, &headers)?)?;
                     Ok(out)
                 }
-                Err(e) => error_table(lua, error_chain(&e)),
+                Err(e) => error_table(lua, e),
             }
         })?,
     )?;

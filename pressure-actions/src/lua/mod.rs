@@ -105,6 +105,8 @@ pub(crate) struct ScriptEnv {
     pub(crate) client: reqwest::Client,
     pub(crate) storages: Arc<Registry<dyn Storage>>,
     pub(crate) control: Arc<Control>,
+    /// `plugins.lua.memory_limit_bytes`: also the largest `http.fetch` body read into memory.
+    pub(crate) max_body: u64,
 }
 
 impl ScriptEnv {
@@ -154,6 +156,7 @@ impl Script {
             client: env_base.client.clone(),
             storages: Arc::clone(&env_base.storages),
             control: Arc::clone(&control),
+            max_body: config.plugins.lua.memory_limit_bytes,
         });
         register_log(&lua, &env).map_err(lua_err)?;
         register_ctx(&lua).map_err(lua_err)?;
