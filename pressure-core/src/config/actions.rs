@@ -110,7 +110,8 @@ pub struct HeapProfileConfig {
     pub cooldown_seconds: u64,
     /// `actions.heap_profile.timeout_ms` [30000]: the whole download.
     pub timeout_ms: u64,
-    /// `actions.heap_profile.max_bytes` [268435456]: larger profiles are aborted and removed.
+    /// `actions.heap_profile.max_bytes` [33554432]: larger profiles are aborted and removed (a stored
+    /// profile is read back whole for the analysis).
     pub max_bytes: u64,
     /// `actions.heap_profile.top` [10]: consumers reported in the follow-up event.
     pub top: usize,
@@ -124,7 +125,7 @@ impl Default for HeapProfileConfig {
             enabled: true,
             cooldown_seconds: 300,
             timeout_ms: 30_000,
-            max_bytes: 256 << 20,
+            max_bytes: 32 << 20,
             top: 10,
             sample_type: "inuse_space".to_string(),
         }
