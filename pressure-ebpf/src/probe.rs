@@ -154,6 +154,14 @@ impl BpfProbe {
                     source: e.into(),
                 }
             })?;
+        drop(btf);
+        // Parsing the kernel's BTF (several MiB) leaves freed heap behind; hand it back so the
+        // resident tracer stays small.
+        #[cfg(target_env = "gnu")]
+        // SAFETY: malloc_trim only releases free heap memory.
+        unsafe {
+            libc::malloc_trim(0);
+        }
         Ok(Self {
             _ebpf: ebpf,
             ring,
