@@ -8,7 +8,8 @@ use pressure_core::{Config, Engine, Reading, Target};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Any pressured JSON config works; unknown keys and bad values are rejected naming the key.
-    let config = Config::from_json(r#"{"thresholds": {"warn_percent": 70, "cooldown_seconds": 30}}"#)?;
+    let config =
+        Config::from_json(r#"{"thresholds": {"warn_percent": 70, "cooldown_seconds": 30}}"#)?;
     let mut engine = Engine::new(&config);
     let target = Target {
         namespace: Some("shop".into()),
@@ -25,7 +26,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let used = (200 << 20) + second * (6 << 20);
         let reading = Reading {
             oom_kill_count: Some(0),
-            ..Reading::new(UNIX_EPOCH + Duration::from_secs(second), used.min(limit), Some(limit))
+            ..Reading::new(
+                UNIX_EPOCH + Duration::from_secs(second),
+                used.min(limit),
+                Some(limit),
+            )
         };
         engine.observe(id, &reading, second as f64, &mut events);
         engine.end_cycle();
