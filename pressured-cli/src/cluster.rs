@@ -51,6 +51,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
 
 /// One node's summary fetch result.
 struct Fetched {
+    round: u64,
     node: String,
     result: Result<Summary, pressure_kubelet::KubeletError>,
     took: Duration,
@@ -73,6 +74,7 @@ pub(crate) struct Cluster {
     backoff: HashMap<String, (Instant, u32)>,
     start: Instant,
     cycles: u64,
+    log_cycles: bool,
 }
 
 impl Cluster {
@@ -110,6 +112,7 @@ impl Cluster {
             backoff: HashMap::new(),
             start: Instant::now(),
             cycles: 0,
+            log_cycles: std::env::var_os("PRESSURED_LOG_CYCLES").is_some(),
         }
     }
 
@@ -123,6 +126,8 @@ impl Cluster {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
         }
+        // The first list's updates are covered by the baseline below; start from the current tail.
+        updates = updates.resubscribe();
         // Kills already in the first list are history: remembered, not reported.
         for pod in cache.pods() {
             self.baseline(&pod);
@@ -135,14 +140,13 @@ impl Cluster {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut events = Vec::new();
-        let mut cycle_started = Instant::now();
-        let mut cycle_pending: usize = 0;
+        // Poll rounds in progress: round → (started, requests pending). A round is one tick's requests.
+        let mut rounds: HashMap<u64, (Instant, usize)> = HashMap::new();
+        let mut round: u64 = 0;
         loop {
             tokio::select! {
                 _ = ticker.tick() => {
-                    if cycle_pending == 0 {
-                        cycle_started = Instant::now();
-                    }
+                    round += 1;
                     let nodes: HashSet<String> = cache.pods().iter().filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone())).collect();
                     let now = Instant::now();
                     for node in nodes {
@@ -150,26 +154,34 @@ impl Cluster {
                             continue;
                         }
                         self.in_flight.insert(node.clone());
-                        cycle_pending += 1;
+                        rounds.entry(round).or_insert((now, 0)).1 += 1;
                         let (tx, permits, source) = (tx.clone(), permits.clone(), source.clone());
                         tokio::spawn(async move {
                             let _permit = permits.acquire_owned().await;
                             let t = Instant::now();
                             let result = source.fetch(&node).await;
-                            let _ = tx.send(Fetched { node, result, took: t.elapsed() }).await;
+                            let _ = tx.send(Fetched { round, node, result, took: t.elapsed() }).await;
                         });
                     }
                     self.engine.end_cycle();
                 }
                 Some(f) = rx.recv() => {
                     self.in_flight.remove(&f.node);
-                    cycle_pending = cycle_pending.saturating_sub(1);
+                    let r = f.round;
                     self.summary(f, &cache, &mut events);
-                    if cycle_pending == 0 {
+                    let done = rounds.get_mut(&r).map(|(started, pending)| {
+                        *pending -= 1;
+                        (*pending == 0).then_some(*started)
+                    });
+                    if let Some(Some(started)) = done {
+                        rounds.remove(&r);
                         self.cycles += 1;
-                        tracing::debug!(cycle = self.cycles, took_ms = cycle_started.elapsed().as_millis() as u64, "cycle done");
-                        if self.cycles.is_multiple_of(10) {
-                            tracing::info!(cycle = self.cycles, took_ms = cycle_started.elapsed().as_millis() as u64, pods = cache.len(), "cycle done");
+                        let took_ms = started.elapsed().as_millis() as u64;
+                        // Every cycle with PRESSURED_LOG_CYCLES (scripts/bench-cluster.sh), else every 10th.
+                        if self.log_cycles || self.cycles.is_multiple_of(10) {
+                            tracing::info!(cycle = self.cycles, took_ms, pods = cache.len(), "cycle done");
+                        } else {
+                            tracing::debug!(cycle = self.cycles, took_ms, "cycle done");
                         }
                     }
                 }
@@ -411,4 +423,202 @@ pub(crate) fn event_spec(event: &Event) -> Option<EventSpec> {
         action: "Observed".into(),
         note,
     })
+}
+
+/// Node mode's view of the API: this node's pods (`spec.nodeName` watch), to give cgroup-derived
+/// targets their names, namespace, IP and annotations.
+pub(crate) struct NodePods {
+    cache: PodCache,
+}
+
+impl NodePods {
+    /// Starts the watch of `node`'s pods and waits up to `sync` for its first list. `None` outside
+    /// Kubernetes (neither `KUBERNETES_SERVICE_HOST` nor `KUBECONFIG` set) or when no client can be built.
+    pub(crate) async fn connect(node: &str, sync: Duration) -> Option<NodePods> {
+        if std::env::var_os("KUBERNETES_SERVICE_HOST").is_none()
+            && std::env::var_os("KUBECONFIG").is_none()
+        {
+            tracing::debug!(
+                "no Kubernetes API configured: node-mode events carry cgroup identities only"
+            );
+            return None;
+        }
+        let pods = match ClientSource::infer().connect().await {
+            Ok(client) => NodePods {
+                cache: PodCache::spawn(client, &PodScope::node(node)),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "no Kubernetes API: node-mode events carry cgroup identities only");
+                return None;
+            }
+        };
+        if tokio::time::timeout(sync, pods.cache.ready())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                node,
+                "this node's pod list is not complete yet; names follow as it arrives"
+            );
+        }
+        tracing::info!(
+            node,
+            pods = pods.cache.len(),
+            "node mode: watching this node's pods for names, IPs and annotations"
+        );
+        Some(pods)
+    }
+
+    /// Fills `target` from the pod with its UID (else its container ID): names, IP, annotations.
+    /// Returns whether a pod was found.
+    pub(crate) fn enrich(&self, target: &mut Target) -> bool {
+        let found = target
+            .pod_uid
+            .as_deref()
+            .and_then(|uid| self.cache.by_uid(uid))
+            .map(|p| {
+                let name = target
+                    .container_id
+                    .as_deref()
+                    .and_then(|id| self.cache.by_container_id(id))
+                    .filter(|(q, _)| q.metadata.uid == p.metadata.uid)
+                    .map(|(_, n)| n);
+                (p, name)
+            })
+            .or_else(|| {
+                target
+                    .container_id
+                    .as_deref()
+                    .and_then(|id| self.cache.by_container_id(id))
+                    .map(|(p, n)| (p, Some(n)))
+            });
+        let Some((pod, container)) = found else {
+            return false;
+        };
+        enrich_from(target, &pod, container.as_deref());
+        true
+    }
+}
+
+/// Copies a pod's identity into a cgroup-derived target, keeping what the cgroup knows (container ID,
+/// cgroup path).
+pub(crate) fn enrich_from(target: &mut Target, pod: &Pod, container: Option<&str>) {
+    let from_api = target_for(pod, container.or(target.container_name.as_deref()));
+    target.namespace = from_api.namespace;
+    target.pod_name = from_api.pod_name;
+    target.pod_uid = target.pod_uid.take().or(from_api.pod_uid);
+    target.node_name = from_api.node_name.or(target.node_name.take());
+    target.pod_ip = from_api.pod_ip;
+    target.annotations = from_api.annotations;
+    if target.container_name.is_none() {
+        target.container_name = container.map(str::to_owned);
+    }
+    if target.container_id.is_none() {
+        target.container_id = from_api.container_id;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pressure_kubelet::k8s_openapi::api::core::v1::Pod;
+    use serde_json::json;
+
+    use super::*;
+
+    fn pod() -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "namespace": "shop", "uid": "u-1", "annotations": {"pressured.io/warn-percent": "50"}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "x", "resources": {"limits": {"memory": "64Mi"}}}]},
+            "status": {"podIP": "10.1.2.3", "containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": true, "restartCount": 0, "containerID": "containerd://abc"}]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn enrichment_keeps_cgroup_identity_and_adds_names() {
+        let mut t = Target {
+            pod_uid: Some("u-1".into()),
+            container_id: Some("abc".into()),
+            cgroup_path: Some("/kubepods/podu-1/abc".into()),
+            ..Target::default()
+        };
+        enrich_from(&mut t, &pod(), Some("app"));
+        assert_eq!(t.namespace.as_deref(), Some("shop"));
+        assert_eq!(t.pod_name.as_deref(), Some("web-1"));
+        assert_eq!(t.container_name.as_deref(), Some("app"));
+        assert_eq!(t.pod_ip.as_deref(), Some("10.1.2.3"));
+        assert_eq!(t.node_name.as_deref(), Some("n1"));
+        assert_eq!(
+            t.annotations
+                .get("pressured.io/warn-percent")
+                .map(String::as_str),
+            Some("50")
+        );
+        assert_eq!(t.cgroup_path.as_deref(), Some("/kubepods/podu-1/abc"));
+    }
+
+    #[test]
+    fn kubernetes_events_for_critical_predicted_and_oom_only() {
+        let base = Event {
+            timestamp: SystemTime::UNIX_EPOCH,
+            event_type: EventType::MemoryPressure,
+            severity: Severity::Warn,
+            previous_severity: Severity::Ok,
+            namespace: Some("shop".into()),
+            pod_name: Some("web-1".into()),
+            pod_uid: Some("u-1".into()),
+            container_name: Some("app".into()),
+            container_id: None,
+            node_name: None,
+            pod_ip: None,
+            usage_bytes: 60 << 20,
+            working_set_bytes: 60 << 20,
+            limit_bytes: Some(64 << 20),
+            usage_percent: Some(93.75),
+            oom_kill_count: None,
+            eta_seconds: None,
+            psi_some_avg10: None,
+            annotations: Default::default(),
+            dry_run: false,
+            profile: None,
+        };
+        assert!(event_spec(&base).is_none(), "warn is not posted");
+        let crit = event_spec(&Event {
+            severity: Severity::Critical,
+            ..base.clone()
+        })
+        .unwrap();
+        assert_eq!(crit.reason, "MemoryPressureCritical");
+        assert_eq!(
+            crit.note,
+            "container app at 93.8% of its 64 MiB limit (working set 60 MiB)"
+        );
+        assert_eq!(crit.regarding.uid.as_deref(), Some("u-1"));
+        assert_eq!(
+            crit.regarding.field_path.as_deref(),
+            Some("spec.containers{app}")
+        );
+        let oom = event_spec(&Event {
+            event_type: EventType::OomKilled,
+            ..base.clone()
+        })
+        .unwrap();
+        assert_eq!(oom.reason, "OOMKilled");
+        let pred = event_spec(&Event {
+            event_type: EventType::PredictedOom,
+            eta_seconds: Some(42.0),
+            ..base.clone()
+        })
+        .unwrap();
+        assert_eq!(pred.reason, "PredictedOOM");
+        assert!(pred.note.contains("in 42s"));
+        assert!(
+            event_spec(&Event {
+                event_type: EventType::Recovered,
+                severity: Severity::Ok,
+                ..base
+            })
+            .is_none()
+        );
+    }
 }

@@ -50,7 +50,14 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("cannot raise the open-file limit: {e}");
     }
     let mut sink = EventSink::new(&config)?;
+    let pods = match (&scope, env.node_name.clone()) {
+        (Scope::Node, Some(node)) => {
+            crate::cluster::NodePods::connect(&node, Duration::from_secs(5)).await
+        }
+        _ => None,
+    };
     let mut watcher = Watcher::new(&config, layout, scope, env)?;
+    watcher.pods = pods;
     let result = watcher.run(&mut |event| dispatch(&mut sink, event)).await;
     sink.shutdown().await;
     result
@@ -90,6 +97,8 @@ struct Watcher {
     follow_ups: HashMap<u64, (u64, Instant)>,
     start: Instant,
     last_rescan: Option<Instant>,
+    /// This node's pods from the API (node mode): names, IP and annotations for the targets.
+    pods: Option<crate::cluster::NodePods>,
 }
 
 impl Watcher {
@@ -132,6 +141,7 @@ impl Watcher {
             follow_ups: HashMap::new(),
             start: Instant::now(),
             last_rescan: None,
+            pods: None,
         })
     }
 
@@ -228,6 +238,12 @@ impl Watcher {
         for cgroup in &found {
             if !self.by_path.contains_key(&cgroup.path) {
                 self.add(cgroup);
+            } else if let Some(pods) = &self.pods {
+                // Names, IPs and annotation overrides as the pod watch learns or changes them.
+                let mut target = plan::target(&self.scope, &self.env, cgroup);
+                if pods.enrich(&mut target) {
+                    self.engine.track(&target);
+                }
             }
         }
     }
@@ -257,7 +273,10 @@ impl Watcher {
                 self.report(&e);
             }
         }
-        let target = plan::target(&self.scope, &self.env, cgroup);
+        let mut target = plan::target(&self.scope, &self.env, cgroup);
+        if let Some(pods) = &self.pods {
+            pods.enrich(&mut target);
+        }
         let slot = self.engine.track(&target);
         tracing::debug!(path = %cgroup.path, "watching");
         self.by_path.insert(cgroup.path.clone(), key);

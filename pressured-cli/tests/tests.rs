@@ -2,4 +2,5 @@
 
 mod cli;
 mod k8s_cluster;
+mod k8s_node;
 mod system_cgroup;

@@ -68,9 +68,12 @@ pub(crate) fn summary(store: &Store, node: &str) -> Option<Value> {
         .unwrap_or(8 << 30);
     let mut pods = Vec::new();
     let (mut node_ws, mut node_usage, mut node_rss, mut node_cpu) = (0u64, 0u64, 0u64, 0u64);
-    for ((storage, ns, name), pod) in &store.objects {
-        if *storage != "pods"
-            || pod.pointer("/spec/nodeName").and_then(Value::as_str) != Some(node)
+    let stored = store
+        .objects
+        .range(("pods", String::new(), String::new())..)
+        .take_while(|((storage, _, _), _)| *storage == "pods");
+    for ((_, ns, name), pod) in stored {
+        if pod.pointer("/spec/nodeName").and_then(Value::as_str) != Some(node)
             || !pod_is_running(pod)
         {
             continue;
