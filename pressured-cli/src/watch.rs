@@ -242,7 +242,15 @@ impl Watcher {
                 // Names, IPs and annotation overrides as the pod watch learns or changes them.
                 let mut target = plan::target(&self.scope, &self.env, cgroup);
                 if pods.enrich(&mut target) {
-                    self.engine.track(&target);
+                    let slot = self.engine.track(&target);
+                    let skip = self.stat_skip_below(slot);
+                    if let Some(w) = self
+                        .by_path
+                        .get(&cgroup.path)
+                        .and_then(|k| self.watched.get_mut(k))
+                    {
+                        w.reader.set_stat_skip_below(skip);
+                    }
                 }
             }
         }
@@ -278,6 +286,8 @@ impl Watcher {
             pods.enrich(&mut target);
         }
         let slot = self.engine.track(&target);
+        let mut reader = reader;
+        reader.set_stat_skip_below(self.stat_skip_below(slot));
         tracing::debug!(path = %cgroup.path, "watching");
         self.by_path.insert(cgroup.path.clone(), key);
         self.watched.insert(
@@ -289,6 +299,15 @@ impl Watcher {
                 oom_kill: 0,
             },
         );
+    }
+
+    /// Below this fraction of the limit a sample may skip `memory.stat` (the lowest threshold minus
+    /// hysteresis and a 5 % margin): the working set is at most usage there, so no threshold event can
+    /// depend on the skipped read. See `CgroupReader::set_stat_skip_below`.
+    fn stat_skip_below(&self, slot: SlotId) -> f64 {
+        self.engine.thresholds(slot).map_or(0.0, |t| {
+            (t.warn_percent.min(t.critical_percent) - t.hysteresis_percent - 5.0) / 100.0
+        })
     }
 
     fn drop_cgroup(&mut self, key: u64) {
