@@ -9,6 +9,7 @@
 //! until its `oom_kill` counter moves. SIGTERM and SIGINT stop the loop cleanly.
 
 mod plan;
+mod trim;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -153,6 +154,7 @@ impl Watcher {
         self.rescan();
         self.announce();
         let mut woken = Vec::new();
+        let mut trimmed = false;
         loop {
             let follow_up = !self.follow_ups.is_empty();
             tokio::select! {
@@ -162,6 +164,13 @@ impl Watcher {
                     }
                     self.sample_all();
                     self.engine.end_cycle();
+                    if !trimmed {
+                        trimmed = true;
+                        match trim::drop_startup_pages() {
+                            Ok(bytes) => tracing::debug!(kib = bytes / 1024, "dropped start-up pages from the resident set"),
+                            Err(e) => tracing::debug!("cannot trim start-up pages: {e}"),
+                        }
+                    }
                 }
                 result = wait_oom(self.notifier.as_mut(), &mut woken) => {
                     if let Err(e) = result {
