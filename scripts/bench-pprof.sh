@@ -10,14 +10,15 @@
 # running as root with cgroup v1 or v2.
 #
 # Usage: scripts/bench-pprof.sh [--regen]
-# Env:   BENCH_FUNCS (3000) BENCH_ITERS (450000) BENCH_DEPTH (12) BENCH_MEM_LIMIT (8G)
+# Env:   PRESSURED (use this pressured binary instead of building one)
+#        BENCH_FUNCS (3000) BENCH_ITERS (120000) BENCH_DEPTH (12) BENCH_MEM_LIMIT (8G)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/target/pprof-bench"
 profile="$out/heap-big.pb.gz"
 funcs=${BENCH_FUNCS:-3000}
-iters=${BENCH_ITERS:-450000}
+iters=${BENCH_ITERS:-120000}
 depth=${BENCH_DEPTH:-12}
 mem_limit=${BENCH_MEM_LIMIT:-8G}
 mkdir -p "$out"
@@ -62,8 +63,13 @@ if [ -z "$cg" ]; then
 fi
 
 echo "== building release binaries" >&2
-(cd "$root" && cargo build --release -q -p pressured-cli && cargo build --release -q -p pressure-pprof --example pprof_stats)
-pressured="$root/target/release/pressured"
+if [ -z "${PRESSURED:-}" ]; then
+    (cd "$root" && cargo build --release -q -p pressured-cli)
+fi
+if [ -z "${PRESSURED:-}" ] || [ ! -x "$root/target/release/examples/pprof_stats" ]; then
+    (cd "$root" && cargo build --release -q -p pressure-pprof --example pprof_stats)
+fi
+pressured=${PRESSURED:-$root/target/release/pressured}
 stats="$root/target/release/examples/pprof_stats"
 
 if [ ! -s "$profile" ] || [ "${1:-}" = "--regen" ]; then
