@@ -297,8 +297,9 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         },
         ["api", "v1", "nodes", node, "proxy", "stats", "summary"]
         | ["fake-kubelet", node, "stats", "summary"] => {
-            match summary::summary(&lock(&shared.store), node) {
-                Some(s) => json_response(StatusCode::OK, &s),
+            let snap = summary::snapshot(&lock(&shared.store), node);
+            match snap {
+                Some(s) => json_response(StatusCode::OK, &summary::render(&s, node)),
                 None => status(
                     StatusCode::NOT_FOUND,
                     "NotFound",

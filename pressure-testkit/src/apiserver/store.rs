@@ -67,6 +67,8 @@ pub(crate) type Key = (&'static str, String, String);
 
 pub(crate) struct Store {
     pub(crate) objects: BTreeMap<Key, Arc<Value>>,
+    /// Pods by `spec.nodeName`, for the Summary API.
+    pub(crate) node_pods: HashMap<String, std::collections::BTreeSet<Key>>,
     rv: u64,
     log: VecDeque<Change>,
     log_capacity: usize,
@@ -86,6 +88,7 @@ impl Store {
         let (tx, _) = broadcast::channel(4096);
         Self {
             objects: BTreeMap::new(),
+            node_pods: HashMap::new(),
             rv: 1000,
             log: VecDeque::new(),
             log_capacity: log_capacity.max(1),
@@ -94,6 +97,31 @@ impl Store {
             usage: HashMap::new(),
             tx,
         }
+    }
+
+    fn unindex(&mut self, key: &Key, old: &Value) {
+        if key.0 == "pods"
+            && let Some(node) = old.pointer("/spec/nodeName").and_then(Value::as_str)
+            && let Some(set) = self.node_pods.get_mut(node)
+        {
+            set.remove(key);
+        }
+    }
+
+    /// Stores an object, keeping the node index of pods.
+    fn put(&mut self, key: Key, obj: Arc<Value>) {
+        if let Some(old) = self.objects.get(&key).cloned() {
+            self.unindex(&key, &old);
+        }
+        if key.0 == "pods"
+            && let Some(node) = obj.pointer("/spec/nodeName").and_then(Value::as_str)
+        {
+            self.node_pods
+                .entry(node.to_owned())
+                .or_default()
+                .insert(key.clone());
+        }
+        self.objects.insert(key, obj);
     }
 
     pub(crate) fn current_rv(&self) -> u64 {
@@ -231,7 +259,7 @@ impl Store {
         }
         self.bump(&mut obj);
         let obj = Arc::new(obj);
-        self.objects.insert(key, obj.clone());
+        self.put(key, obj.clone());
         self.record(res.storage, ChangeKind::Added, obj.clone());
         Ok(obj)
     }
@@ -267,7 +295,7 @@ impl Store {
         self.bump(&mut obj);
         let obj = Arc::new(obj);
         let storage = key.0;
-        self.objects.insert(key, obj.clone());
+        self.put(key, obj.clone());
         self.record(storage, ChangeKind::Modified, obj.clone());
         obj
     }
@@ -291,6 +319,7 @@ impl Store {
 
     pub(crate) fn delete(&mut self, key: &Key) -> Result<Arc<Value>, StoreError> {
         let old = self.objects.remove(key).ok_or(StoreError::NotFound)?;
+        self.unindex(key, &old);
         let mut obj = (*old).clone();
         self.bump(&mut obj);
         let obj = Arc::new(obj);

@@ -3,6 +3,8 @@
 
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
 use super::store::{ContainerUsage, Store, now_rfc3339};
 
 /// Bytes of a memory quantity; just enough for world fixtures (`Ki`..`Ei`, `k`..`E`, plain).
@@ -55,12 +57,52 @@ fn cpu(time: &str, nano: u64) -> Value {
     json!({"time": time, "usageNanoCores": nano, "usageCoreNanoSeconds": nano.saturating_mul(60)})
 }
 
+/// What the summary of one node is computed from, copied out of the store so the JSON is built
+/// without holding the store lock (parallel summary requests then run in parallel).
+pub(crate) struct NodeSnapshot {
+    node: Arc<Value>,
+    pods: Vec<(String, String, Arc<Value>, Vec<Option<ContainerUsage>>)>,
+}
+
 /// `None` when the node does not exist.
-pub(crate) fn summary(store: &Store, node: &str) -> Option<Value> {
+pub(crate) fn snapshot(store: &Store, node: &str) -> Option<NodeSnapshot> {
     let node_obj = store
         .objects
-        .get(&("nodes", String::new(), node.to_owned()))?;
+        .get(&("nodes", String::new(), node.to_owned()))?
+        .clone();
+    let mut pods = Vec::new();
+    for key in store.node_pods.get(node).into_iter().flatten() {
+        let Some(pod) = store.objects.get(key) else {
+            continue;
+        };
+        if !pod_is_running(pod) {
+            continue;
+        }
+        let usages = pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let cname = c.get("name").and_then(Value::as_str).unwrap_or_default();
+                store
+                    .usage
+                    .get(&(key.1.clone(), key.2.clone(), cname.to_owned()))
+                    .copied()
+            })
+            .collect();
+        pods.push((key.1.clone(), key.2.clone(), pod.clone(), usages));
+    }
+    Some(NodeSnapshot {
+        node: node_obj,
+        pods,
+    })
+}
+
+/// The Summary API document of a snapshot.
+pub(crate) fn render(snap: &NodeSnapshot, node: &str) -> Value {
     let now = now_rfc3339();
+    let node_obj = &snap.node;
     let capacity = node_obj
         .pointer("/status/capacity/memory")
         .and_then(Value::as_str)
@@ -68,16 +110,7 @@ pub(crate) fn summary(store: &Store, node: &str) -> Option<Value> {
         .unwrap_or(8 << 30);
     let mut pods = Vec::new();
     let (mut node_ws, mut node_usage, mut node_rss, mut node_cpu) = (0u64, 0u64, 0u64, 0u64);
-    let stored = store
-        .objects
-        .range(("pods", String::new(), String::new())..)
-        .take_while(|((storage, _, _), _)| *storage == "pods");
-    for ((_, ns, name), pod) in stored {
-        if pod.pointer("/spec/nodeName").and_then(Value::as_str) != Some(node)
-            || !pod_is_running(pod)
-        {
-            continue;
-        }
+    for (ns, name, pod, usages) in &snap.pods {
         let mut containers = Vec::new();
         let mut total = ContainerUsage {
             working_set_bytes: 0,
@@ -85,18 +118,14 @@ pub(crate) fn summary(store: &Store, node: &str) -> Option<Value> {
             rss_bytes: 0,
             cpu_nano_cores: 0,
         };
-        for c in pod
+        let specs = pod
             .pointer("/spec/containers")
             .and_then(Value::as_array)
             .into_iter()
-            .flatten()
-        {
+            .flatten();
+        for (c, usage) in specs.zip(usages) {
             let cname = c.get("name").and_then(Value::as_str).unwrap_or_default();
-            let u = store
-                .usage
-                .get(&(ns.clone(), name.clone(), cname.to_owned()))
-                .copied()
-                .unwrap_or_else(|| ContainerUsage::working_set(DEFAULT_WORKING_SET));
+            let u = usage.unwrap_or_else(|| ContainerUsage::working_set(DEFAULT_WORKING_SET));
             let limit = c
                 .pointer("/resources/limits/memory")
                 .and_then(Value::as_str)
@@ -130,7 +159,7 @@ pub(crate) fn summary(store: &Store, node: &str) -> Option<Value> {
         rss_bytes: node_rss,
         cpu_nano_cores: node_cpu,
     };
-    Some(json!({
+    json!({
         "node": {
             "nodeName": node,
             "startTime": node_obj.pointer("/metadata/creationTimestamp").cloned().unwrap_or(json!(now)),
@@ -139,7 +168,7 @@ pub(crate) fn summary(store: &Store, node: &str) -> Option<Value> {
             "systemContainers": [],
         },
         "pods": pods,
-    }))
+    })
 }
 
 #[cfg(test)]
