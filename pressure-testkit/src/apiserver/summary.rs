@@ -57,11 +57,14 @@ fn cpu(time: &str, nano: u64) -> Value {
     json!({"time": time, "usageNanoCores": nano, "usageCoreNanoSeconds": nano.saturating_mul(60)})
 }
 
+/// Namespace, name, the pod, and the usage set for each of its containers.
+type SnapshotPod = (String, String, Arc<Value>, Vec<Option<ContainerUsage>>);
+
 /// What the summary of one node is computed from, copied out of the store so the JSON is built
 /// without holding the store lock (parallel summary requests then run in parallel).
 pub(crate) struct NodeSnapshot {
     node: Arc<Value>,
-    pods: Vec<(String, String, Arc<Value>, Vec<Option<ContainerUsage>>)>,
+    pods: Vec<SnapshotPod>,
 }
 
 /// `None` when the node does not exist.
