@@ -13,7 +13,10 @@ mod cgroup;
 mod hog;
 mod matrix;
 
-pub use apiserver::{ContainerUsage, FakeApiError, FakeApiServer, Fault, FaultRule, Options, World, synthetic_node, synthetic_pod};
+pub use apiserver::{
+    ContainerUsage, FakeApiError, FakeApiServer, Fault, FaultRule, Options, World, synthetic_node,
+    synthetic_pod,
+};
 pub use cgroup::{
     CgroupDirs, KubeletV1Pod, OomKillClock, V1_MEMORY_ROOT, remove_cgroup, require_v1_memcg,
     unique_container_id, unique_pod_uid, v1_memcg_available, v1_oom_kill_count,
