@@ -200,9 +200,7 @@ mod tests {
     #[test]
     fn real_status_fixtures() {
         // DataDog integrations-core kubelet fixture (GKE 1.9), containerStatuses excerpt.
-        let text = include_str!(
-            "../../../shared/fixtures/kubernetes/datadog/pods_crashed_oomkilled_excerpt.json"
-        );
+        let text = include_str!("../testdata/pods_crashed_oomkilled_excerpt.json");
         let v: serde_json::Value = serde_json::from_str(text).unwrap();
         let mut p: Pod = serde_json::from_value(
             json!({"metadata": {"name": "fluentd", "namespace": "kube-system", "uid": "u-2"}}),

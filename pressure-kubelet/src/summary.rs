@@ -224,9 +224,7 @@ mod tests {
     #[test]
     fn real_summary_fixture_becomes_samples() {
         // Captured from a kubernetes v1.35 minikube node (nri-kubernetes datagen, see its README).
-        let text = include_str!(
-            "../../../shared/fixtures/kubernetes/nri-kubernetes/stats_summary_1_35.json"
-        );
+        let text = include_str!("../testdata/stats_summary_1_35.json");
         let s = Summary::parse("datagen-1-35", text).unwrap();
         let samples = s.samples(SystemTime::UNIX_EPOCH, |_| None);
         let containers: usize = s

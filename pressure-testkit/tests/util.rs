@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pressure_testkit::World;
 
-pub(crate) const FIXTURES: &str = "../../shared/fixtures/kubernetes/nri-kubernetes";
+pub(crate) const FIXTURES: &str = "testdata/nri-kubernetes";
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
