@@ -24,7 +24,7 @@ pub struct LuaConfig {
     pub scripts_dir: Option<String>,
     /// `plugins.lua.inline_script`: the script text itself.
     pub inline_script: Option<String>,
-    /// `plugins.lua.timeout_ms` [5000]: a run of `on_event` longer than this is stopped.
+    /// `plugins.lua.timeout_ms` \[5000\]: a run of `on_event` longer than this is stopped.
     pub timeout_ms: u64,
     /// `plugins.lua.memory_limit_bytes` [64 MiB]: memory cap per Lua state.
     pub memory_limit_bytes: u64,
@@ -49,7 +49,7 @@ impl Default for LuaConfig {
 pub struct StorageConfig {
     /// `storage.enabled` [false].
     pub enabled: bool,
-    /// `storage.backend`: `local` [default] or `s3`.
+    /// `storage.backend`: `local` \[default\] or `s3`.
     pub backend: StorageBackend,
     /// `storage.path`: root directory of the local backend (or env `PRESSURED_STORAGE_PATH`).
     pub path: Option<String>,
@@ -106,16 +106,16 @@ pub struct ActionsConfig {
 pub struct HeapProfileConfig {
     /// `actions.heap_profile.enabled` [true]: capture when the pod opts in by annotation (and storage is enabled).
     pub enabled: bool,
-    /// `actions.heap_profile.cooldown_seconds` [300]: at most one capture per pod within this.
+    /// `actions.heap_profile.cooldown_seconds` \[300\]: at most one capture per pod within this.
     pub cooldown_seconds: u64,
-    /// `actions.heap_profile.timeout_ms` [30000]: the whole download.
+    /// `actions.heap_profile.timeout_ms` \[30000\]: the whole download.
     pub timeout_ms: u64,
-    /// `actions.heap_profile.max_bytes` [33554432]: larger profiles are aborted and removed (a stored
+    /// `actions.heap_profile.max_bytes` \[33554432\]: larger profiles are aborted and removed (a stored
     /// profile is read back whole for the analysis).
     pub max_bytes: u64,
-    /// `actions.heap_profile.top` [10]: consumers reported in the follow-up event.
+    /// `actions.heap_profile.top` \[10\]: consumers reported in the follow-up event.
     pub top: usize,
-    /// `actions.heap_profile.sample_type` [inuse_space]: the sample type ranked (falls back to the profile's default).
+    /// `actions.heap_profile.sample_type` \[inuse_space\]: the sample type ranked (falls back to the profile's default).
     pub sample_type: String,
 }
 
@@ -140,7 +140,7 @@ pub struct ExecAction {
     pub command: Vec<String>,
     /// Event types it runs for; empty = all.
     pub events: Vec<String>,
-    /// Timeout in milliseconds [10000].
+    /// Timeout in milliseconds \[10000\].
     pub timeout_ms: Option<u64>,
 }
 
@@ -154,8 +154,8 @@ pub struct WebhookAction {
     pub headers: std::collections::BTreeMap<String, String>,
     /// Event types it runs for; empty = all.
     pub events: Vec<String>,
-    /// Timeout in milliseconds [5000].
+    /// Timeout in milliseconds \[5000\].
     pub timeout_ms: Option<u64>,
-    /// Retries after the first attempt [3].
+    /// Retries after the first attempt \[3\].
     pub retries: Option<u32>,
 }

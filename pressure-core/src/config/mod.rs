@@ -56,7 +56,7 @@ pub struct Config {
     pub thresholds: ThresholdsConfig,
     /// `dry_run` [false]: actions receive `ctx.dry_run = true`, built-in actions write nothing.
     pub dry_run: bool,
-    /// `log_level` [info].
+    /// `log_level` \[info\].
     pub log_level: LogLevel,
     /// `plugins`: Lua scripting.
     pub plugins: PluginsConfig,
@@ -84,9 +84,9 @@ impl Default for Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SourceConfig {
-    /// `source.mode` [cgroup].
+    /// `source.mode` \[cgroup\].
     pub mode: SourceMode,
-    /// `source.poll_interval_ms` [1000].
+    /// `source.poll_interval_ms` \[1000\].
     pub poll_interval_ms: u64,
     /// `source.cgroup`.
     pub cgroup: CgroupSourceConfig,
@@ -182,19 +182,19 @@ impl KubeletSourceConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ThresholdsConfig {
-    /// `thresholds.warn_percent` [70].
+    /// `thresholds.warn_percent` \[70\].
     pub warn_percent: f64,
-    /// `thresholds.critical_percent` [85].
+    /// `thresholds.critical_percent` \[85\].
     pub critical_percent: f64,
-    /// `thresholds.hysteresis_percent` [5]: to fall from a level, usage must drop below its threshold minus this.
+    /// `thresholds.hysteresis_percent` \[5\]: to fall from a level, usage must drop below its threshold minus this.
     pub hysteresis_percent: f64,
-    /// `thresholds.cooldown_seconds` [60]: repeat interval of an ongoing warn/critical.
+    /// `thresholds.cooldown_seconds` \[60\]: repeat interval of an ongoing warn/critical.
     pub cooldown_seconds: f64,
-    /// `thresholds.signal` [working_set]: what is compared to the limit.
+    /// `thresholds.signal` \[working_set\]: what is compared to the limit.
     pub signal: Signal,
-    /// `thresholds.predict_seconds` [60]: emit `predicted_oom` when the limit is reached within this; 0 disables.
+    /// `thresholds.predict_seconds` \[60\]: emit `predicted_oom` when the limit is reached within this; 0 disables.
     pub predict_seconds: f64,
-    /// `thresholds.predict_window_seconds` [30]: the least-squares window of the prediction.
+    /// `thresholds.predict_window_seconds` \[30\]: the least-squares window of the prediction.
     pub predict_window_seconds: f64,
 }
 
@@ -233,7 +233,7 @@ pub enum LogLevel {
     Trace,
     /// Debugging detail.
     Debug,
-    /// Normal operation [default].
+    /// Normal operation \[default\].
     #[default]
     Info,
     /// Problems.
