@@ -10,6 +10,7 @@
 //! - [`OomTracker`] finds OOM kills ([`OomKill`]) in pod status, each reported once.
 //! - [`EventRecorder`] records `events.k8s.io/v1` Events, folding repeats into a series.
 //! - [`Annotator`] adds an annotation only when absent, retrying 409/429/5xx with [`Backoff`].
+//! - [`LeaderElector`] elects one leader among replicas with a `coordination.k8s.io/v1` Lease.
 //! - [`VictimMarker`] maps an OOM-kill [`Victim`] to its pod (UID, else container ID), annotates it and
 //!   posts a Warning Event.
 //!
@@ -21,6 +22,7 @@ mod annotate;
 mod client;
 mod error;
 mod events;
+mod lease;
 mod oom;
 mod pods;
 mod quantity;
@@ -31,6 +33,7 @@ pub use annotate::{AnnotateOutcome, Annotator, Backoff};
 pub use client::{ClientSource, SERVICE_ACCOUNT_DIR};
 pub use error::KubeletError;
 pub use events::{EventKind, EventRecorder, EventSpec, Recorded};
+pub use lease::LeaderElector;
 pub use oom::{OomKill, OomTracker};
 pub use pods::{
     PodCache, PodScope, PodUpdate, bare_container_id, container_ids, current_container_id,

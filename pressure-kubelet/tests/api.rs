@@ -486,3 +486,47 @@ async fn annotation_only_when_absent_with_retries() {
         .expect_err("gives up");
     assert!(err.to_string().contains("6 attempts"), "{err}");
 }
+
+#[tokio::test]
+async fn lease_leader_election_one_leader_and_takeover() {
+    use pressure_kubelet::LeaderElector;
+    let server = FakeApiServer::start(World::synthetic(1, 1))
+        .await
+        .expect("server");
+    let client = proxy_client(&server).await;
+    let duration = Duration::from_secs(2);
+    let a = LeaderElector::new(
+        client.clone(),
+        "kube-system",
+        "pressured",
+        "pod-a",
+        duration,
+    );
+    let b = LeaderElector::new(
+        client.clone(),
+        "kube-system",
+        "pressured",
+        "pod-b",
+        duration,
+    );
+    assert!(
+        a.try_acquire_or_renew().await.unwrap(),
+        "a creates the lease"
+    );
+    assert!(!b.try_acquire_or_renew().await.unwrap(), "b must wait");
+    assert!(a.try_acquire_or_renew().await.unwrap(), "a renews");
+    assert!(!b.try_acquire_or_renew().await.unwrap());
+    // a stops renewing: once the lease expires, b takes over, and a no longer leads.
+    tokio::time::sleep(duration + Duration::from_millis(500)).await;
+    assert!(b.try_acquire_or_renew().await.unwrap(), "b takes over");
+    assert!(!a.try_acquire_or_renew().await.unwrap(), "a lost it");
+    use pressure_kubelet::k8s_openapi::api::coordination::v1::Lease;
+    use pressure_kubelet::kube::Api;
+    let lease: Lease = Api::namespaced(client, "kube-system")
+        .get("pressured")
+        .await
+        .unwrap();
+    let spec = lease.spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("pod-b"));
+    assert_eq!(spec.lease_transitions, Some(1));
+}

@@ -42,11 +42,45 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         .context("connecting to the API server (KUBECONFIG or in-cluster service account)")?;
     let events_on = std::env::var("PRESSURED_KUBE_EVENTS")
         .map_or(true, |v| !matches!(v.as_str(), "off" | "false" | "0" | ""));
+    let leader = leader_election(&client);
     let mut sink = EventSink::new(&config)?;
     let mut cluster = Cluster::new(client, &config, events_on);
+    cluster.leader = leader;
     let result = cluster.run(&mut |e| sink.emit(e)).await;
     sink.shutdown().await;
     result
+}
+
+/// Leader election when several replicas run (`PRESSURED_LEADER_ELECTION=true`, as the Helm chart sets
+/// it): a `coordination.k8s.io/v1` Lease `PRESSURED_LEASE_NAME` in `PRESSURED_LEASE_NAMESPACE`, held by
+/// `POD_NAME`, for `PRESSURED_LEASE_DURATION_SECONDS` [15]. Followers keep their pod cache and OOM baselines warm but poll nothing and emit nothing.
+fn leader_election(client: &Client) -> Option<tokio::sync::watch::Receiver<bool>> {
+    let on = std::env::var("PRESSURED_LEADER_ELECTION")
+        .is_ok_and(|v| matches!(v.as_str(), "true" | "1" | "on"));
+    if !on {
+        return None;
+    }
+    let name = std::env::var("PRESSURED_LEASE_NAME").unwrap_or_else(|_| "pressured".into());
+    let namespace = std::env::var("PRESSURED_LEASE_NAMESPACE")
+        .or_else(|_| std::env::var("POD_NAMESPACE"))
+        .unwrap_or_else(|_| "default".into());
+    let identity = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("pressured-{}", std::process::id()));
+    let seconds = std::env::var("PRESSURED_LEASE_DURATION_SECONDS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&s| s > 0)
+        .unwrap_or(15);
+    tracing::info!(lease = %format!("{namespace}/{name}"), identity = %identity, seconds, "leader election on");
+    let elector = pressure_kubelet::LeaderElector::new(
+        client.clone(),
+        &namespace,
+        &name,
+        &identity,
+        Duration::from_secs(seconds),
+    );
+    Some(elector.spawn())
 }
 
 /// One node's summary fetch result.
@@ -75,6 +109,8 @@ pub(crate) struct Cluster {
     start: Instant,
     cycles: u64,
     log_cycles: bool,
+    /// Whether this replica leads (`None`: no election, always acts).
+    leader: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Cluster {
@@ -113,6 +149,7 @@ impl Cluster {
             start: Instant::now(),
             cycles: 0,
             log_cycles: std::env::var_os("PRESSURED_LOG_CYCLES").is_some(),
+            leader: None,
         }
     }
 
@@ -146,6 +183,9 @@ impl Cluster {
         loop {
             tokio::select! {
                 _ = ticker.tick() => {
+                    if !self.leading() {
+                        continue;
+                    }
                     round += 1;
                     let nodes: HashSet<String> = cache.pods().iter().filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone())).collect();
                     let now = Instant::now();
@@ -211,12 +251,20 @@ impl Cluster {
                     break;
                 }
             }
+            let leading = self.leading();
             for event in events.drain(..) {
-                sink(&event);
-                self.post(&event);
+                if leading {
+                    sink(&event);
+                    self.post(&event);
+                }
             }
         }
         Ok(())
+    }
+
+    /// Whether this replica acts: always without leader election.
+    fn leading(&self) -> bool {
+        self.leader.as_ref().is_none_or(|rx| *rx.borrow())
     }
 
     fn now(&self) -> f64 {

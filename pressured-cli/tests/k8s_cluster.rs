@@ -236,3 +236,88 @@ fn cluster_mode_events_from_usage_and_pod_status_through_faults() {
         assert_ne!(ev["namespace"], "ns-2", "filtered namespace leaked: {ev}");
     }
 }
+
+/// Starts a cluster-mode replica with leader election; its events arrive on the returned channel.
+fn replica(
+    kubeconfig: &std::path::Path,
+    config: &std::path::Path,
+    name: &str,
+) -> (Pressured, mpsc::Receiver<Value>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pressured"))
+        .args(["-c", config.to_str().unwrap_or_default()])
+        .env("KUBECONFIG", kubeconfig)
+        .env("POD_NAME", name)
+        .env("PRESSURED_LEADER_ELECTION", "true")
+        .env("PRESSURED_LEASE_NAME", "pressured")
+        .env("PRESSURED_LEASE_NAMESPACE", "ns-0")
+        .env("PRESSURED_LEASE_DURATION_SECONDS", "2")
+        .env("PRESSURED_KUBE_EVENTS", "off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start pressured");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    (Pressured(child), rx)
+}
+
+#[test]
+fn only_the_leader_replica_acts_and_a_follower_takes_over() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let server = rt
+        .block_on(FakeApiServer::start(World::synthetic(1, 2)))
+        .expect("server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = server.write_kubeconfig(dir.path()).expect("kubeconfig");
+    let config = dir.path().join("config.json");
+    let cfg = json!({
+        "source": {"mode": "cluster", "poll_interval_ms": 100},
+        "thresholds": {"cooldown_seconds": 600, "predict_seconds": 0},
+    });
+    std::fs::write(&config, cfg.to_string()).expect("config");
+
+    let (a, rx_a) = replica(&kubeconfig, &config, "replica-a");
+    server.set_usage(
+        "ns-0",
+        "pod-0-0",
+        "app",
+        ContainerUsage::working_set(192 * MIB),
+    );
+    next_event(&rx_a, "warn from the leader", |e| {
+        is(e, "pod-0-0", "memory_pressure", "warn")
+    });
+    // A second replica joins while the first leads: it stays silent.
+    let (_b, rx_b) = replica(&kubeconfig, &config, "replica-b");
+    std::thread::sleep(Duration::from_secs(3));
+    server.set_usage(
+        "ns-0",
+        "pod-0-0",
+        "app",
+        ContainerUsage::working_set(230 * MIB),
+    );
+    next_event(&rx_a, "critical from the leader", |e| {
+        is(e, "pod-0-0", "memory_pressure", "critical")
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        rx_b.try_iter().next().is_none(),
+        "the follower must not emit events"
+    );
+    // The leader goes away: the follower takes the Lease over once it expires and acts.
+    drop(a);
+    let critical = next_event(&rx_b, "critical from the new leader", |e| {
+        is(e, "pod-0-0", "memory_pressure", "critical")
+    });
+    assert_eq!(critical["namespace"], "ns-0");
+}
