@@ -51,5 +51,6 @@ echo "== cargo package ${VERIFY[*]}"
 # One invocation for all: cargo packages interdependent workspace crates together, resolving each
 # unpublished sibling from the .crate files it just built.
 cargo package --locked "${VERIFY[@]}" "${PKG_ARGS[@]}"
-ls -l target/package/*.crate
+target_dir=$(cargo metadata --no-deps --format-version 1 | sed -E 's/.*"target_directory":"([^"]+)".*/\1/')
+for c in "${CRATES[@]}"; do ls -l "$target_dir/package/$c-"*.crate; done
 echo "OK: ${CRATES[*]} are publishable"
