@@ -27,22 +27,29 @@ const DEFAULT_PATH: &str = "/debug/pprof/heap";
 #[derive(Debug)]
 pub(crate) struct HeapProfileAction {
     config: HeapProfileConfig,
-    client: reqwest::Client,
+    /// Built on the first capture: building a client loads the system's CA certificates, a cost every
+    /// `pressured` would otherwise pay at start-up although few pods opt in.
+    client: std::sync::OnceLock<reqwest::Client>,
     last: Mutex<HashMap<String, Instant>>,
 }
 
 impl HeapProfileAction {
     pub(crate) fn new(config: HeapProfileConfig) -> Self {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("pressured/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
         HeapProfileAction {
             config,
-            client,
+            client: std::sync::OnceLock::new(),
             last: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn client(&self) -> &reqwest::Client {
+        self.client.get_or_init(|| {
+            reqwest::Client::builder()
+                .user_agent(concat!("pressured/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default()
+        })
     }
 
     /// Claims the pod's cooldown slot; `false` if it captured within `cooldown_seconds`.
@@ -158,7 +165,7 @@ impl Action for HeapProfileAction {
             let timeout = Duration::from_millis(self.config.timeout_ms);
             let started = Instant::now();
             let mut resp = self
-                .client
+                .client()
                 .get(&url)
                 .timeout(timeout)
                 .send()
