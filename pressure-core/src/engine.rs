@@ -20,39 +20,11 @@ pub const ANNOTATION_HYSTERESIS_PERCENT: &str = "pressured.io/hysteresis-percent
 const FORGET_AFTER_CYCLES: u64 = 3;
 
 /// The thresholds in effect for one container: the global ones with its pod's annotation overrides.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Thresholds {
-    /// Warn level, percent of the limit.
-    pub warn_percent: f64,
-    /// Critical level, percent of the limit.
-    pub critical_percent: f64,
-    /// Hysteresis band, percent.
-    pub hysteresis_percent: f64,
-    /// Repeat interval of an ongoing warn/critical, seconds.
-    pub cooldown_seconds: f64,
-    /// Compared signal.
-    pub signal: Signal,
-    /// Prediction horizon, seconds (0 disables).
-    pub predict_seconds: f64,
-    /// Prediction window, seconds.
-    pub predict_window_seconds: f64,
-}
+///
+/// The same type as the configuration section, so an override changes a copy of it.
+pub type Thresholds = ThresholdsConfig;
 
-impl From<&ThresholdsConfig> for Thresholds {
-    fn from(t: &ThresholdsConfig) -> Self {
-        Thresholds {
-            warn_percent: t.warn_percent,
-            critical_percent: t.critical_percent,
-            hysteresis_percent: t.hysteresis_percent,
-            cooldown_seconds: t.cooldown_seconds,
-            signal: t.signal,
-            predict_seconds: t.predict_seconds,
-            predict_window_seconds: t.predict_window_seconds,
-        }
-    }
-}
-
-impl Thresholds {
+impl ThresholdsConfig {
     /// The severity for `percent` when the container was at `current`.
     ///
     /// Rising is immediate; to fall from a level, the value must drop below that level's threshold minus
@@ -81,7 +53,7 @@ impl Thresholds {
     pub fn with_annotations<'a>(
         mut self,
         annotations: impl IntoIterator<Item = (&'a String, &'a String)>,
-    ) -> (Thresholds, Vec<(String, String)>) {
+    ) -> (ThresholdsConfig, Vec<(String, String)>) {
         let mut rejected = Vec::new();
         let mut overrides: Vec<(&str, &str)> = annotations
             .into_iter()
@@ -236,7 +208,7 @@ pub struct Engine {
 impl Engine {
     /// An engine with the thresholds and dry-run flag of `config`.
     pub fn new(config: &Config) -> Engine {
-        let global = Thresholds::from(&config.thresholds);
+        let global = config.thresholds;
         Engine {
             global,
             dry_run: config.dry_run,

@@ -179,7 +179,7 @@ impl KubeletSourceConfig {
 }
 
 /// `thresholds`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ThresholdsConfig {
     /// `thresholds.warn_percent` \[70\].
