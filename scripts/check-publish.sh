@@ -40,7 +40,7 @@ for c in "${CRATES[@]}"; do
             ../*) echo "$src includes $target, outside $c" >&2; exit 1 ;;
         esac
         grep -qxF "$resolved" <<<"$files" || { echo "$src includes $target, not packaged in $c" >&2; exit 1; }
-    done < <(grep -rnoE 'include_(str|bytes|bytes_aligned)!\("[^"]+"\)' "$c/src" "$c/examples" 2>/dev/null \
+    done < <(grep -rnoE 'include_(str|bytes|bytes_aligned)!\("[^"]+"\)' "$c/src" "$c/examples" "$c/tests" 2>/dev/null \
         | sed -E 's/^([^:]+):[0-9]+:/\1:/' || true)
     echo "$c: $(wc -l <<<"$files") files"
 done
