@@ -29,7 +29,7 @@ pub(crate) struct HeapProfileAction {
     config: HeapProfileConfig,
     /// Built on the first capture: building a client loads the system's CA certificates, a cost every
     /// `pressured` would otherwise pay at start-up although few pods opt in.
-    client: std::sync::OnceLock<reqwest::Client>,
+    client: std::sync::OnceLock<Result<reqwest::Client, String>>,
     last: Mutex<HashMap<String, Instant>>,
 }
 
@@ -42,14 +42,18 @@ impl HeapProfileAction {
         }
     }
 
-    fn client(&self) -> &reqwest::Client {
-        self.client.get_or_init(|| {
-            reqwest::Client::builder()
-                .user_agent(concat!("pressured/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(5))
-                .build()
-                .unwrap_or_default()
-        })
+    /// The HTTP client, or why it could not be built (e.g. no CA certificates on the system).
+    fn client(&self) -> Result<&reqwest::Client, &str> {
+        self.client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .user_agent(concat!("pressured/", env!("CARGO_PKG_VERSION")))
+                    .connect_timeout(Duration::from_secs(5))
+                    .build()
+                    .map_err(|e| format!("building the HTTP client: {e}"))
+            })
+            .as_ref()
+            .map_err(String::as_str)
     }
 
     /// Claims the pod's cooldown slot; `false` if it captured within `cooldown_seconds`.
@@ -166,6 +170,7 @@ impl Action for HeapProfileAction {
             let started = Instant::now();
             let mut resp = self
                 .client()
+                .map_err(|e| fail(e.to_string()))?
                 .get(&url)
                 .timeout(timeout)
                 .send()
