@@ -21,6 +21,17 @@ impl Drop for Pressured {
 
 const MIB: u64 = 1 << 20;
 
+/// Starts the fake API server on its own runtime, which must live as long as the server.
+fn start_server(world: World) -> (tokio::runtime::Runtime, FakeApiServer) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let server = rt.block_on(FakeApiServer::start(world)).expect("server");
+    (rt, server)
+}
+
 /// Waits for the next event matching `pred`, skipping others.
 fn next_event(rx: &mpsc::Receiver<Value>, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -41,15 +52,8 @@ fn is(ev: &Value, pod: &str, ty: &str, severity: &str) -> bool {
 
 #[test]
 fn cluster_mode_events_from_usage_and_pod_status_through_faults() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
     // 3 nodes x 4 pods in ns-0..ns-3; the filter keeps ns-0 and ns-1.
-    let server = rt
-        .block_on(FakeApiServer::start(World::synthetic(3, 4)))
-        .expect("server");
+    let (_rt, server) = start_server(World::synthetic(3, 4));
     assert!(
         server.update_pod("ns-1", "pod-1-1", |p| p["metadata"]["annotations"] =
             json!({"pressured.io/warn-percent": "40"}))
@@ -270,14 +274,7 @@ fn replica(
 
 #[test]
 fn only_the_leader_replica_acts_and_a_follower_takes_over() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let server = rt
-        .block_on(FakeApiServer::start(World::synthetic(1, 2)))
-        .expect("server");
+    let (_rt, server) = start_server(World::synthetic(1, 2));
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = server.write_kubeconfig(dir.path()).expect("kubeconfig");
     let config = dir.path().join("config.json");
