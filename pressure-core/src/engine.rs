@@ -48,6 +48,33 @@ impl ThresholdsConfig {
         rising.max(held)
     }
 
+    /// The signal bytes `[lo, hi]` (inclusive; empty when `lo > hi`) for which
+    /// [`severity`](Self::severity) keeps `current` under `limit` bytes (0 = unlimited: always ok).
+    /// Exact: computed with the same percentage as a sample.
+    fn band(&self, current: Severity, limit: u64) -> (u64, u64) {
+        const EMPTY: (u64, u64) = (1, 0);
+        if limit == 0 {
+            return if current == Severity::Ok {
+                (0, u64::MAX)
+            } else {
+                EMPTY
+            };
+        }
+        let h = self.hysteresis_percent;
+        let at = |percent| first_at_least(percent, limit);
+        // The last signal below `percent`: None when even 0 reaches it.
+        let below = |percent| match at(percent) {
+            None => Some(u64::MAX),
+            Some(first) => first.checked_sub(1),
+        };
+        let band = match current {
+            Severity::Ok => Some(0).zip(below(self.warn_percent)),
+            Severity::Warn => at(self.warn_percent - h).zip(below(self.critical_percent)),
+            Severity::Critical => at(self.critical_percent - h).zip(Some(u64::MAX)),
+        };
+        band.unwrap_or(EMPTY)
+    }
+
     /// Applies the `pressured.io/*` annotations; each invalid one is returned as `(annotation, reason)` and
     /// ignored (the global value stays).
     pub fn with_annotations<'a>(
@@ -145,8 +172,8 @@ pub struct SlotId {
     generation: u32,
 }
 
-/// What the engine remembers about one container: the hot state, dense and small (two cache lines), so a
-/// poll over thousands of containers streams through memory.
+/// What the engine remembers about one container: the hot state, dense and small, so a poll over
+/// thousands of containers streams through memory.
 #[derive(Debug, Clone, Copy)]
 struct State {
     /// Matches the [`SlotId`] handed out; 0 = free slot.
@@ -157,6 +184,12 @@ struct State {
     severity: Severity,
     has_oom_baseline: bool,
     oom_baseline: u64,
+    /// The band of signal bytes `[band_lo, band_hi]` in which the severity stays what it is, for the
+    /// limit `band_limit` (0 = unlimited): inside it a sample needs no percentage and no comparison with
+    /// the thresholds. Empty (`lo > hi`) until the first sample.
+    band_lo: u64,
+    band_hi: u64,
+    band_limit: u64,
     /// Clock of the last memory_pressure/recovered event.
     last_emit: f64,
     /// `predicted_oom` is armed again from this clock value on.
@@ -269,6 +302,9 @@ impl Engine {
             severity: Severity::Ok,
             has_oom_baseline: false,
             oom_baseline: 0,
+            band_lo: 1,
+            band_hi: 0,
+            band_limit: 0,
             last_emit: f64::NEG_INFINITY,
             predict_rearm_at: f64::NEG_INFINITY,
             trend: Trend::default(),
@@ -347,39 +383,50 @@ impl Engine {
         };
         let th = &self.thresholds[st.thresholds as usize];
         let (dry_run, meta) = (self.dry_run, &self.meta);
-        let emit = |kind, severity, previous, percent, eta| {
-            let target = &meta[i].as_ref().expect("live slot has meta").target;
-            make_event(
-                target, reading, kind, severity, previous, percent, eta, dry_run,
-            )
-        };
-        st.seen_cycle = self.cycle;
-
         let signal = match th.signal {
             Signal::WorkingSet => reading.working_set_bytes,
             Signal::Usage => reading.usage_bytes,
         };
-        let limit = reading.limit_bytes.filter(|&l| l > 0);
-        let percent = limit.map(|l| signal as f64 * 100.0 / l as f64);
+        // 0 = unlimited (a zero limit is treated as none).
+        let limit = reading.limit_bytes.unwrap_or(0);
+        let percent = || (limit > 0).then(|| percent_of(signal, limit));
+        let emit = |kind, severity, previous, eta| {
+            let target = &meta[i].as_ref().expect("live slot has meta").target;
+            make_event(
+                target,
+                reading,
+                kind,
+                severity,
+                previous,
+                percent(),
+                eta,
+                dry_run,
+            )
+        };
+        st.seen_cycle = self.cycle;
 
-        if let Some(count) = reading.oom_kill_count {
+        if let Some(count) = reading.oom_kill_count
+            && (count != st.oom_baseline || !st.has_oom_baseline)
+        {
             if st.has_oom_baseline && count > st.oom_baseline {
-                out.push(emit(
-                    EventType::OomKilled,
-                    st.severity,
-                    st.severity,
-                    percent,
-                    None,
-                ));
+                out.push(emit(EventType::OomKilled, st.severity, st.severity, None));
             }
             st.has_oom_baseline = true;
             st.oom_baseline = count;
         }
 
         let previous = st.severity;
-        let severity = match percent {
-            Some(p) => th.severity(p, previous),
-            None => Severity::Ok,
+        let in_band = limit == st.band_limit && st.band_lo <= signal && signal <= st.band_hi;
+        let severity = if in_band {
+            previous
+        } else {
+            let severity = match percent() {
+                Some(p) => th.severity(p, previous),
+                None => Severity::Ok,
+            };
+            (st.band_lo, st.band_hi) = th.band(severity, limit);
+            st.band_limit = limit;
+            severity
         };
         if severity != previous {
             let kind = if severity == Severity::Ok {
@@ -387,48 +434,39 @@ impl Engine {
             } else {
                 EventType::MemoryPressure
             };
-            out.push(emit(kind, severity, previous, percent, None));
+            out.push(emit(kind, severity, previous, None));
             st.last_emit = now;
         } else if severity != Severity::Ok && now - st.last_emit >= th.cooldown_seconds {
-            out.push(emit(
-                EventType::MemoryPressure,
-                severity,
-                previous,
-                percent,
-                None,
-            ));
+            out.push(emit(EventType::MemoryPressure, severity, previous, None));
             st.last_emit = now;
         }
         st.severity = severity;
 
         if th.predict_seconds > 0.0 {
-            match limit {
-                Some(limit) => {
-                    let tau = th.predict_window_seconds / 2.0;
-                    let cache = &mut self.decay_cache;
-                    st.trend.push(now, signal, |dt| {
-                        if cache.0 != dt || cache.1 != tau {
-                            *cache = (dt, tau, (-dt / tau).exp());
-                        }
-                        cache.2
-                    });
-                    if now >= st.predict_rearm_at
-                        && let Some(slope) = st.trend.rising_slope()
-                    {
-                        let eta = limit.saturating_sub(signal) as f64 / slope;
-                        if eta <= th.predict_seconds {
-                            out.push(emit(
-                                EventType::PredictedOom,
-                                severity,
-                                severity,
-                                percent,
-                                Some(eta),
-                            ));
-                            st.predict_rearm_at = now + th.cooldown_seconds.max(f64::MIN_POSITIVE);
-                        }
+            if limit > 0 {
+                let tau = th.predict_window_seconds / 2.0;
+                let cache = &mut self.decay_cache;
+                st.trend.push(now, signal, |dt| {
+                    if cache.0 != dt || cache.1 != tau {
+                        *cache = (dt, tau, (-dt / tau).exp());
                     }
+                    cache.2
+                });
+                if now >= st.predict_rearm_at
+                    && let Some(p) = st
+                        .trend
+                        .predict(limit.saturating_sub(signal), th.predict_seconds)
+                {
+                    out.push(emit(
+                        EventType::PredictedOom,
+                        severity,
+                        severity,
+                        Some(p.eta_seconds),
+                    ));
+                    st.predict_rearm_at = now + th.cooldown_seconds.max(f64::MIN_POSITIVE);
                 }
-                None => st.trend.clear(),
+            } else {
+                st.trend.clear();
             }
         }
         true
@@ -451,6 +489,48 @@ impl Engine {
         }
         forgotten
     }
+}
+
+/// The signal as a percentage of the limit: the one formula of the engine.
+#[inline]
+fn percent_of(signal: u64, limit: u64) -> f64 {
+    signal as f64 * 100.0 / limit as f64
+}
+
+/// The least signal whose percentage of `limit` is at least `percent`, if any is.
+///
+/// Searches around the estimate `percent · limit / 100`, so the bound agrees with [`percent_of`] to the
+/// byte whatever its rounding.
+fn first_at_least(percent: f64, limit: u64) -> Option<u64> {
+    let reaches = |s: u64| percent_of(s, limit) >= percent;
+    if reaches(0) {
+        return Some(0);
+    }
+    if !reaches(u64::MAX) {
+        return None;
+    }
+    // Invariant: !reaches(lo), reaches(hi).
+    let estimate = (percent / 100.0 * limit as f64) as u64;
+    let slack = (estimate >> 40).max(4);
+    let (mut lo, mut hi) = (
+        estimate.saturating_sub(slack),
+        estimate.saturating_add(slack),
+    );
+    if reaches(lo) {
+        lo = 0;
+    }
+    if !reaches(hi) {
+        hi = u64::MAX;
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if reaches(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Some(hi)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -486,5 +566,62 @@ fn make_event(
         annotations: target.annotations.clone(),
         dry_run,
         profile: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn severities() -> impl Strategy<Value = Severity> {
+        prop_oneof![
+            Just(Severity::Ok),
+            Just(Severity::Warn),
+            Just(Severity::Critical)
+        ]
+    }
+
+    proptest! {
+        /// The byte band agrees with the percentage comparison for every signal: inside it the severity
+        /// stays, outside it the full evaluation runs.
+        #[test]
+        fn band_matches_severity(
+            warn in 1.0f64..99.0,
+            gap in 0.01f64..50.0,
+            hysteresis_share in 0.0f64..1.0,
+            limit in prop_oneof![1u64..10_000, 1u64..u64::MAX, Just(u64::MAX)],
+            current in severities(),
+            signals in proptest::collection::vec(any::<u64>(), 1..16),
+            near in proptest::collection::vec(-3i64..3, 1..8),
+        ) {
+            let th = ThresholdsConfig {
+                warn_percent: warn,
+                critical_percent: (warn + gap).min(100.0),
+                hysteresis_percent: warn * hysteresis_share * 0.99,
+                ..ThresholdsConfig::default()
+            };
+            prop_assume!(th.warn_percent < th.critical_percent);
+            let (lo, hi) = th.band(current, limit);
+            // Random signals, and the ones next to the band's edges.
+            let edges = [lo, hi].into_iter().flat_map(|e| near.iter().map(move |d| e.saturating_add_signed(*d)));
+            for s in signals.iter().copied().chain(edges) {
+                let stays = th.severity(percent_of(s, limit), current) == current;
+                prop_assert_eq!(lo <= s && s <= hi, stays, "signal {} band [{}, {}]", s, lo, hi);
+            }
+        }
+    }
+
+    #[test]
+    fn first_at_least_is_exact_at_small_and_huge_limits() {
+        assert_eq!(first_at_least(70.0, 100), Some(70));
+        assert_eq!(first_at_least(70.0, 1000), Some(700));
+        assert_eq!(first_at_least(0.0, 1000), Some(0));
+        assert_eq!(first_at_least(-5.0, 1000), Some(0));
+        let big = u64::MAX / 3;
+        let s = first_at_least(85.0, big).unwrap();
+        assert!(percent_of(s, big) >= 85.0 && percent_of(s - 1, big) < 85.0);
+        // Above 100 % of u64::MAX nothing reaches.
+        assert_eq!(first_at_least(200.0, u64::MAX), None);
     }
 }

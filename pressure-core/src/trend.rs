@@ -2,18 +2,22 @@
 //!
 //! An exponentially weighted least-squares fit: each point's weight decays with its age as
 //! `exp(-age / tau)` with `tau = window / 2`, which gives the same mean age as a sliding window of
-//! `window` seconds. It needs no ring of points: six running sums in one cache line per container, and
-//! O(1) work per sample — what lets the engine evaluate tens of millions of samples per second.
+//! `window` seconds. It needs no ring of points: six running sums per container, and O(1) work per
+//! sample — a handful of multiply-adds, what lets the engine evaluate tens of millions of samples per
+//! second.
 //!
-//! Coordinates are kept relative to the newest point (which is therefore `(0, 0)`), so the sums stay small
-//! and well inside f64 precision however long a container lives.
+//! Coordinates are kept relative to an origin (a recent point), so the sums stay small and well inside
+//! f64 precision however long a container lives: once the newest point is [`REBASE_SECONDS`] past the
+//! origin, the origin moves to it (an exact change of coordinates of the sums).
 
 /// Fewer points than this never predict: a slope from a handful of samples is noise.
 const MIN_POINTS: u32 = 8;
 /// The fit must explain this share of the variance (R²), so noisy-but-flat series don't predict.
 const MIN_R2: f64 = 0.6;
+/// The origin moves to the newest point once it is this far (seconds) from it.
+const REBASE_SECONDS: f64 = 256.0;
 
-/// Weighted sums of `1, t, w, t², w², t·w` over past points, relative to the newest point.
+/// Weighted sums of `1, t, w, t², w², t·w` over past points, relative to the origin `(t0, w0)`.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Trend {
     n: f64,
@@ -22,10 +26,23 @@ pub(crate) struct Trend {
     tt: f64,
     ww: f64,
     tw: f64,
+    /// Time of the newest point (absolute).
     last_t: f64,
-    last_w: u64,
-    /// Points pushed since the last clear (not decayed).
+    /// Coordinates of the newest point relative to the origin.
+    last_rt: f64,
+    last_rw: f64,
+    /// The origin: time (absolute) and bytes.
+    t0: f64,
+    w0: u64,
+    /// Points pushed since the last clear (not decayed), saturating.
     count: u32,
+}
+
+/// A rising trend that reaches the limit soon: what `predicted_oom` reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Prediction {
+    /// Seconds until the limit is reached at the fitted slope.
+    pub(crate) eta_seconds: f64,
 }
 
 impl Trend {
@@ -39,10 +56,14 @@ impl Trend {
     #[inline]
     pub(crate) fn push(&mut self, now: f64, bytes: u64, decay: impl FnOnce(f64) -> f64) {
         if self.n == 0.0 {
-            self.n = 1.0;
-            self.count = 1;
-            self.last_t = now;
-            self.last_w = bytes;
+            *self = Trend {
+                n: 1.0,
+                count: 1,
+                last_t: now,
+                t0: now,
+                w0: bytes,
+                ..Trend::default()
+            };
             return;
         }
         let dt = now - self.last_t;
@@ -54,45 +75,82 @@ impl Trend {
             }
             return;
         }
-        let dw = bytes as f64 - self.last_w as f64;
-        // Move the origin to the new point: every old point's coordinates shift by (-dt, -dw).
+        if now - self.t0 >= REBASE_SECONDS {
+            self.rebase();
+        }
+        let rt = now - self.t0;
+        // Exact for differences below 2^53 bytes.
+        let rw = bytes.wrapping_sub(self.w0) as i64 as f64;
+        // Age the old points by the interval, then add the new one.
+        let k = decay(dt);
+        self.n = self.n * k + 1.0;
+        self.t = self.t * k + rt;
+        self.w = self.w * k + rw;
+        self.tt = self.tt * k + rt * rt;
+        self.ww = self.ww * k + rw * rw;
+        self.tw = self.tw * k + rt * rw;
+        self.last_t = now;
+        self.last_rt = rt;
+        self.last_rw = rw;
+        self.count = self.count.saturating_add(1);
+    }
+
+    /// Moves the origin to the newest point: every coordinate shifts by `(-last_rt, -last_rw)`.
+    #[cold]
+    fn rebase(&mut self) {
+        let (dt, dw) = (self.last_rt, self.last_rw);
         let Trend { n, t, w, .. } = *self;
         self.tt += -2.0 * dt * t + dt * dt * n;
         self.ww += -2.0 * dw * w + dw * dw * n;
         self.tw += -dt * w - dw * t + dt * dw * n;
         self.t -= dt * n;
         self.w -= dw * n;
-        // Age the old points, then add the new one at the origin (it only adds to `n`).
-        let k = decay(dt);
-        self.n = self.n * k + 1.0;
-        self.t *= k;
-        self.w *= k;
-        self.tt *= k;
-        self.ww *= k;
-        self.tw *= k;
-        self.last_t = now;
-        self.last_w = bytes;
-        self.count = self.count.saturating_add(1);
+        self.t0 = self.last_t;
+        self.w0 = self.w0.wrapping_add(dw as i64 as u64);
+        self.last_rt = 0.0;
+        self.last_rw = 0.0;
     }
 
     /// Bytes per second of a significant upward trend, or `None` (too few points, flat, falling or noisy).
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn rising_slope(&self) -> Option<f64> {
-        // The newest point must lie above the weighted mean (whose coordinate is w / n): a non-increasing
-        // series never passes, whatever the rounding (half a byte of tolerance).
-        if self.count < MIN_POINTS || self.w > -0.5 * self.n {
+        let (sxx, sxy) = self.rising()?;
+        self.significant(sxx, sxy).then(|| sxy / sxx)
+    }
+
+    /// When the trend is significant, rising, and reaches `room` more bytes within `horizon` seconds.
+    ///
+    /// The cheap tests come first and no division is done unless it predicts: for most samples of most
+    /// containers this is two comparisons.
+    #[inline]
+    pub(crate) fn predict(&self, room: u64, horizon: f64) -> Option<Prediction> {
+        let (sxx, sxy) = self.rising()?;
+        // eta = room / slope = room · sxx / sxy <= horizon, without dividing (sxx, sxy > 0).
+        if room as f64 * sxx > horizon * sxy || !self.significant(sxx, sxy) {
+            return None;
+        }
+        Some(Prediction {
+            eta_seconds: room as f64 * sxx / sxy,
+        })
+    }
+
+    /// The scaled variance of time and covariance of time and bytes when the series rises: the newest
+    /// point lies above the weighted mean (a non-increasing series never passes, whatever the rounding:
+    /// half a byte of tolerance) and the covariance is positive.
+    #[inline]
+    fn rising(&self) -> Option<(f64, f64)> {
+        if self.count < MIN_POINTS || self.w > (self.last_rw - 0.5) * self.n {
             return None;
         }
         let sxx = self.n * self.tt - self.t * self.t;
-        let syy = self.n * self.ww - self.w * self.w;
         let sxy = self.n * self.tw - self.t * self.w;
-        if sxx <= 0.0 || syy <= 0.0 || sxy <= 0.0 {
-            return None;
-        }
-        if (sxy / sxx) * (sxy / syy) < MIN_R2 {
-            return None;
-        }
-        Some(sxy / sxx)
+        (sxx > 0.0 && sxy > 0.0).then_some((sxx, sxy))
+    }
+
+    /// Whether the fit explains at least [`MIN_R2`] of the variance.
+    fn significant(&self, sxx: f64, sxy: f64) -> bool {
+        let syy = self.n * self.ww - self.w * self.w;
+        syy > 0.0 && sxy * sxy >= MIN_R2 * sxx * syy
     }
 }
 
