@@ -76,6 +76,15 @@ impl ClientSource {
         build(config, token_file)
     }
 
+    /// A client for this source that does not retry 429, 503 and 504 answers itself (kube-rs' client
+    /// does, sleeping for `Retry-After` up to 15 times inside the request): for callers that back off on
+    /// their own, e.g. per node for the Summary API, and must not hold a request slot meanwhile.
+    pub async fn connect_without_retries(&self) -> Result<Client, KubeletError> {
+        let (mut config, token_file) = self.config().await?;
+        config.default_retry = false;
+        build(config, token_file)
+    }
+
     /// The same credentials against another base URL (a node's kubelet, `https://$NODE_IP:10250`),
     /// without certificate verification unless `ca_file` is given.
     pub async fn connect_to(

@@ -61,6 +61,14 @@ pub enum KubeletError {
         #[source]
         source: serde_json::Error,
     },
+    /// The server answered `429 Too Many Requests`; `Retry-After` says how long to wait, when sent.
+    #[error("{what}: 429 Too Many Requests (Retry-After: {})", .retry_after.map_or_else(|| "none".to_owned(), |d| format!("{} s", d.as_secs())))]
+    TooManyRequests {
+        /// What was being done.
+        what: String,
+        /// The `Retry-After` delay, when the answer had one in seconds.
+        retry_after: Option<std::time::Duration>,
+    },
     /// Retries were used up.
     #[error("{what}: gave up after {attempts} attempts: {last}")]
     GaveUp {
@@ -88,6 +96,15 @@ impl KubeletError {
                 source: kube::Error::Api(s),
                 ..
             } => Some(s.code),
+            Self::TooManyRequests { .. } => Some(429),
+            _ => None,
+        }
+    }
+
+    /// How long the server asked to wait (`Retry-After` of a 429), when it said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::TooManyRequests { retry_after, .. } => *retry_after,
             _ => None,
         }
     }

@@ -3,7 +3,9 @@
 //! - [`ClientSource`] builds a kube-rs client from the in-cluster service account (the projected token
 //!   re-read whenever it rotates), a kubeconfig, `kubectl proxy` or a URL.
 //! - [`PodCache`] keeps pods from watches scoped by [`PodScope`] (namespaces, label selector,
-//!   `spec.nodeName`), indexed by pod UID and container ID, and publishes [`PodUpdate`]s.
+//!   `spec.nodeName`), indexed by pod UID and container ID, and publishes [`PodUpdate`]s. It keeps a
+//!   slim [`PodInfo`] per pod (names, node, IP, annotations, per container its limit, IDs and
+//!   terminations), not the API object.
 //! - [`Quantity`] parses resource quantities exactly (`Ki`..`Ei`, `k`..`E`, `m`, exponents).
 //! - [`SummarySource`] reads the kubelet [`Summary`] through the API server or from the kubelet and
 //!   turns it into `pressure_core::Sample`s.
@@ -36,8 +38,8 @@ pub use events::{EventKind, EventRecorder, EventSpec, Recorded};
 pub use lease::LeaderElector;
 pub use oom::{OomKill, OomTracker};
 pub use pods::{
-    PodCache, PodScope, PodUpdate, bare_container_id, container_ids, current_container_id,
-    memory_limit, target_for,
+    ContainerInfo, PodCache, PodInfo, PodScope, PodUpdate, Termination, bare_container_id,
+    container_ids, current_container_id, memory_limit, target_for,
 };
 pub use quantity::{Quantity, parse_bytes};
 pub use summary::{

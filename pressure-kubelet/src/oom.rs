@@ -3,9 +3,9 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::Pod;
 
-use crate::pods::bare_container_id;
+use crate::pods::{ContainerInfo, PodInfo, Termination};
 
 /// One OOM kill of a container, as pod status shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,23 +37,11 @@ pub struct OomTracker {
 /// How many kill identities are remembered per container (a container shows at most two at once).
 const REMEMBER: usize = 4;
 
-fn is_oom(t: &ContainerStateTerminated) -> bool {
-    t.reason.as_deref() == Some("OOMKilled")
-}
-
 /// What identifies one killed instance: its container ID and finish time; the restart count when
 /// the status has neither (some runtimes omit them in `lastState`).
-fn identity(t: &ContainerStateTerminated, restart_count: i32) -> String {
-    let id = t
-        .container_id
-        .as_deref()
-        .map(bare_container_id)
-        .unwrap_or("");
-    let fin = t
-        .finished_at
-        .as_ref()
-        .map(|f| f.0.to_string())
-        .unwrap_or_default();
+fn identity(t: &Termination, restart_count: i32) -> String {
+    let id = t.container_id.as_deref().unwrap_or("");
+    let fin = t.finished_at.as_deref().unwrap_or("");
     if id.is_empty() && fin.is_empty() {
         format!("restart:{restart_count}")
     } else {
@@ -69,22 +57,17 @@ impl OomTracker {
 
     /// New OOM kills in `pod`'s status. With `baseline` (pods of the first list at startup) kills are
     /// only remembered, so a restart of the watcher does not report history again.
-    pub fn observe(&mut self, pod: &Pod, baseline: bool) -> Vec<OomKill> {
-        let (Some(uid), Some(status)) = (pod.metadata.uid.as_deref(), pod.status.as_ref()) else {
+    pub fn observe(&mut self, pod: &PodInfo, baseline: bool) -> Vec<OomKill> {
+        if pod.uid.is_empty() {
             return Vec::new();
-        };
-        let statuses = [
-            &status.container_statuses,
-            &status.init_container_statuses,
-            &status.ephemeral_container_statuses,
-        ];
+        }
         let mut out = Vec::new();
-        for cs in statuses.into_iter().flatten().flatten() {
+        for cs in &pod.containers {
             for t in terminated_ooms(cs) {
                 let id = identity(t, cs.restart_count);
                 let seen = self
                     .seen
-                    .entry((uid.to_owned(), cs.name.clone()))
+                    .entry((pod.uid.clone(), cs.name.clone()))
                     .or_default();
                 if seen.contains(&id) {
                     continue;
@@ -95,22 +78,24 @@ impl OomTracker {
                 }
                 if !baseline {
                     out.push(OomKill {
-                        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
-                        pod: pod.metadata.name.clone().unwrap_or_default(),
-                        pod_uid: uid.to_owned(),
+                        namespace: pod.namespace.clone(),
+                        pod: pod.name.clone(),
+                        pod_uid: pod.uid.clone(),
                         container: cs.name.clone(),
-                        container_id: t
-                            .container_id
-                            .as_deref()
-                            .map(|i| bare_container_id(i).to_owned()),
+                        container_id: t.container_id.clone(),
                         restart_count: cs.restart_count,
                         exit_code: t.exit_code,
-                        finished_at: t.finished_at.as_ref().map(|f| f.0.to_string()),
+                        finished_at: t.finished_at.clone(),
                     });
                 }
             }
         }
         out
+    }
+
+    /// [`OomTracker::observe`] for an API object, e.g. one a watch event carries.
+    pub fn observe_pod(&mut self, pod: &Pod, baseline: bool) -> Vec<OomKill> {
+        self.observe(&PodInfo::from(pod), baseline)
     }
 
     /// Forgets a deleted pod.
@@ -119,11 +104,22 @@ impl OomTracker {
     }
 }
 
-/// The OOM terminations in a status: the previous instance (`lastState`), then the current one.
-fn terminated_ooms(cs: &ContainerStatus) -> impl Iterator<Item = &ContainerStateTerminated> {
-    let last = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref());
-    let now = cs.state.as_ref().and_then(|s| s.terminated.as_ref());
-    [last, now].into_iter().flatten().filter(|t| is_oom(t))
+/// The OOM terminations of a container: the previous instance (`lastState`), then the current one.
+fn terminated_ooms(cs: &ContainerInfo) -> impl Iterator<Item = &Termination> {
+    [cs.last_terminated.as_ref(), cs.terminated.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter(|t| t.is_oom())
+}
+
+impl PodInfo {
+    /// Names of the containers whose status shows an OOM kill (current or previous instance).
+    pub fn oom_killed_containers(&self) -> impl Iterator<Item = &str> {
+        self.containers
+            .iter()
+            .filter(|c| terminated_ooms(c).next().is_some())
+            .map(|c| c.name.as_str())
+    }
 }
 
 #[cfg(test)]
@@ -152,9 +148,9 @@ mod tests {
     #[test]
     fn first_oom_counts_and_is_reported_once() {
         let mut t = OomTracker::new();
-        assert!(t.observe(&pod(running(0, json!({}))), false).is_empty());
+        assert!(t.observe_pod(&pod(running(0, json!({}))), false).is_empty());
         let p = pod(running(1, oom_last("a1", "2026-01-01T00:00:05Z")));
-        let kills = t.observe(&p, false);
+        let kills = t.observe_pod(&p, false);
         assert_eq!(
             kills.len(),
             1,
@@ -163,19 +159,19 @@ mod tests {
         assert_eq!(kills[0].container, "app");
         assert_eq!(kills[0].container_id.as_deref(), Some("a1"));
         assert_eq!(kills[0].exit_code, 137);
-        assert!(t.observe(&p, false).is_empty(), "same status again");
+        assert!(t.observe_pod(&p, false).is_empty(), "same status again");
         let p2 = pod(running(2, oom_last("a2", "2026-01-01T00:01:05Z")));
-        assert_eq!(t.observe(&p2, false).len(), 1, "a second kill");
+        assert_eq!(t.observe_pod(&p2, false).len(), 1, "a second kill");
     }
 
     #[test]
     fn baseline_remembers_without_reporting() {
         let mut t = OomTracker::new();
         let p = pod(running(3, oom_last("old", "2026-01-01T00:00:05Z")));
-        assert!(t.observe(&p, true).is_empty());
-        assert!(t.observe(&p, false).is_empty());
+        assert!(t.observe_pod(&p, true).is_empty());
+        assert!(t.observe_pod(&p, false).is_empty());
         t.forget("u-1");
-        assert_eq!(t.observe(&p, false).len(), 1);
+        assert_eq!(t.observe_pod(&p, false).len(), 1);
     }
 
     #[test]
@@ -186,7 +182,7 @@ mod tests {
             "state": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]),
         );
         assert_eq!(
-            t.observe(&p, false).len(),
+            t.observe_pod(&p, false).len(),
             1,
             "restartPolicy Never: state.terminated"
         );
@@ -194,7 +190,7 @@ mod tests {
             1,
             json!({"terminated": {"reason": "Error", "exitCode": 1, "containerID": "containerd://e"}}),
         ));
-        assert!(t.observe(&p, false).is_empty());
+        assert!(t.observe_pod(&p, false).is_empty());
     }
 
     #[test]
@@ -207,7 +203,7 @@ mod tests {
         )
         .unwrap();
         p.status = Some(serde_json::from_value(v["status"].clone()).unwrap());
-        let kills = OomTracker::new().observe(&p, false);
+        let kills = OomTracker::new().observe_pod(&p, false);
         assert_eq!(kills.len(), 1);
         assert_eq!(kills[0].container, "fluentd-gcp");
         assert_eq!(

@@ -1,11 +1,15 @@
 //! Pod caches fed by watches (never relisted per cycle), scoped by namespaces, a label selector or
 //! `spec.nodeName`, indexed by pod UID and container ID; and the pod facts the tools need.
+//!
+//! The cache keeps a [`PodInfo`] per pod, not the API's `Pod`: a pod with `managedFields`, its full
+//! spec and status is 10–20 KiB in memory, the facts the tools use are a few hundred bytes, and a
+//! cluster-wide cache holds every pod of the cluster (10 000 pods: ~150 MiB against ~5 MiB).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod};
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
@@ -14,6 +18,212 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::quantity::parse_bytes;
+
+/// Annotations not kept in a [`PodInfo`]: a copy of the whole object `kubectl apply` writes, often
+/// kilobytes, and of no use to thresholds, events or actions.
+const DROPPED_ANNOTATIONS: [&str; 1] = ["kubectl.kubernetes.io/last-applied-configuration"];
+
+/// Objects per page of a watch's (re)list: each page is decoded whole before its pods are slimmed,
+/// so a smaller page lowers the peak while the cache fills (kube-rs' default is 500).
+const LIST_PAGE_SIZE: u32 = 100;
+
+/// What the tools keep of a pod: identity, node, IP, annotations and, per container, its memory
+/// limit, container IDs and terminations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PodInfo {
+    /// `metadata.uid`.
+    pub uid: String,
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `spec.nodeName`, once scheduled.
+    pub node_name: Option<String>,
+    /// `status.podIP`.
+    pub pod_ip: Option<String>,
+    /// `metadata.annotations` (without `kubectl.kubernetes.io/last-applied-configuration`).
+    pub annotations: BTreeMap<String, String>,
+    /// Regular, init and ephemeral containers: spec order, then containers only the status names.
+    pub containers: Vec<ContainerInfo>,
+}
+
+/// What the tools keep of one container of a pod.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ContainerInfo {
+    /// Container name.
+    pub name: String,
+    /// `resources.limits.memory` in bytes.
+    pub memory_limit: Option<u64>,
+    /// Bare ID of the current instance (`containerStatuses[].containerID`).
+    pub id: Option<String>,
+    /// `restartCount`.
+    pub restart_count: i32,
+    /// `state.terminated`: the current instance has ended.
+    pub terminated: Option<Termination>,
+    /// `lastState.terminated`: how the previous instance ended.
+    pub last_terminated: Option<Termination>,
+}
+
+/// How a container instance ended (`ContainerStateTerminated`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Termination {
+    /// `reason`, e.g. `OOMKilled`, `Completed`, `Error`.
+    pub reason: Option<String>,
+    /// `exitCode`.
+    pub exit_code: i32,
+    /// Bare ID of the ended instance.
+    pub container_id: Option<String>,
+    /// `finishedAt`, RFC 3339.
+    pub finished_at: Option<String>,
+}
+
+impl Termination {
+    fn from_api(t: &ContainerStateTerminated) -> Self {
+        Self {
+            reason: t.reason.clone(),
+            exit_code: t.exit_code,
+            container_id: t
+                .container_id
+                .as_deref()
+                .map(bare_container_id)
+                .filter(|i| !i.is_empty())
+                .map(str::to_owned),
+            finished_at: t.finished_at.as_ref().map(|f| f.0.to_string()),
+        }
+    }
+
+    /// Whether the kernel OOM killer ended this instance.
+    pub fn is_oom(&self) -> bool {
+        self.reason.as_deref() == Some("OOMKilled")
+    }
+}
+
+impl ContainerInfo {
+    /// Every known bare ID of this container: current, ended current, previous instance.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        [
+            self.id.as_deref(),
+            self.terminated
+                .as_ref()
+                .and_then(|t| t.container_id.as_deref()),
+            self.last_terminated
+                .as_ref()
+                .and_then(|t| t.container_id.as_deref()),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    fn status(&mut self, cs: &ContainerStatus) {
+        self.id = cs
+            .container_id
+            .as_deref()
+            .map(bare_container_id)
+            .filter(|i| !i.is_empty())
+            .map(str::to_owned);
+        self.restart_count = cs.restart_count;
+        self.terminated = cs
+            .state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .map(Termination::from_api);
+        self.last_terminated = cs
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .map(Termination::from_api);
+    }
+}
+
+impl From<&Pod> for PodInfo {
+    fn from(pod: &Pod) -> Self {
+        let m = &pod.metadata;
+        let mut containers: Vec<ContainerInfo> = Vec::new();
+        if let Some(spec) = &pod.spec {
+            let limit = |r: Option<&k8s_openapi::api::core::v1::ResourceRequirements>| {
+                r.and_then(|r| r.limits.as_ref())
+                    .and_then(|l| l.get("memory"))
+                    .and_then(|q| parse_bytes(&q.0).ok())
+            };
+            for c in &spec.containers {
+                containers.push(ContainerInfo {
+                    name: c.name.clone(),
+                    memory_limit: limit(c.resources.as_ref()),
+                    ..ContainerInfo::default()
+                });
+            }
+            for c in spec.init_containers.iter().flatten() {
+                containers.push(ContainerInfo {
+                    name: c.name.clone(),
+                    memory_limit: limit(c.resources.as_ref()),
+                    ..ContainerInfo::default()
+                });
+            }
+            for c in spec.ephemeral_containers.iter().flatten() {
+                containers.push(ContainerInfo {
+                    name: c.name.clone(),
+                    ..ContainerInfo::default()
+                });
+            }
+        }
+        for cs in all_statuses(pod) {
+            match containers.iter_mut().find(|c| c.name == cs.name) {
+                Some(c) => c.status(cs),
+                None => {
+                    let mut c = ContainerInfo {
+                        name: cs.name.clone(),
+                        ..ContainerInfo::default()
+                    };
+                    c.status(cs);
+                    containers.push(c);
+                }
+            }
+        }
+        let mut annotations: BTreeMap<String, String> = m
+            .annotations
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        for key in DROPPED_ANNOTATIONS {
+            annotations.remove(key);
+        }
+        Self {
+            uid: m.uid.clone().unwrap_or_default(),
+            namespace: m.namespace.clone().unwrap_or_default(),
+            name: m.name.clone().unwrap_or_default(),
+            node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+            pod_ip: pod
+                .status
+                .as_ref()
+                .and_then(|s| s.pod_ip.clone())
+                .filter(|ip| !ip.is_empty()),
+            annotations,
+            containers,
+        }
+    }
+}
+
+impl PodInfo {
+    /// The container named `name`.
+    pub fn container(&self, name: &str) -> Option<&ContainerInfo> {
+        self.containers.iter().find(|c| c.name == name)
+    }
+
+    /// The name of the container one of whose instances has this ID (bare or `runtime://id`).
+    pub fn container_by_id(&self, id: &str) -> Option<&ContainerInfo> {
+        let id = bare_container_id(id);
+        self.containers.iter().find(|c| c.ids().any(|i| i == id))
+    }
+
+    /// `namespace/name`.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
 
 /// Which pods a cache holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,7 +246,7 @@ impl PodScope {
     }
 
     fn watcher_config(&self) -> watcher::Config {
-        let mut c = watcher::Config::default();
+        let mut c = watcher::Config::default().page_size(LIST_PAGE_SIZE);
         if let Some(l) = self.label_selector.as_deref().filter(|l| !l.is_empty()) {
             c = c.labels(l);
         }
@@ -54,49 +264,53 @@ pub enum PodUpdate {
     /// A pod was added or changed; `initial` for pods of a (re)list rather than a watch event.
     Applied {
         /// The pod as now known.
-        pod: Arc<Pod>,
+        pod: Arc<PodInfo>,
         /// Part of a (re)list.
         initial: bool,
     },
     /// A pod is gone.
     Deleted {
         /// The last known state.
-        pod: Arc<Pod>,
+        pod: Arc<PodInfo>,
     },
 }
 
 #[derive(Default)]
 struct Index {
-    by_uid: HashMap<String, Arc<Pod>>,
-    by_container_id: HashMap<String, (String, String)>,
-    /// UIDs per watch stream, to drop pods a relist no longer has.
-    per_stream: Vec<HashSet<String>>,
+    /// Pod UID → (the watch stream that delivered it, the pod).
+    by_uid: HashMap<String, (usize, Arc<PodInfo>)>,
+    /// Bare container ID → pod UID.
+    by_container_id: HashMap<String, String>,
 }
 
 impl Index {
-    fn insert(&mut self, stream: usize, pod: Arc<Pod>) {
-        let Some(uid) = pod.metadata.uid.clone() else {
+    fn insert(&mut self, stream: usize, pod: Arc<PodInfo>) {
+        if pod.uid.is_empty() {
             return;
-        };
-        if let Some(old) = self.by_uid.get(&uid).cloned() {
+        }
+        if let Some((_, old)) = self.by_uid.get(&pod.uid).cloned() {
             self.unindex_containers(&old);
         }
-        for (name, id) in container_ids(&pod) {
-            self.by_container_id.insert(id, (uid.clone(), name));
+        for c in &pod.containers {
+            for id in c.ids() {
+                self.by_container_id.insert(id.to_owned(), pod.uid.clone());
+            }
         }
-        self.per_stream[stream].insert(uid.clone());
-        self.by_uid.insert(uid, pod);
+        self.by_uid.insert(pod.uid.clone(), (stream, pod));
     }
 
-    fn unindex_containers(&mut self, pod: &Pod) {
-        for (_, id) in container_ids(pod) {
-            self.by_container_id.remove(&id);
+    fn unindex_containers(&mut self, pod: &PodInfo) {
+        for c in &pod.containers {
+            for id in c.ids() {
+                if self.by_container_id.get(id) == Some(&pod.uid) {
+                    self.by_container_id.remove(id);
+                }
+            }
         }
     }
 
-    fn remove(&mut self, stream: usize, uid: &str) -> Option<Arc<Pod>> {
-        self.per_stream[stream].remove(uid);
-        let pod = self.by_uid.remove(uid)?;
+    fn remove(&mut self, uid: &str) -> Option<Arc<PodInfo>> {
+        let (_, pod) = self.by_uid.remove(uid)?;
         self.unindex_containers(&pod);
         Some(pod)
     }
@@ -133,10 +347,7 @@ impl PodCache {
                 .collect()
         };
         let streams = apis.len();
-        let index = Arc::new(RwLock::new(Index {
-            per_stream: vec![HashSet::new(); streams],
-            ..Index::default()
-        }));
+        let index = Arc::new(RwLock::new(Index::default()));
         let (ready_tx, ready) = watch::channel(0usize);
         let ready_tx = Arc::new(ready_tx);
         let (updates, _) = broadcast::channel(4096);
@@ -196,26 +407,48 @@ impl PodCache {
     }
 
     /// The pod with this UID (dashes as the API writes them; underscores are accepted).
-    pub fn by_uid(&self, uid: &str) -> Option<Arc<Pod>> {
+    pub fn by_uid(&self, uid: &str) -> Option<Arc<PodInfo>> {
         let i = self.read();
         i.by_uid
             .get(uid)
-            .or_else(|| i.by_uid.get(&uid.replace('_', "-")))
-            .cloned()
+            .or_else(|| {
+                uid.contains('_')
+                    .then(|| i.by_uid.get(&uid.replace('_', "-")))
+                    .flatten()
+            })
+            .map(|(_, p)| p.clone())
     }
 
     /// The pod and container name of a container ID (bare hex or `runtime://hex`), searching
     /// `containerStatuses`, `initContainerStatuses` and `ephemeralContainerStatuses`, current and last state.
-    pub fn by_container_id(&self, id: &str) -> Option<(Arc<Pod>, String)> {
+    pub fn by_container_id(&self, id: &str) -> Option<(Arc<PodInfo>, String)> {
         let id = bare_container_id(id);
         let i = self.read();
-        let (uid, name) = i.by_container_id.get(id)?;
-        Some((i.by_uid.get(uid)?.clone(), name.clone()))
+        let uid = i.by_container_id.get(id)?;
+        let (_, pod) = i.by_uid.get(uid)?;
+        let name = pod.container_by_id(id)?.name.clone();
+        Some((pod.clone(), name))
     }
 
     /// All cached pods.
-    pub fn pods(&self) -> Vec<Arc<Pod>> {
-        self.read().by_uid.values().cloned().collect()
+    pub fn pods(&self) -> Vec<Arc<PodInfo>> {
+        self.read()
+            .by_uid
+            .values()
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+
+    /// The nodes the cached pods are scheduled on.
+    pub fn node_names(&self) -> HashSet<String> {
+        let i = self.read();
+        let mut nodes: HashSet<&str> = HashSet::new();
+        for (_, p) in i.by_uid.values() {
+            if let Some(n) = p.node_name.as_deref() {
+                nodes.insert(n);
+            }
+        }
+        nodes.into_iter().map(str::to_owned).collect()
     }
 }
 
@@ -252,22 +485,24 @@ async fn run_stream(
         match ev {
             Event::Init => relist = Some(HashSet::new()),
             Event::InitApply(pod) => {
-                let pod = Arc::new(pod);
-                if let (Some(seen), Some(uid)) = (relist.as_mut(), pod.metadata.uid.clone()) {
-                    seen.insert(uid);
+                // Slimmed at once: the API object is dropped here, not kept for the whole list.
+                let pod = Arc::new(PodInfo::from(&pod));
+                if let Some(seen) = relist.as_mut() {
+                    seen.insert(pod.uid.clone());
                 }
                 idx.insert(i, pod.clone());
                 let _ = updates.send(PodUpdate::Applied { pod, initial: true });
             }
             Event::InitDone => {
                 if let Some(seen) = relist.take() {
-                    let gone: Vec<String> = idx.per_stream[i]
+                    let gone: Vec<String> = idx
+                        .by_uid
                         .iter()
-                        .filter(|u| !seen.contains(*u))
-                        .cloned()
+                        .filter(|(u, (s, _))| *s == i && !seen.contains(*u))
+                        .map(|(u, _)| u.clone())
                         .collect();
                     for uid in gone {
-                        if let Some(pod) = idx.remove(i, &uid) {
+                        if let Some(pod) = idx.remove(&uid) {
                             let _ = updates.send(PodUpdate::Deleted { pod });
                         }
                     }
@@ -278,7 +513,7 @@ async fn run_stream(
                 }
             }
             Event::Apply(pod) => {
-                let pod = Arc::new(pod);
+                let pod = Arc::new(PodInfo::from(&pod));
                 idx.insert(i, pod.clone());
                 let _ = updates.send(PodUpdate::Applied {
                     pod,
@@ -287,7 +522,7 @@ async fn run_stream(
             }
             Event::Delete(pod) => {
                 if let Some(uid) = pod.metadata.uid.as_deref()
-                    && let Some(old) = idx.remove(i, uid)
+                    && let Some(old) = idx.remove(uid)
                 {
                     let _ = updates.send(PodUpdate::Deleted { pod: old });
                 }
@@ -314,70 +549,107 @@ fn all_statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
 }
 
 /// `(container name, bare container ID)` of every container of a pod, current and previous instance.
-pub fn container_ids(pod: &Pod) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for cs in all_statuses(pod) {
-        let mut push = |id: Option<&String>| {
-            if let Some(id) = id.map(|i| bare_container_id(i)).filter(|i| !i.is_empty()) {
-                out.push((cs.name.clone(), id.to_owned()));
-            }
-        };
-        push(cs.container_id.as_ref());
-        push(
-            cs.state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-                .and_then(|t| t.container_id.as_ref()),
-        );
-        push(
-            cs.last_state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-                .and_then(|t| t.container_id.as_ref()),
-        );
-    }
-    out
+pub fn container_ids(pod: &PodInfo) -> Vec<(String, String)> {
+    pod.containers
+        .iter()
+        .flat_map(|c| c.ids().map(|id| (c.name.clone(), id.to_owned())))
+        .collect()
 }
 
-/// The memory limit of a container from the pod spec (regular, init or ephemeral).
-pub fn memory_limit(pod: &Pod, container: &str) -> Option<u64> {
-    let spec = pod.spec.as_ref()?;
-    let limits = spec
-        .containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten())
-        .find(|c| c.name == container)
-        .and_then(|c| c.resources.as_ref())
-        .and_then(|r| r.limits.as_ref())?;
-    parse_bytes(&limits.get("memory")?.0).ok()
+/// The memory limit of a container from the pod spec (regular or init).
+pub fn memory_limit(pod: &PodInfo, container: &str) -> Option<u64> {
+    pod.container(container)?.memory_limit
 }
 
 /// The current container ID (bare) of a named container.
-pub fn current_container_id(pod: &Pod, container: &str) -> Option<String> {
-    all_statuses(pod)
-        .find(|c| c.name == container)
-        .and_then(|c| c.container_id.as_deref())
-        .map(|i| bare_container_id(i).to_owned())
-        .filter(|i| !i.is_empty())
+pub fn current_container_id(pod: &PodInfo, container: &str) -> Option<String> {
+    pod.container(container)?.id.clone()
 }
 
 /// The engine's [`Target`] for a container of a pod: names, UID, node, IP, annotations, container ID.
-pub fn target_for(pod: &Pod, container: Option<&str>) -> Target {
-    let m = &pod.metadata;
+pub fn target_for(pod: &PodInfo, container: Option<&str>) -> Target {
+    let opt = |s: &str| Some(s.to_owned()).filter(|s| !s.is_empty());
     Target {
-        namespace: m.namespace.clone(),
-        pod_name: m.name.clone(),
-        pod_uid: m.uid.clone(),
+        namespace: opt(&pod.namespace),
+        pod_name: opt(&pod.name),
+        pod_uid: opt(&pod.uid),
         container_name: container.map(str::to_owned),
         container_id: container.and_then(|c| current_container_id(pod, c)),
-        node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-        pod_ip: pod.status.as_ref().and_then(|s| s.pod_ip.clone()),
-        annotations: m
-            .annotations
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect::<BTreeMap<_, _>>(),
+        node_name: pod.node_name.clone(),
+        pod_ip: pod.pod_ip.clone(),
+        annotations: pod.annotations.clone(),
         cgroup_path: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn slim_record_keeps_what_the_tools_use() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop", "uid": "u-1",
+                "annotations": {"pressured.io/warn-percent": "50",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"big\": true}"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]},
+            "spec": {"nodeName": "n1",
+                "containers": [{"name": "app", "image": "x", "resources": {"limits": {"memory": "64Mi"}}}],
+                "initContainers": [{"name": "init", "image": "x", "resources": {"limits": {"memory": "1Gi"}}}]},
+            "status": {"podIP": "10.1.2.3",
+                "containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": true, "restartCount": 1,
+                    "containerID": "containerd://cur",
+                    "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137, "containerID": "containerd://old", "finishedAt": "2026-01-01T00:00:05Z"}}}],
+                "initContainerStatuses": [{"name": "init", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                    "containerID": "cri-o://ini", "state": {"terminated": {"reason": "Completed", "exitCode": 0, "containerID": "cri-o://ini"}}}],
+                "ephemeralContainerStatuses": [{"name": "debug", "image": "x", "imageID": "", "ready": false, "restartCount": 0, "containerID": "containerd://eph"}]},
+        }))
+        .expect("pod");
+        let info = PodInfo::from(&pod);
+        assert_eq!(
+            (
+                info.uid.as_str(),
+                info.namespace.as_str(),
+                info.name.as_str()
+            ),
+            ("u-1", "shop", "web")
+        );
+        assert_eq!(info.node_name.as_deref(), Some("n1"));
+        assert_eq!(info.pod_ip.as_deref(), Some("10.1.2.3"));
+        assert_eq!(
+            info.annotations.keys().collect::<Vec<_>>(),
+            ["pressured.io/warn-percent"]
+        );
+        assert_eq!(memory_limit(&info, "app"), Some(64 << 20));
+        assert_eq!(memory_limit(&info, "init"), Some(1 << 30));
+        assert_eq!(current_container_id(&info, "app").as_deref(), Some("cur"));
+        let app = info.container("app").expect("app");
+        assert_eq!(app.restart_count, 1);
+        assert!(
+            app.last_terminated
+                .as_ref()
+                .is_some_and(Termination::is_oom)
+        );
+        assert_eq!(
+            container_ids(&info),
+            [
+                ("app".to_owned(), "cur".to_owned()),
+                ("app".to_owned(), "old".to_owned()),
+                ("init".to_owned(), "ini".to_owned()),
+                ("init".to_owned(), "ini".to_owned()),
+                ("debug".to_owned(), "eph".to_owned()),
+            ]
+        );
+        assert_eq!(
+            info.container_by_id("containerd://old")
+                .map(|c| c.name.as_str()),
+            Some("app")
+        );
+        let t = target_for(&info, Some("app"));
+        assert_eq!(t.container_id.as_deref(), Some("cur"));
+        assert_eq!(t.pod_ip.as_deref(), Some("10.1.2.3"));
+        assert_eq!(t.namespace.as_deref(), Some("shop"));
     }
 }

@@ -2,15 +2,15 @@
 //! node-local kubelet, and turned into engine [`Sample`]s.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::core::v1::Pod;
+use http_body_util::BodyExt as _;
 use kube::Client;
 use pressure_core::{Psi, Reading, Sample, Target};
 use serde::Deserialize;
 
 use crate::KubeletError;
-use crate::pods::{memory_limit, target_for};
+use crate::pods::{PodInfo, memory_limit, target_for};
 
 /// `/stats/summary`: node and pod statistics (kubelet `stats/v1alpha1`). Lenient: unknown fields are
 /// ignored and missing ones default.
@@ -120,7 +120,7 @@ impl Summary {
     pub fn samples(
         &self,
         timestamp: SystemTime,
-        pod_of: impl Fn(&str) -> Option<Arc<Pod>>,
+        pod_of: impl Fn(&str) -> Option<Arc<PodInfo>>,
     ) -> Vec<Sample> {
         let mut out = Vec::new();
         for p in &self.pods {
@@ -199,27 +199,73 @@ impl std::fmt::Debug for SummarySource {
 
 impl SummarySource {
     /// Fetches and parses the summary of `node`.
+    ///
+    /// Sent with `Client::send` rather than `request_text` so the answer's headers are seen: a 429
+    /// becomes [`KubeletError::TooManyRequests`] with its `Retry-After`, which kube-rs' error type drops.
+    /// Give it a client from [`crate::ClientSource::connect_without_retries`], or kube-rs retries the
+    /// 429 itself inside this call.
     pub async fn fetch(&self, node: &str) -> Result<Summary, KubeletError> {
         let (client, path) = match self {
             Self::ApiProxy(c) => (c, format!("/api/v1/nodes/{node}/proxy/stats/summary")),
             Self::Kubelet(c) => (c, "/stats/summary".to_owned()),
         };
+        let what = || format!("fetching the stats summary of node {node}");
         let req = http::Request::get(&path)
-            .body(Vec::new())
+            .body(kube::client::Body::from(Vec::new()))
             .map_err(|e| KubeletError::Url {
                 url: path.clone(),
                 reason: e.to_string(),
             })?;
-        let text = client.request_text(req).await.map_err(|e| {
-            KubeletError::api(format!("fetching the stats summary of node {node}"), e)
-        })?;
-        Summary::parse(node, &text)
+        let res = client
+            .send(req)
+            .await
+            .map_err(|e| KubeletError::api(what(), e))?;
+        let status = res.status();
+        if status == http::StatusCode::TOO_MANY_REQUESTS {
+            return Err(KubeletError::TooManyRequests {
+                what: what(),
+                retry_after: res
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(retry_after_seconds),
+            });
+        }
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| KubeletError::api(what(), e))?
+            .to_bytes();
+        if status.is_client_error() || status.is_server_error() {
+            let text = String::from_utf8_lossy(&body);
+            let st = serde_json::from_slice::<kube::core::Status>(&body).unwrap_or_else(|_| {
+                kube::core::Status::failure(text.trim(), "Failed to parse error data")
+                    .with_code(status.as_u16())
+            });
+            return Err(KubeletError::api(what(), kube::Error::Api(Box::new(st))));
+        }
+        serde_json::from_slice(&body).map_err(|source| KubeletError::Summary {
+            node: node.to_owned(),
+            source,
+        })
     }
+}
+
+/// `Retry-After` in seconds (`120`); the HTTP-date form is not used by the API server and is ignored.
+fn retry_after_seconds(v: &str) -> Option<Duration> {
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_only() {
+        assert_eq!(retry_after_seconds(" 7"), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
 
     #[test]
     fn real_summary_fixture_becomes_samples() {

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::ObjectReference;
 
 use crate::annotate::{AnnotateOutcome, Annotator};
 use crate::events::{EventKind, EventRecorder, EventSpec};
-use crate::pods::{PodCache, bare_container_id, memory_limit};
+use crate::pods::{PodCache, PodInfo, bare_container_id, memory_limit};
 
 /// What is known about one OOM-kill victim.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -103,7 +103,7 @@ impl VictimMarker {
     }
 
     /// The victim's pod and container name: by pod UID, else by container ID.
-    pub fn find(&self, v: &Victim) -> Option<(Arc<Pod>, Option<String>)> {
+    pub fn find(&self, v: &Victim) -> Option<(Arc<PodInfo>, Option<String>)> {
         let by_cid = v
             .container_id
             .as_deref()
@@ -111,9 +111,7 @@ impl VictimMarker {
         if let Some(uid) = v.pod_uid.as_deref()
             && let Some(pod) = self.cache.by_uid(uid)
         {
-            let container = by_cid
-                .filter(|(p, _)| p.metadata.uid == pod.metadata.uid)
-                .map(|(_, c)| c);
+            let container = by_cid.filter(|(p, _)| p.uid == pod.uid).map(|(_, c)| c);
             return Some((pod, container));
         }
         by_cid.map(|(p, c)| (p, Some(c)))
@@ -131,8 +129,8 @@ impl VictimMarker {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        let name = pod.metadata.name.clone().unwrap_or_default();
+        let ns = pod.namespace.clone();
+        let name = pod.name.clone();
         let shown = format!("{ns}/{name}");
         let mut outcome = VictimOutcome::Identified { pod: shown.clone() };
         if let Some((annotator, key, value)) = &self.annotation {
@@ -158,14 +156,13 @@ impl VictimMarker {
 }
 
 /// The Warning Event for a victim: which process, which container, which limit.
-pub fn event_for(pod: &Pod, container: Option<&str>, v: &Victim) -> EventSpec {
-    let m = &pod.metadata;
+pub fn event_for(pod: &PodInfo, container: Option<&str>, v: &Victim) -> EventSpec {
     let regarding = ObjectReference {
         api_version: Some("v1".into()),
         kind: Some("Pod".into()),
-        name: m.name.clone(),
-        namespace: m.namespace.clone(),
-        uid: m.uid.clone(),
+        name: Some(pod.name.clone()),
+        namespace: Some(pod.namespace.clone()),
+        uid: Some(pod.uid.clone()),
         field_path: container.map(|c| format!("spec.containers{{{c}}}")),
         ..ObjectReference::default()
     };

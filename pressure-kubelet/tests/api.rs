@@ -108,7 +108,7 @@ async fn node_scoped_cache_indexes_uids_and_container_ids() {
         cache
             .pods()
             .iter()
-            .all(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("node-1"))
+            .all(|p| p.node_name.as_deref() == Some("node-1"))
     );
     assert!(
         server
@@ -121,17 +121,12 @@ async fn node_scoped_cache_indexes_uids_and_container_ids() {
     let pod = server.pod("ns-2", "pod-1-2").expect("pod");
     let uid = pod["metadata"]["uid"].as_str().expect("uid").to_owned();
     assert_eq!(
-        cache
-            .by_uid(&uid)
-            .and_then(|p| p.metadata.name.clone())
-            .as_deref(),
+        cache.by_uid(&uid).map(|p| p.name.clone()).as_deref(),
         Some("pod-1-2")
     );
     assert_eq!(
-        cache
-            .by_uid(&uid.replace('-', "_"))
-            .map(|p| p.metadata.uid.clone()),
-        Some(Some(uid.clone())),
+        cache.by_uid(&uid.replace('-', "_")).map(|p| p.uid.clone()),
+        Some(uid.clone()),
         "systemd-style underscores"
     );
     let cid = pod["status"]["containerStatuses"][0]["containerID"]
@@ -139,10 +134,7 @@ async fn node_scoped_cache_indexes_uids_and_container_ids() {
         .expect("cid")
         .to_owned();
     let (found, name) = cache.by_container_id(&cid).expect("by runtime://id");
-    assert_eq!(
-        (found.metadata.name.as_deref(), name.as_str()),
-        (Some("pod-1-2"), "app")
-    );
+    assert_eq!((found.name.as_str(), name.as_str()), ("pod-1-2", "app"));
     assert!(
         cache
             .by_container_id(pressure_kubelet::bare_container_id(&cid))
@@ -233,11 +225,7 @@ async fn namespaces_and_labels_scope_the_cache_and_survive_410_and_faults() {
     };
     let cache = PodCache::spawn(proxy_client(&server).await, &scope);
     cache.ready().await;
-    let mut names: Vec<String> = cache
-        .pods()
-        .iter()
-        .filter_map(|p| p.metadata.name.clone())
-        .collect();
+    let mut names: Vec<String> = cache.pods().iter().map(|p| p.name.clone()).collect();
     names.sort();
     assert_eq!(names, ["pod-0-1", "pod-0-3", "pod-1-1"]);
     // The log is compacted and the watch connections fail for a while: the cache relists and catches up.
@@ -289,12 +277,10 @@ async fn summary_through_proxy_and_kubelet_with_cache_targets() {
         p["metadata"]["annotations"] = json!({"pressured.io/warn-percent": "50"})
     });
     eventually("the annotation", || {
-        cache.pods().iter().any(|p| {
-            p.metadata
-                .annotations
-                .as_ref()
-                .is_some_and(|a| a.contains_key("pressured.io/warn-percent"))
-        })
+        cache
+            .pods()
+            .iter()
+            .any(|p| p.annotations.contains_key("pressured.io/warn-percent"))
     })
     .await;
     let summary = SummarySource::ApiProxy(client)
@@ -529,4 +515,59 @@ async fn lease_leader_election_one_leader_and_takeover() {
     let spec = lease.spec.unwrap();
     assert_eq!(spec.holder_identity.as_deref(), Some("pod-b"));
     assert_eq!(spec.lease_transitions, Some(1));
+}
+
+#[tokio::test]
+async fn summary_429_reports_retry_after_and_other_errors_their_status() {
+    let server = FakeApiServer::start(World::synthetic(1, 2))
+        .await
+        .expect("server");
+    let client = ClientSource::Proxy {
+        url: server.url().to_owned(),
+    }
+    .connect_without_retries()
+    .await
+    .expect("client");
+    let source = SummarySource::ApiProxy(client);
+    server.add_fault(
+        FaultRule::new(Fault::TooManyRequests {
+            retry_after_secs: 7,
+        })
+        .path_contains("nodes/node-0/proxy")
+        .times(1),
+    );
+    let err = source.fetch("node-0").await.expect_err("429");
+    assert_eq!(err.status_code(), Some(429), "{err}");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(7)), "{err}");
+    assert!(err.to_string().contains("node node-0"), "{err}");
+    server.add_fault(
+        FaultRule::new(Fault::InternalError)
+            .path_contains("nodes/node-0/proxy")
+            .times(1),
+    );
+    let err = source.fetch("node-0").await.expect_err("500");
+    assert_eq!(err.status_code(), Some(500), "{err}");
+    assert_eq!(err.retry_after(), None);
+    let err = source.fetch("no-such-node").await.expect_err("404");
+    assert_eq!(err.status_code(), Some(404), "{err}");
+    let summary = source
+        .fetch("node-0")
+        .await
+        .expect("summary after the faults");
+    assert_eq!(summary.pods.len(), 2);
+}
+
+#[tokio::test]
+async fn summary_from_a_dead_api_server_is_an_error() {
+    let server = FakeApiServer::start(World::synthetic(1, 1))
+        .await
+        .expect("server");
+    let client = proxy_client(&server).await;
+    drop(server);
+    let err = SummarySource::ApiProxy(client)
+        .fetch("node-0")
+        .await
+        .expect_err("no server");
+    assert_eq!(err.status_code(), None, "{err}");
+    assert!(err.to_string().contains("node node-0"), "{err}");
 }

@@ -11,19 +11,20 @@
 //! `PRESSURED_KUBE_EVENTS=off`.
 //!
 //! API server down, 429, 5xx: watches retry with backoff (a 410 relists); a failed summary is logged
-//! and the node is retried next cycle, after `Retry-After`-like backoff for 429.
+//! and the node is retried with exponential backoff, or after the 429's `Retry-After` (at most 60 s)
+//! while the other nodes keep being polled.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use pressure_core::{Config, Engine, Event, EventType, Reading, Sample, Severity, Target};
 use pressure_kubelet::k8s_openapi::api::core::v1::{ObjectReference, Pod};
-use pressure_kubelet::kube::Client;
+use pressure_kubelet::kube::{Api, Client};
 use pressure_kubelet::{
-    ClientSource, EventKind, EventRecorder, EventSpec, OomKill, OomTracker, PodCache, PodScope,
-    PodUpdate, Summary, SummarySource, memory_limit, target_for,
+    ClientSource, EventKind, EventRecorder, EventSpec, OomKill, OomTracker, PodCache, PodInfo,
+    PodScope, PodUpdate, Summary, SummarySource, memory_limit, target_for,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, mpsc};
@@ -33,18 +34,24 @@ use crate::sink::EventSink;
 
 /// Summary requests in flight at once.
 pub(crate) const MAX_IN_FLIGHT: usize = 32;
+/// The longest a node is left alone for a 429's `Retry-After`.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Runs cluster mode until SIGTERM/SIGINT.
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
-    let client = ClientSource::infer()
+    let source = ClientSource::infer();
+    let client = source
         .connect()
         .await
         .context("connecting to the API server (KUBECONFIG or in-cluster service account)")?;
-    let events_on = std::env::var("PRESSURED_KUBE_EVENTS")
-        .map_or(true, |v| !matches!(v.as_str(), "off" | "false" | "0" | ""));
+    // Summaries back off per node on a 429 (Retry-After) instead of kube-rs sleeping inside the request.
+    let summaries = source
+        .connect_without_retries()
+        .await
+        .context("connecting to the API server (KUBECONFIG or in-cluster service account)")?;
     let leader = leader_election(&client);
     let mut sink = EventSink::new(&config)?;
-    let mut cluster = Cluster::new(client, &config, events_on);
+    let mut cluster = Cluster::new(client, summaries, &config);
     cluster.leader = leader;
     let result = cluster.run(&mut |e| sink.emit(e)).await;
     sink.shutdown().await;
@@ -94,10 +101,12 @@ struct Fetched {
 /// The state of cluster mode.
 pub(crate) struct Cluster {
     client: Client,
+    /// For summaries: a client that leaves 429s to [`Cluster::summary`]'s per-node backoff.
+    summaries: Client,
     scope: PodScope,
     engine: Engine,
     interval: Duration,
-    recorder: Option<Arc<EventRecorder>>,
+    recorder: Option<KubeEvents>,
     oom: OomTracker,
     /// OOM kills seen per (pod UID, container), fed to the engine as its `oom_kill_count`.
     oom_counts: HashMap<(String, String), u64>,
@@ -114,7 +123,7 @@ pub(crate) struct Cluster {
 }
 
 impl Cluster {
-    pub(crate) fn new(client: Client, config: &Config, kube_events: bool) -> Self {
+    pub(crate) fn new(client: Client, summaries: Client, config: &Config) -> Self {
         let scope = PodScope {
             namespaces: config.source.kubelet.namespaces(),
             label_selector: config
@@ -125,18 +134,10 @@ impl Cluster {
                 .filter(|l| !l.trim().is_empty()),
             node_name: None,
         };
-        let instance = std::env::var("POD_NAME")
-            .or_else(|_| std::env::var("HOSTNAME"))
-            .unwrap_or_else(|_| "pressured".into());
-        let recorder = (kube_events && !config.dry_run).then(|| {
-            Arc::new(EventRecorder::new(
-                client.clone(),
-                "pressure.dev/pressured",
-                &instance,
-            ))
-        });
+        let recorder = KubeEvents::new(client.clone(), config);
         Self {
             client,
+            summaries,
             scope,
             engine: Engine::new(config),
             interval: Duration::from_millis(config.source.effective_poll_interval_ms().max(1)),
@@ -173,7 +174,7 @@ impl Cluster {
             interval_ms = self.interval.as_millis() as u64, kube_events = self.recorder.is_some(), "cluster mode: watching pods");
         let (tx, mut rx) = mpsc::channel::<Fetched>(256);
         let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-        let source = SummarySource::ApiProxy(self.client.clone());
+        let source = SummarySource::ApiProxy(self.summaries.clone());
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut events = Vec::new();
@@ -187,7 +188,7 @@ impl Cluster {
                         continue;
                     }
                     round += 1;
-                    let nodes: HashSet<String> = cache.pods().iter().filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone())).collect();
+                    let nodes = cache.node_names();
                     let now = Instant::now();
                     for node in nodes {
                         if self.in_flight.contains(&node) || self.backoff.get(&node).is_some_and(|(t, _)| *t > now) {
@@ -228,10 +229,8 @@ impl Cluster {
                 update = updates.recv() => match update {
                     Ok(PodUpdate::Applied { pod, .. }) => self.pod_changed(&pod, &mut events),
                     Ok(PodUpdate::Deleted { pod }) => {
-                        if let Some(uid) = pod.metadata.uid.as_deref() {
-                            self.oom.forget(uid);
-                            self.oom_counts.retain(|(u, _), _| u != uid);
-                        }
+                        self.oom.forget(&pod.uid);
+                        self.oom_counts.retain(|(u, _), _| *u != pod.uid);
                     }
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -271,12 +270,13 @@ impl Cluster {
         self.start.elapsed().as_secs_f64()
     }
 
-    fn baseline(&mut self, pod: &Pod) {
+    fn baseline(&mut self, pod: &PodInfo) {
         // Remembered as reported, so the tracker does not report them again.
         let _ = self.oom.observe(pod, true);
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        for kill in historical_kills(pod) {
-            self.oom_counts.entry((uid.clone(), kill)).or_insert(1);
+        for kill in pod.oom_killed_containers() {
+            self.oom_counts
+                .entry((pod.uid.clone(), kill.to_owned()))
+                .or_insert(1);
         }
     }
 
@@ -294,9 +294,11 @@ impl Cluster {
                     .copied()
                     .unwrap_or((Instant::now(), 0));
                 let failures = failures + 1;
-                // 429: the API server asks to slow down (kube-rs hides Retry-After; 1 s is what it sends).
+                // 429: the API server asks to slow down for Retry-After seconds (capped); 1 s without one.
                 let wait = if code == Some(429) {
-                    Duration::from_secs(1)
+                    e.retry_after()
+                        .unwrap_or(Duration::from_secs(1))
+                        .min(MAX_RETRY_AFTER)
                 } else {
                     self.interval
                         .saturating_mul(1 << failures.min(5))
@@ -328,14 +330,14 @@ impl Cluster {
         }
     }
 
-    fn pod_changed(&mut self, pod: &Pod, events: &mut Vec<Event>) {
+    fn pod_changed(&mut self, pod: &PodInfo, events: &mut Vec<Event>) {
         for kill in self.oom.observe(pod, false) {
             self.report_kill(pod, &kill, events);
         }
     }
 
     /// Feeds an OOM kill to the engine at once (not a poll interval later) as a counter increase.
-    fn report_kill(&mut self, pod: &Pod, kill: &OomKill, events: &mut Vec<Event>) {
+    fn report_kill(&mut self, pod: &PodInfo, kill: &OomKill, events: &mut Vec<Event>) {
         let count = {
             let c = self
                 .oom_counts
@@ -379,48 +381,15 @@ impl Cluster {
 
     /// Posts the Kubernetes Event for critical, predicted_oom and oom_killed events, off the loop.
     fn post(&self, event: &Event) {
-        let Some(recorder) = &self.recorder else {
-            return;
-        };
-        let Some(spec) = event_spec(event) else {
-            return;
-        };
-        let recorder = recorder.clone();
-        tokio::spawn(async move {
-            if let Err(e) = recorder.record(&spec).await {
-                tracing::warn!(error = %e, "posting a Kubernetes Event failed");
-            }
-        });
+        if let Some(recorder) = &self.recorder {
+            recorder.post(event);
+        }
     }
 }
 
 /// Keys slots by pod UID and container name, so a restarted container (new ID) keeps its state.
 fn stabilise(target: &mut Target) {
     target.container_id = None;
-}
-
-/// Containers whose status shows an OOM kill (current or last state).
-fn historical_kills(pod: &Pod) -> Vec<String> {
-    let Some(st) = pod.status.as_ref() else {
-        return Vec::new();
-    };
-    [
-        &st.container_statuses,
-        &st.init_container_statuses,
-        &st.ephemeral_container_statuses,
-    ]
-    .into_iter()
-    .flatten()
-    .flatten()
-    .filter(|cs| {
-        [cs.last_state.as_ref(), cs.state.as_ref()]
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.terminated.as_ref())
-            .any(|t| t.reason.as_deref() == Some("OOMKilled"))
-    })
-    .map(|cs| cs.name.clone())
-    .collect()
 }
 
 /// The Kubernetes Event for an engine event, when it is one that gets posted.
@@ -434,21 +403,25 @@ pub(crate) fn event_spec(event: &Event) -> Option<EventSpec> {
         _ => return None,
     };
     let name = event.pod_name.clone()?;
-    let container = event.container_name.clone().unwrap_or_else(|| "?".into());
+    // Node mode also watches pod cgroups (the pod's own limit): those events name no container.
+    let who = event
+        .container_name
+        .as_ref()
+        .map_or_else(|| "the pod".to_owned(), |c| format!("container {c}"));
     let mib = |b: u64| b >> 20;
     let limit = event.limit_bytes.map_or_else(
         || "no limit".to_owned(),
         |l| format!("{} MiB limit", mib(l)),
     );
     let note = match event.event_type {
-        EventType::OomKilled => format!("container {container} was OOM-killed ({limit})"),
+        EventType::OomKilled => format!("{who} was OOM-killed ({limit})"),
         EventType::PredictedOom => format!(
-            "container {container} is predicted to reach its {limit} in {:.0}s (working set {} MiB)",
+            "{who} is predicted to reach its {limit} in {:.0}s (working set {} MiB)",
             event.eta_seconds.unwrap_or(0.0),
             mib(event.working_set_bytes)
         ),
         _ => format!(
-            "container {container} at {:.1}% of its {limit} (working set {} MiB)",
+            "{who} at {:.1}% of its {limit} (working set {} MiB)",
             event.usage_percent.unwrap_or(0.0),
             mib(event.working_set_bytes)
         ),
@@ -473,37 +446,162 @@ pub(crate) fn event_spec(event: &Event) -> Option<EventSpec> {
     })
 }
 
-/// Node mode's view of the API: this node's pods (`spec.nodeName` watch), to give cgroup-derived
-/// targets their names, namespace, IP and annotations.
+/// Kubernetes Events for engine events (critical, predicted_oom, oom_killed; see [`event_spec`]),
+/// each recorded on its own task so the caller's loop never waits for the API server.
+#[derive(Clone)]
+pub(crate) struct KubeEvents {
+    recorder: Arc<EventRecorder>,
+}
+
+impl KubeEvents {
+    /// A recorder reporting as `pressure.dev/pressured`, instance `POD_NAME` (else `HOSTNAME`); `None`
+    /// in dry run or with `PRESSURED_KUBE_EVENTS=off`.
+    pub(crate) fn new(client: Client, config: &Config) -> Option<Self> {
+        if config.dry_run || !kube_events_enabled() {
+            return None;
+        }
+        let instance = std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "pressured".into());
+        Some(Self {
+            recorder: Arc::new(EventRecorder::new(
+                client,
+                "pressure.dev/pressured",
+                &instance,
+            )),
+        })
+    }
+
+    /// Posts the Kubernetes Event for `event` when it is one that gets posted; returns at once.
+    pub(crate) fn post(&self, event: &Event) {
+        let Some(spec) = event_spec(event) else {
+            return;
+        };
+        let recorder = self.recorder.clone();
+        tokio::spawn(async move {
+            if let Err(e) = recorder.record(&spec).await {
+                tracing::warn!(error = %e, "posting a Kubernetes Event failed");
+            }
+        });
+    }
+}
+
+/// `PRESSURED_KUBE_EVENTS` [on]: `off`, `false`, `0` or empty turn Kubernetes Events off.
+fn kube_events_enabled() -> bool {
+    std::env::var("PRESSURED_KUBE_EVENTS")
+        .map_or(true, |v| !matches!(v.as_str(), "off" | "false" | "0" | ""))
+}
+
+/// Whether an API server is configured at all (in-cluster or a kubeconfig).
+fn api_configured() -> bool {
+    std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+        || std::env::var_os("KUBECONFIG").is_some()
+}
+
+/// How long the sidecar waits for its own pod before going on with container IDs only.
+const OWN_POD_TIMEOUT: Duration = Duration::from_secs(5);
+/// The least time between two re-reads of the own pod (for a container ID it does not know yet).
+const OWN_POD_REFRESH: Duration = Duration::from_secs(10);
+
+/// The cgroup modes' view of the API, to give cgroup-derived targets their names, namespace, IP and
+/// annotations: node mode watches this node's pods (`spec.nodeName`); sidecar mode reads its own pod.
 pub(crate) struct NodePods {
-    cache: PodCache,
+    client: Client,
+    source: PodsSource,
+}
+
+enum PodsSource {
+    /// Node mode: every pod of this node.
+    Node(PodCache),
+    /// Sidecar mode: the own pod, re-read when a container ID shows up that it does not list.
+    Own(Box<OwnPod>),
+}
+
+/// The sidecar's own pod (`GET pods/{POD_NAME}` in `POD_NAMESPACE`).
+struct OwnPod {
+    api: Api<Pod>,
+    name: String,
+    pod: Arc<RwLock<Arc<PodInfo>>>,
+    /// When the last re-read started (`None`: never re-read).
+    refreshed: Mutex<Option<Instant>>,
+}
+
+impl OwnPod {
+    fn enrich(&self, target: &mut Target) -> bool {
+        let pod = self
+            .pod
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if target
+            .pod_uid
+            .as_deref()
+            .is_some_and(|u| u.replace('_', "-") != pod.uid)
+        {
+            return false;
+        }
+        let container = match target.container_id.as_deref() {
+            Some(id) => match pod.container_by_id(id) {
+                Some(c) => Some(c.name.clone()),
+                None => {
+                    self.refresh();
+                    None
+                }
+            },
+            None => None,
+        };
+        enrich_from(target, &pod, container.as_deref());
+        true
+    }
+
+    /// Re-reads the pod in the background (a restarted or new container has an ID the last read
+    /// did not list); at most every [`OWN_POD_REFRESH`].
+    fn refresh(&self) {
+        let mut last = self
+            .refreshed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_some_and(|t| t.elapsed() < OWN_POD_REFRESH) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let (api, name, slot) = (self.api.clone(), self.name.clone(), self.pod.clone());
+        tokio::spawn(async move {
+            match tokio::time::timeout(OWN_POD_TIMEOUT, api.get(&name)).await {
+                Ok(Ok(pod)) => {
+                    *slot
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Arc::new(PodInfo::from(&pod));
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(pod = %name, error = %e, "re-reading the own pod failed")
+                }
+                Err(_) => tracing::debug!(pod = %name, "re-reading the own pod timed out"),
+            }
+        });
+    }
 }
 
 impl NodePods {
     /// Starts the watch of `node`'s pods and waits up to `sync` for its first list. `None` outside
     /// Kubernetes (neither `KUBERNETES_SERVICE_HOST` nor `KUBECONFIG` set) or when no client can be built.
     pub(crate) async fn connect(node: &str, sync: Duration) -> Option<NodePods> {
-        if std::env::var_os("KUBERNETES_SERVICE_HOST").is_none()
-            && std::env::var_os("KUBECONFIG").is_none()
-        {
+        if !api_configured() {
             tracing::debug!(
                 "no Kubernetes API configured: node-mode events carry cgroup identities only"
             );
             return None;
         }
-        let pods = match ClientSource::infer().connect().await {
-            Ok(client) => NodePods {
-                cache: PodCache::spawn(client, &PodScope::node(node)),
-            },
+        let client = match ClientSource::infer().connect().await {
+            Ok(client) => client,
             Err(e) => {
                 tracing::warn!(error = %e, "no Kubernetes API: node-mode events carry cgroup identities only");
                 return None;
             }
         };
-        if tokio::time::timeout(sync, pods.cache.ready())
-            .await
-            .is_err()
-        {
+        let cache = PodCache::spawn(client.clone(), &PodScope::node(node));
+        if tokio::time::timeout(sync, cache.ready()).await.is_err() {
             tracing::warn!(
                 node,
                 "this node's pod list is not complete yet; names follow as it arrives"
@@ -511,25 +609,84 @@ impl NodePods {
         }
         tracing::info!(
             node,
-            pods = pods.cache.len(),
+            pods = cache.len(),
             "node mode: watching this node's pods for names, IPs and annotations"
         );
-        Some(pods)
+        Some(NodePods {
+            client,
+            source: PodsSource::Node(cache),
+        })
+    }
+
+    /// Sidecar mode: reads the own pod (`POD_NAMESPACE`/`POD_NAME`) once, so container cgroups get
+    /// their names (joined by container ID across all container statuses, current and last state).
+    /// `None`, with one info line, when the names are unset, no API is configured, or the read fails
+    /// (e.g. no RBAC `get pods`): the sidecar then goes on with container IDs.
+    pub(crate) async fn own_pod(namespace: Option<&str>, name: Option<&str>) -> Option<NodePods> {
+        let (Some(namespace), Some(name)) = (namespace, name) else {
+            tracing::info!("POD_NAME/POD_NAMESPACE unset: container names stay unknown (IDs only)");
+            return None;
+        };
+        if !api_configured() {
+            tracing::info!("no Kubernetes API configured: container names stay unknown (IDs only)");
+            return None;
+        }
+        let client = match ClientSource::infer().connect().await {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::info!(error = %e, "no Kubernetes API client: container names stay unknown (IDs only)");
+                return None;
+            }
+        };
+        let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let pod = match tokio::time::timeout(OWN_POD_TIMEOUT, api.get(name)).await {
+            Ok(Ok(pod)) => PodInfo::from(&pod),
+            Ok(Err(e)) => {
+                tracing::info!(pod = %format!("{namespace}/{name}"), error = %e,
+                    "cannot read the own pod (RBAC: get pods): container names stay unknown (IDs only)");
+                return None;
+            }
+            Err(_) => {
+                tracing::info!(pod = %format!("{namespace}/{name}"),
+                    "reading the own pod timed out: container names stay unknown (IDs only)");
+                return None;
+            }
+        };
+        tracing::info!(pod = %pod.full_name(), containers = pod.containers.len(),
+            "sidecar: container names from the own pod");
+        Some(NodePods {
+            client,
+            source: PodsSource::Own(Box::new(OwnPod {
+                api,
+                name: name.to_owned(),
+                pod: Arc::new(RwLock::new(Arc::new(pod))),
+                refreshed: Mutex::new(None),
+            })),
+        })
+    }
+
+    /// Kubernetes Events through this API client (node mode); `None` when off (see [`KubeEvents::new`]).
+    pub(crate) fn kube_events(&self, config: &Config) -> Option<KubeEvents> {
+        KubeEvents::new(self.client.clone(), config)
     }
 
     /// Fills `target` from the pod with its UID (else its container ID): names, IP, annotations.
     /// Returns whether a pod was found.
     pub(crate) fn enrich(&self, target: &mut Target) -> bool {
+        let cache = match &self.source {
+            PodsSource::Node(cache) => cache,
+            PodsSource::Own(own) => return own.enrich(target),
+        };
         let found = target
             .pod_uid
             .as_deref()
-            .and_then(|uid| self.cache.by_uid(uid))
+            .and_then(|uid| cache.by_uid(uid))
             .map(|p| {
                 let name = target
                     .container_id
                     .as_deref()
-                    .and_then(|id| self.cache.by_container_id(id))
-                    .filter(|(q, _)| q.metadata.uid == p.metadata.uid)
+                    .and_then(|id| cache.by_container_id(id))
+                    .filter(|(q, _)| q.uid == p.uid)
                     .map(|(_, n)| n);
                 (p, name)
             })
@@ -537,7 +694,7 @@ impl NodePods {
                 target
                     .container_id
                     .as_deref()
-                    .and_then(|id| self.cache.by_container_id(id))
+                    .and_then(|id| cache.by_container_id(id))
                     .map(|(p, n)| (p, Some(n)))
             });
         let Some((pod, container)) = found else {
@@ -550,7 +707,7 @@ impl NodePods {
 
 /// Copies a pod's identity into a cgroup-derived target, keeping what the cgroup knows (container ID,
 /// cgroup path).
-pub(crate) fn enrich_from(target: &mut Target, pod: &Pod, container: Option<&str>) {
+pub(crate) fn enrich_from(target: &mut Target, pod: &PodInfo, container: Option<&str>) {
     let from_api = target_for(pod, container.or(target.container_name.as_deref()));
     target.namespace = from_api.namespace;
     target.pod_name = from_api.pod_name;
@@ -573,13 +730,14 @@ mod tests {
 
     use super::*;
 
-    fn pod() -> Pod {
-        serde_json::from_value(json!({
+    fn pod() -> PodInfo {
+        let pod: Pod = serde_json::from_value(json!({
             "metadata": {"name": "web-1", "namespace": "shop", "uid": "u-1", "annotations": {"pressured.io/warn-percent": "50"}},
             "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "x", "resources": {"limits": {"memory": "64Mi"}}}]},
             "status": {"podIP": "10.1.2.3", "containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": true, "restartCount": 0, "containerID": "containerd://abc"}]},
         }))
-        .unwrap()
+        .unwrap();
+        PodInfo::from(&pod)
     }
 
     #[test]

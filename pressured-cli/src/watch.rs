@@ -55,18 +55,33 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         (Scope::Node, Some(node)) => {
             crate::cluster::NodePods::connect(&node, Duration::from_secs(5)).await
         }
+        (Scope::Pod { .. }, _) => {
+            crate::cluster::NodePods::own_pod(env.namespace.as_deref(), env.pod_name.as_deref())
+                .await
+        }
+        _ => None,
+    };
+    // Node mode posts Kubernetes Events through the pod watch's client; the sidecar does not.
+    let kube_events = match scope {
+        Scope::Node => pods.as_ref().and_then(|p| p.kube_events(&config)),
         _ => None,
     };
     let mut watcher = Watcher::new(&config, layout, scope, env)?;
     watcher.pods = pods;
-    let result = watcher.run(&mut |event| dispatch(&mut sink, event)).await;
+    let result = watcher
+        .run(&mut |event| dispatch(&mut sink, kube_events.as_ref(), event))
+        .await;
     sink.shutdown().await;
     result
 }
 
-/// Hands one event on: a JSON line on stdout and the action dispatcher (`pressure-actions`).
-fn dispatch(sink: &mut EventSink, event: &Event) {
+/// Hands one event on: a JSON line on stdout and the action dispatcher (`pressure-actions`), and
+/// (node mode) a Kubernetes Event, recorded on its own task so the loop does not wait for the API.
+fn dispatch(sink: &mut EventSink, kube: Option<&crate::cluster::KubeEvents>, event: &Event) {
     sink.emit(event);
+    if let Some(kube) = kube {
+        kube.post(event);
+    }
 }
 
 /// One watched cgroup.

@@ -318,3 +318,67 @@ fn only_the_leader_replica_acts_and_a_follower_takes_over() {
     });
     assert_eq!(critical["namespace"], "ns-0");
 }
+
+/// Requests for `node`'s summary so far.
+fn summary_requests(server: &FakeApiServer, node: &str) -> usize {
+    let needle = format!("/nodes/{node}/proxy/stats/summary");
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.contains(&needle))
+        .count()
+}
+
+#[test]
+fn cluster_mode_leaves_a_429_node_alone_for_its_retry_after() {
+    let (_rt, server) = start_server(World::synthetic(2, 1));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = server.write_kubeconfig(dir.path()).expect("kubeconfig");
+    let config = dir.path().join("config.json");
+    let cfg = json!({
+        "source": {"mode": "cluster", "poll_interval_ms": 100},
+        "thresholds": {"predict_seconds": 0},
+    });
+    std::fs::write(&config, cfg.to_string()).expect("config");
+    let child = Command::new(env!("CARGO_BIN_EXE_pressured"))
+        .args(["-c", config.to_str().unwrap_or_default()])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("PRESSURED_KUBE_EVENTS", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start pressured");
+    let _p = Pressured(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while summary_requests(&server, "node-1") < 3 {
+        assert!(Instant::now() < deadline, "node-1 is never polled");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // node-1's next summary answers 429 with Retry-After: 3.
+    let before = summary_requests(&server, "node-1");
+    let node0_before = summary_requests(&server, "node-0");
+    let added = Instant::now();
+    server.add_fault(
+        FaultRule::new(Fault::TooManyRequests {
+            retry_after_secs: 3,
+        })
+        .path_contains("/nodes/node-1/proxy")
+        .times(1),
+    );
+    // The refused request, then the next one: not before the 3 s are up (polling is every 100 ms).
+    while summary_requests(&server, "node-1") < before + 2 {
+        assert!(
+            added.elapsed() < Duration::from_secs(10),
+            "node-1 is not polled again after its Retry-After"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let waited = added.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2900),
+        "node-1 re-requested {waited:?} after a 429 with Retry-After: 3"
+    );
+    // node-0 kept being polled meanwhile.
+    let node0 = summary_requests(&server, "node-0") - node0_before;
+    assert!(node0 >= 10, "only {node0} node-0 summaries in {waited:?}");
+}

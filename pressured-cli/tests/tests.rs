@@ -1,6 +1,7 @@
 //! Tests that run the real `pressured` binary.
 
 mod cli;
+mod k8s_cgroup_tree;
 mod k8s_cluster;
 mod k8s_node;
 mod system_cgroup;

@@ -1,0 +1,368 @@
+//! Node and sidecar modes with the API against a cgroup v2 tree written to a temp dir (the files and
+//! formats the kernel writes), so they run anywhere: node mode posts Kubernetes Events on the pod, and
+//! the sidecar names its containers from its own pod's status.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use pressure_testkit::{
+    FakeApiServer, World, synthetic_node, synthetic_pod, unique_container_id, unique_pod_uid,
+};
+use serde_json::{Value, json};
+
+const MIB: u64 = 1 << 20;
+
+struct Pressured(Child);
+
+impl Drop for Pressured {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Writes the memory files of one v2 cgroup: `memory.current` = `usage`, `memory.max` = `limit`.
+fn write_v2_cgroup(dir: &Path, usage: u64, limit: u64) {
+    std::fs::create_dir_all(dir).expect("mkdir cgroup");
+    let files = [
+        ("memory.current", format!("{usage}\n")),
+        ("memory.max", format!("{limit}\n")),
+        (
+            "memory.stat",
+            format!("anon {usage}\nfile 0\nactive_file 0\ninactive_file 0\n"),
+        ),
+        (
+            "memory.events",
+            "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n".to_owned(),
+        ),
+        (
+            "memory.pressure",
+            "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+                .to_owned(),
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).expect("write cgroup file");
+    }
+}
+
+/// A v2 hierarchy (cgroupfs driver) with one burstable pod and its container, both at `usage`.
+fn v2_tree(root: &Path, pod_uid: &str, container_id: &str, usage: u64, limit: u64) -> PathBuf {
+    std::fs::write(
+        root.join("cgroup.controllers"),
+        "cpuset cpu io memory pids\n",
+    )
+    .expect("cgroup.controllers");
+    let pod = root.join(format!("kubepods/burstable/pod{pod_uid}"));
+    write_v2_cgroup(&pod, usage, limit);
+    let container = pod.join(container_id);
+    write_v2_cgroup(&container, usage, limit);
+    container
+}
+
+fn start_server(world: World) -> (tokio::runtime::Runtime, FakeApiServer) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let server = rt.block_on(FakeApiServer::start(world)).expect("server");
+    (rt, server)
+}
+
+/// Starts `pressured` with `config` and `env`; its JSON events arrive on the channel, its log on
+/// the test's stderr.
+fn start(config: &Path, env: &[(&str, &str)]) -> (Pressured, mpsc::Receiver<Value>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pressured"));
+    cmd.args(["-c", config.to_str().unwrap_or_default()])
+        .env_remove("POD_UID")
+        .env_remove("POD_NAME")
+        .env_remove("POD_NAMESPACE")
+        .env_remove("NODE_NAME")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("PRESSURED_KUBE_EVENTS")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start pressured");
+    let (stdout, stderr) = (
+        child.stdout.take().expect("stdout"),
+        child.stderr.take().expect("stderr"),
+    );
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("pressured: {line}");
+        }
+    });
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    (Pressured(child), rx)
+}
+
+fn next_event(rx: &mpsc::Receiver<Value>, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ev = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no {what} event in time"));
+        if pred(&ev) {
+            return ev;
+        }
+    }
+}
+
+fn config_file(dir: &Path, mode: &str, cgroup_root: &Path, extra: Value) -> PathBuf {
+    let mut cfg = json!({
+        "source": {"mode": mode, "poll_interval_ms": 100, "cgroup": {"path": cgroup_root}},
+        "thresholds": {"warn_percent": 70, "critical_percent": 85, "cooldown_seconds": 600, "predict_seconds": 0},
+    });
+    if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    let path = dir.join("config.json");
+    std::fs::write(&path, cfg.to_string()).expect("config");
+    path
+}
+
+/// A pod of `node` whose only container `app` runs as `container_id`.
+fn pod_with_container(ns: &str, name: &str, uid: &str, node: &str, container_id: &str) -> Value {
+    let mut pod = synthetic_pod(ns, name, uid, node, "10.44.0.9");
+    pod["status"]["containerStatuses"][0]["containerID"] =
+        json!(format!("containerd://{container_id}"));
+    pod
+}
+
+#[test]
+fn node_mode_posts_kubernetes_events_on_the_pod() {
+    let (uid, cid) = (unique_pod_uid(), unique_container_id());
+    let world = World::new()
+        .with(synthetic_node("node-t", "10.44.0.1"))
+        .with(pod_with_container("shop", "cart-1", &uid, "node-t", &cid));
+    let (_rt, server) = start_server(world);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cg_root = dir.path().join("cgroup");
+    std::fs::create_dir_all(&cg_root).expect("mkdir");
+    // 90 % of 256 MiB from the start: critical at once.
+    let container = v2_tree(&cg_root, &uid, &cid, 230 * MIB, 256 * MIB);
+    let kubeconfig = server.write_kubeconfig(dir.path()).expect("kubeconfig");
+    let config = config_file(dir.path(), "node", &cg_root, json!({}));
+    let (_p, rx) = start(
+        &config,
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap_or_default()),
+            ("NODE_NAME", "node-t"),
+            ("POD_NAME", "pressured-node-t"),
+        ],
+    );
+    let crit = next_event(&rx, "critical", |e| {
+        e["container_id"] == cid.as_str() && e["severity"] == "critical"
+    });
+    assert_eq!(crit["pod_name"], "cart-1", "{crit}");
+    assert_eq!(crit["container_name"], "app");
+
+    // The Kubernetes Event on the pod: reason, type, the pod and container it regards.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ev = loop {
+        // The container's Event (the pod cgroup, also at 90 %, gets one without a fieldPath).
+        if let Some(ev) = server.events().into_iter().find(|e| {
+            e["reason"] == "MemoryPressureCritical"
+                && e["involvedObject"]["fieldPath"] == "spec.containers{app}"
+        }) {
+            break ev;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Kubernetes Event: {:?}",
+            server.events()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(ev["type"], "Warning", "{ev}");
+    // Stored in the core/v1 form (`involvedObject`), as the real API server does.
+    let regarding = &ev["involvedObject"];
+    assert_eq!(regarding["kind"], "Pod", "{ev}");
+    assert_eq!(regarding["name"], "cart-1");
+    assert_eq!(regarding["namespace"], "shop");
+    assert_eq!(regarding["uid"], uid.as_str());
+    assert_eq!(regarding["fieldPath"], "spec.containers{app}");
+    assert_eq!(ev["reportingComponent"], "pressure.dev/pressured", "{ev}");
+    assert!(
+        ev["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("container app at 89.8% of its 256 MiB limit")),
+        "{ev}"
+    );
+    let pod_level = server.events().into_iter().find(|e| {
+        e["reason"] == "MemoryPressureCritical" && e["involvedObject"]["fieldPath"].is_null()
+    });
+    if let Some(p) = pod_level {
+        assert!(
+            p["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("the pod at")),
+            "{p}"
+        );
+    }
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("POST") && r.contains("events")),
+        "{:?}",
+        server.requests()
+    );
+
+    // An OOM kill in the cgroup: oom_killed, and its Event.
+    std::fs::write(
+        container.join("memory.events"),
+        "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n",
+    )
+    .expect("memory.events");
+    let oom = next_event(&rx, "oom_killed", |e| {
+        e["container_id"] == cid.as_str() && e["event_type"] == "oom_killed"
+    });
+    assert_eq!(oom["pod_name"], "cart-1");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.events().iter().any(|e| e["reason"] == "OOMKilled") {
+        assert!(
+            Instant::now() < deadline,
+            "no OOMKilled Event: {:?}",
+            server.events()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn node_mode_posts_no_kubernetes_events_in_dry_run() {
+    let (uid, cid) = (unique_pod_uid(), unique_container_id());
+    let world = World::new()
+        .with(synthetic_node("node-d", "10.44.0.1"))
+        .with(pod_with_container("shop", "cart-2", &uid, "node-d", &cid));
+    let (_rt, server) = start_server(world);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cg_root = dir.path().join("cgroup");
+    std::fs::create_dir_all(&cg_root).expect("mkdir");
+    v2_tree(&cg_root, &uid, &cid, 230 * MIB, 256 * MIB);
+    let kubeconfig = server.write_kubeconfig(dir.path()).expect("kubeconfig");
+    let config = config_file(dir.path(), "node", &cg_root, json!({"dry_run": true}));
+    let (_p, rx) = start(
+        &config,
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap_or_default()),
+            ("NODE_NAME", "node-d"),
+        ],
+    );
+    let crit = next_event(&rx, "critical", |e| {
+        e["container_id"] == cid.as_str() && e["severity"] == "critical"
+    });
+    assert_eq!(crit["pod_name"], "cart-2");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(server.events().is_empty(), "{:?}", server.events());
+}
+
+#[test]
+fn sidecar_names_its_containers_from_its_own_pod() {
+    let (uid, cid, old) = (
+        unique_pod_uid(),
+        unique_container_id(),
+        unique_container_id(),
+    );
+    let mut pod = pod_with_container("shop", "api-0", &uid, "node-s", &cid);
+    // A second container known only by its previous instance (lastState), as after a restart.
+    pod["spec"]["containers"]
+        .as_array_mut()
+        .expect("containers")
+        .push(
+            json!({"name": "worker", "image": "x", "resources": {"limits": {"memory": "256Mi"}}}),
+        );
+    pod["status"]["containerStatuses"]
+        .as_array_mut()
+        .expect("statuses")
+        .push(json!({"name": "worker", "image": "x", "imageID": "", "ready": false, "restartCount": 1,
+            "containerID": "containerd://ffff", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"reason": "Error", "exitCode": 1, "containerID": format!("containerd://{old}")}}}));
+    let (_rt, server) = start_server(World::new().with(pod));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cg_root = dir.path().join("cgroup");
+    std::fs::create_dir_all(&cg_root).expect("mkdir");
+    v2_tree(&cg_root, &uid, &cid, 200 * MIB, 256 * MIB);
+    write_v2_cgroup(
+        &cg_root.join(format!("kubepods/burstable/pod{uid}/{old}")),
+        200 * MIB,
+        256 * MIB,
+    );
+    let kubeconfig = server.write_kubeconfig(dir.path()).expect("kubeconfig");
+    let config = config_file(dir.path(), "cgroup", &cg_root, json!({}));
+    let (_p, rx) = start(
+        &config,
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap_or_default()),
+            ("POD_UID", &uid),
+            ("POD_NAME", "api-0"),
+            ("POD_NAMESPACE", "shop"),
+        ],
+    );
+    let app = next_event(&rx, "warn for app", |e| {
+        e["container_id"] == cid.as_str() && e["severity"] == "warn"
+    });
+    assert_eq!(app["container_name"], "app", "{app}");
+    assert_eq!(app["pod_name"], "api-0");
+    assert_eq!(app["namespace"], "shop");
+    let worker = next_event(&rx, "warn for worker", |e| {
+        e["container_id"] == old.as_str() && e["severity"] == "warn"
+    });
+    assert_eq!(worker["container_name"], "worker", "{worker}");
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("GET /api/v1/namespaces/shop/pods/api-0")),
+        "{:?}",
+        server.requests()
+    );
+    // The sidecar posts no Kubernetes Events (no RBAC for them is asked of it).
+    assert!(server.events().is_empty());
+}
+
+#[test]
+fn sidecar_without_access_to_its_pod_keeps_container_ids() {
+    let (uid, cid) = (unique_pod_uid(), unique_container_id());
+    // The API server does not know the pod: the GET is a 404, as a missing RBAC grant would be a 403.
+    let (_rt, server) = start_server(World::new());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cg_root = dir.path().join("cgroup");
+    std::fs::create_dir_all(&cg_root).expect("mkdir");
+    v2_tree(&cg_root, &uid, &cid, 200 * MIB, 256 * MIB);
+    let kubeconfig = server.write_kubeconfig(dir.path()).expect("kubeconfig");
+    let config = config_file(dir.path(), "cgroup", &cg_root, json!({}));
+    let (_p, rx) = start(
+        &config,
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap_or_default()),
+            ("POD_UID", &uid),
+            ("POD_NAME", "gone-0"),
+            ("POD_NAMESPACE", "shop"),
+        ],
+    );
+    let warn = next_event(&rx, "warn", |e| {
+        e["container_id"] == cid.as_str() && e["severity"] == "warn"
+    });
+    assert!(warn["container_name"].is_null(), "{warn}");
+    assert_eq!(warn["pod_name"], "gone-0", "the downward API name stays");
+}
