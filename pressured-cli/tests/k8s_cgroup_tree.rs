@@ -366,3 +366,37 @@ fn sidecar_without_access_to_its_pod_keeps_container_ids() {
     assert!(warn["container_name"].is_null(), "{warn}");
     assert_eq!(warn["pod_name"], "gone-0", "the downward API name stays");
 }
+
+#[test]
+fn node_mode_goes_on_without_a_live_api_server() {
+    let (uid, cid) = (unique_pod_uid(), unique_container_id());
+    let (rt, server) = start_server(World::new().with(synthetic_node("node-x", "10.44.0.1")));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = server.write_kubeconfig(dir.path()).expect("kubeconfig");
+    // The server goes away before pressured starts: every API call is refused.
+    drop(server);
+    drop(rt);
+    let cg_root = dir.path().join("cgroup");
+    std::fs::create_dir_all(&cg_root).expect("mkdir");
+    v2_tree(&cg_root, &uid, &cid, 230 * MIB, 256 * MIB);
+    let config = config_file(dir.path(), "node", &cg_root, json!({}));
+    let (mut p, rx) = start(
+        &config,
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap_or_default()),
+            ("NODE_NAME", "node-x"),
+        ],
+    );
+    // Events still flow, identified by the cgroup (UID, container ID), and posting their
+    // Kubernetes Events fails quietly.
+    let crit = next_event(&rx, "critical", |e| {
+        e["container_id"] == cid.as_str() && e["severity"] == "critical"
+    });
+    assert_eq!(crit["pod_uid"], uid.as_str());
+    assert!(crit["pod_name"].is_null(), "{crit}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        p.0.try_wait().expect("try_wait").is_none(),
+        "pressured exited without an API server"
+    );
+}
