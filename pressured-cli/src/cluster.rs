@@ -502,6 +502,8 @@ fn api_configured() -> bool {
 const OWN_POD_TIMEOUT: Duration = Duration::from_secs(5);
 /// The least time between two re-reads of the own pod (for a container ID it does not know yet).
 const OWN_POD_REFRESH: Duration = Duration::from_secs(10);
+/// Re-reads of the own pod for one unknown container ID.
+const OWN_POD_REREADS: u32 = 3;
 
 /// The cgroup modes' view of the API, to give cgroup-derived targets their names, namespace, IP and
 /// annotations: node mode watches this node's pods (`spec.nodeName`); sidecar mode reads its own pod.
@@ -522,8 +524,9 @@ struct OwnPod {
     api: Api<Pod>,
     name: String,
     pod: Arc<RwLock<Arc<PodInfo>>>,
-    /// When the last re-read started (`None`: never re-read).
-    refreshed: Mutex<Option<Instant>>,
+    /// When the last re-read started (`None`: never re-read), and how many re-reads each unknown
+    /// container ID has caused.
+    refreshed: Mutex<(Option<Instant>, HashMap<String, u32>)>,
 }
 
 impl OwnPod {
@@ -544,7 +547,7 @@ impl OwnPod {
             Some(id) => match pod.container_by_id(id) {
                 Some(c) => Some(c.name.clone()),
                 None => {
-                    self.refresh();
+                    self.refresh(id);
                     None
                 }
             },
@@ -555,15 +558,22 @@ impl OwnPod {
     }
 
     /// Re-reads the pod in the background (a restarted or new container has an ID the last read
-    /// did not list); at most every [`OWN_POD_REFRESH`].
-    fn refresh(&self) {
-        let mut last = self
+    /// did not list); at most every [`OWN_POD_REFRESH`], and at most [`OWN_POD_REREADS`] times for
+    /// one ID: the sandbox (pause) container has a cgroup but no status and would cause a read forever.
+    fn refresh(&self, unknown_id: &str) {
+        let mut guard = self
             .refreshed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (last, tries) = &mut *guard;
         if last.is_some_and(|t| t.elapsed() < OWN_POD_REFRESH) {
             return;
         }
+        let n = tries.entry(unknown_id.to_owned()).or_default();
+        if *n >= OWN_POD_REREADS {
+            return;
+        }
+        *n += 1;
         *last = Some(Instant::now());
         let (api, name, slot) = (self.api.clone(), self.name.clone(), self.pod.clone());
         tokio::spawn(async move {
@@ -660,7 +670,7 @@ impl NodePods {
                 api,
                 name: name.to_owned(),
                 pod: Arc::new(RwLock::new(Arc::new(pod))),
-                refreshed: Mutex::new(None),
+                refreshed: Mutex::new((None, HashMap::new())),
             })),
         })
     }

@@ -336,6 +336,26 @@ fn sidecar_names_its_containers_from_its_own_pod() {
         "{:?}",
         server.requests()
     );
+
+    // A container restarts under a new ID the first read did not list: the pod is read again.
+    let fresh = unique_container_id();
+    assert!(server.update_pod("shop", "api-0", |p| {
+        p["status"]["containerStatuses"][0]["containerID"] = json!(format!("containerd://{fresh}"));
+    }));
+    let fresh_dir = cg_root.join(format!("kubepods/burstable/pod{uid}/{fresh}"));
+    write_v2_cgroup(&fresh_dir, 10 * MIB, 256 * MIB);
+    std::thread::sleep(Duration::from_millis(2500));
+    write_v2_cgroup(&fresh_dir, 200 * MIB, 256 * MIB);
+    let restarted = next_event(&rx, "warn for the restarted app", |e| {
+        e["container_id"] == fresh.as_str() && e["severity"] == "warn"
+    });
+    assert_eq!(restarted["container_name"], "app", "{restarted}");
+    let gets = server
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("GET /api/v1/namespaces/shop/pods/api-0"))
+        .count();
+    assert!((2..=4).contains(&gets), "{gets} reads of the own pod");
     // The sidecar posts no Kubernetes Events (no RBAC for them is asked of it).
     assert!(server.events().is_empty());
 }
