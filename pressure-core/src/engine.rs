@@ -172,17 +172,22 @@ pub struct SlotId {
     generation: u32,
 }
 
-/// What the engine remembers about one container: the hot state, dense and small, so a poll over
-/// thousands of containers streams through memory.
+/// What the engine remembers about one container: the hot state, dense and exactly two cache lines (the
+/// first for the threshold check, the second for the trend), so a poll over thousands of containers
+/// streams through memory.
 #[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
 struct State {
     /// Matches the [`SlotId`] handed out; 0 = free slot.
     generation: u32,
+    /// The engine cycle of the last sample (wrapping).
+    seen_cycle: u32,
     /// Index into `Engine::thresholds`.
-    thresholds: u32,
-    seen_cycle: u64,
+    thresholds: u16,
     severity: Severity,
     has_oom_baseline: bool,
+    /// Points in `trend` since it was last cleared (saturating).
+    trend_points: u32,
     oom_baseline: u64,
     /// The band of signal bytes `[band_lo, band_hi]` in which the severity stays what it is, for the
     /// limit `band_limit` (0 = unlimited): inside it a sample needs no percentage and no comparison with
@@ -196,6 +201,8 @@ struct State {
     predict_rearm_at: f64,
     trend: Trend,
 }
+
+const _: () = assert!(size_of::<State>() == 128);
 
 /// What the engine remembers about one container that only events need: cold.
 #[derive(Debug)]
@@ -298,9 +305,10 @@ impl Engine {
         let state = State {
             generation,
             thresholds,
-            seen_cycle: self.cycle,
+            seen_cycle: self.cycle as u32,
             severity: Severity::Ok,
             has_oom_baseline: false,
+            trend_points: 0,
             oom_baseline: 0,
             band_lo: 1,
             band_hi: 0,
@@ -331,7 +339,7 @@ impl Engine {
     }
 
     /// Resolves the target's thresholds (global plus annotations) to an index of the thresholds table.
-    fn resolve(&mut self, target: &Target) -> u32 {
+    fn resolve(&mut self, target: &Target) -> u16 {
         let (thresholds, rejected) = self.global.with_annotations(&target.annotations);
         for (annotation, reason) in rejected {
             let pod = match (&target.namespace, &target.pod_name, &target.pod_uid) {
@@ -348,13 +356,32 @@ impl Engine {
                 tracing::warn!(pod = %pod, annotation = %annotation, "ignoring invalid annotation: {reason}; the global value applies");
             }
         }
-        match self.thresholds.iter().position(|t| *t == thresholds) {
-            Some(i) => i as u32,
-            None => {
-                self.thresholds.push(thresholds);
-                (self.thresholds.len() - 1) as u32
-            }
+        if let Some(i) = self.thresholds.iter().position(|t| *t == thresholds) {
+            return i as u16;
         }
+        if self.thresholds.len() > usize::from(u16::MAX) {
+            self.compact_thresholds();
+        }
+        self.thresholds.push(thresholds);
+        u16::try_from(self.thresholds.len() - 1).expect("compaction keeps the table below 2^16")
+    }
+
+    /// Drops threshold sets no tracked container uses any more (pods with their own overrides come and
+    /// go); the global set stays at index 0.
+    #[cold]
+    fn compact_thresholds(&mut self) {
+        let mut remap = vec![u16::MAX; self.thresholds.len()];
+        remap[0] = 0;
+        let mut kept = vec![self.thresholds[0]];
+        for st in self.states.iter_mut().filter(|s| s.generation != 0) {
+            let old = usize::from(st.thresholds);
+            if remap[old] == u16::MAX {
+                remap[old] = kept.len() as u16;
+                kept.push(self.thresholds[old]);
+            }
+            st.thresholds = remap[old];
+        }
+        self.thresholds = kept;
     }
 
     /// Tracks the sample's container and feeds it its reading. Events are appended to `out`.
@@ -381,35 +408,28 @@ impl Engine {
         else {
             return false;
         };
-        let th = &self.thresholds[st.thresholds as usize];
-        let (dry_run, meta) = (self.dry_run, &self.meta);
+        let th = &self.thresholds[usize::from(st.thresholds)];
+        st.seen_cycle = self.cycle as u32;
         let signal = match th.signal {
             Signal::WorkingSet => reading.working_set_bytes,
             Signal::Usage => reading.usage_bytes,
         };
         // 0 = unlimited (a zero limit is treated as none).
         let limit = reading.limit_bytes.unwrap_or(0);
-        let percent = || (limit > 0).then(|| percent_of(signal, limit));
-        let emit = |kind, severity, previous, eta| {
-            let target = &meta[i].as_ref().expect("live slot has meta").target;
-            make_event(
-                target,
-                reading,
-                kind,
-                severity,
-                previous,
-                percent(),
-                eta,
-                dry_run,
-            )
+        let emit = EventMaker {
+            meta: &self.meta,
+            slot: i,
+            reading,
+            signal,
+            limit,
+            dry_run: self.dry_run,
         };
-        st.seen_cycle = self.cycle;
 
         if let Some(count) = reading.oom_kill_count
             && (count != st.oom_baseline || !st.has_oom_baseline)
         {
             if st.has_oom_baseline && count > st.oom_baseline {
-                out.push(emit(EventType::OomKilled, st.severity, st.severity, None));
+                out.push(emit.event(EventType::OomKilled, st.severity, st.severity, None));
             }
             st.has_oom_baseline = true;
             st.oom_baseline = count;
@@ -420,9 +440,10 @@ impl Engine {
         let severity = if in_band {
             previous
         } else {
-            let severity = match percent() {
-                Some(p) => th.severity(p, previous),
-                None => Severity::Ok,
+            let severity = if limit > 0 {
+                th.severity(percent_of(signal, limit), previous)
+            } else {
+                Severity::Ok
             };
             (st.band_lo, st.band_hi) = th.band(severity, limit);
             st.band_limit = limit;
@@ -434,10 +455,10 @@ impl Engine {
             } else {
                 EventType::MemoryPressure
             };
-            out.push(emit(kind, severity, previous, None));
+            out.push(emit.event(kind, severity, previous, None));
             st.last_emit = now;
         } else if severity != Severity::Ok && now - st.last_emit >= th.cooldown_seconds {
-            out.push(emit(EventType::MemoryPressure, severity, previous, None));
+            out.push(emit.event(EventType::MemoryPressure, severity, previous, None));
             st.last_emit = now;
         }
         st.severity = severity;
@@ -446,18 +467,21 @@ impl Engine {
             if limit > 0 {
                 let tau = th.predict_window_seconds / 2.0;
                 let cache = &mut self.decay_cache;
-                st.trend.push(now, signal, |dt| {
-                    if cache.0 != dt || cache.1 != tau {
+                st.trend.push(&mut st.trend_points, now, signal, |dt| {
+                    // Bit patterns: cheaper than float comparisons, and exact.
+                    if cache.0.to_bits() != dt.to_bits() || cache.1.to_bits() != tau.to_bits() {
                         *cache = (dt, tau, (-dt / tau).exp());
                     }
                     cache.2
                 });
                 if now >= st.predict_rearm_at
-                    && let Some(p) = st
-                        .trend
-                        .predict(limit.saturating_sub(signal), th.predict_seconds)
+                    && let Some(p) = st.trend.predict(
+                        st.trend_points,
+                        limit.saturating_sub(signal),
+                        th.predict_seconds,
+                    )
                 {
-                    out.push(emit(
+                    out.push(emit.event(
                         EventType::PredictedOom,
                         severity,
                         severity,
@@ -465,8 +489,9 @@ impl Engine {
                     ));
                     st.predict_rearm_at = now + th.cooldown_seconds.max(f64::MIN_POSITIVE);
                 }
-            } else {
+            } else if st.trend_points > 0 {
                 st.trend.clear();
+                st.trend_points = 0;
             }
         }
         true
@@ -478,7 +503,9 @@ impl Engine {
         let cycle = self.cycle;
         let mut forgotten = 0;
         for (i, st) in self.states.iter_mut().enumerate() {
-            if st.generation != 0 && st.seen_cycle + FORGET_AFTER_CYCLES < cycle {
+            if st.generation != 0
+                && (cycle as u32).wrapping_sub(st.seen_cycle) > FORGET_AFTER_CYCLES as u32
+            {
                 st.generation = 0;
                 if let Some(meta) = self.meta[i].take() {
                     self.index.remove(&meta.key);
@@ -533,39 +560,56 @@ fn first_at_least(percent: f64, limit: u64) -> Option<u64> {
     Some(hi)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn make_event(
-    target: &Target,
-    reading: &Reading,
-    event_type: EventType,
-    severity: Severity,
-    previous_severity: Severity,
-    usage_percent: Option<f64>,
-    eta_seconds: Option<f64>,
+/// What an event of one sample is made of; building one is the cold path of [`Engine::observe`].
+struct EventMaker<'a> {
+    meta: &'a [Option<Meta>],
+    slot: usize,
+    reading: &'a Reading,
+    signal: u64,
+    /// 0 = unlimited.
+    limit: u64,
     dry_run: bool,
-) -> Event {
-    Event {
-        timestamp: reading.timestamp,
-        event_type,
-        severity,
-        previous_severity,
-        namespace: target.namespace.clone(),
-        pod_name: target.pod_name.clone(),
-        pod_uid: target.pod_uid.clone(),
-        container_name: target.container_name.clone(),
-        container_id: target.container_id.clone(),
-        node_name: target.node_name.clone(),
-        pod_ip: target.pod_ip.clone(),
-        usage_bytes: reading.usage_bytes,
-        working_set_bytes: reading.working_set_bytes,
-        limit_bytes: reading.limit_bytes,
-        usage_percent: usage_percent.map(|p| ((p * 100.0).round() / 100.0).clamp(0.0, 100.0)),
-        oom_kill_count: reading.oom_kill_count,
-        eta_seconds: eta_seconds.map(|e| (e * 10.0).round() / 10.0),
-        psi_some_avg10: reading.psi.map(|p| p.some_avg10),
-        annotations: target.annotations.clone(),
-        dry_run,
-        profile: None,
+}
+
+impl EventMaker<'_> {
+    #[cold]
+    #[inline(never)]
+    fn event(
+        &self,
+        event_type: EventType,
+        severity: Severity,
+        previous_severity: Severity,
+        eta_seconds: Option<f64>,
+    ) -> Event {
+        let target = &self.meta[self.slot]
+            .as_ref()
+            .expect("live slot has meta")
+            .target;
+        let reading = self.reading;
+        let usage_percent = (self.limit > 0).then(|| percent_of(self.signal, self.limit));
+        Event {
+            timestamp: reading.timestamp,
+            event_type,
+            severity,
+            previous_severity,
+            namespace: target.namespace.clone(),
+            pod_name: target.pod_name.clone(),
+            pod_uid: target.pod_uid.clone(),
+            container_name: target.container_name.clone(),
+            container_id: target.container_id.clone(),
+            node_name: target.node_name.clone(),
+            pod_ip: target.pod_ip.clone(),
+            usage_bytes: reading.usage_bytes,
+            working_set_bytes: reading.working_set_bytes,
+            limit_bytes: reading.limit_bytes,
+            usage_percent: usage_percent.map(|p| ((p * 100.0).round() / 100.0).clamp(0.0, 100.0)),
+            oom_kill_count: reading.oom_kill_count,
+            eta_seconds: eta_seconds.map(|e| (e * 10.0).round() / 10.0),
+            psi_some_avg10: reading.psi.map(|p| p.some_avg10),
+            annotations: target.annotations.clone(),
+            dry_run: self.dry_run,
+            profile: None,
+        }
     }
 }
 
@@ -623,5 +667,25 @@ mod tests {
         assert!(percent_of(s, big) >= 85.0 && percent_of(s - 1, big) < 85.0);
         // Above 100 % of u64::MAX nothing reaches.
         assert_eq!(first_at_least(200.0, u64::MAX), None);
+    }
+
+    #[test]
+    fn threshold_sets_nobody_uses_are_dropped_when_the_table_fills() {
+        let mut engine = Engine::new(&Config::default());
+        let pod = |uid: &str, warn: &str| Target {
+            pod_uid: Some(uid.into()),
+            annotations: [(ANNOTATION_WARN_PERCENT.to_owned(), warn.to_owned())].into(),
+            ..Target::default()
+        };
+        let kept = engine.track(&pod("kept", "50"));
+        let gone = engine.track(&pod("gone", "60"));
+        // Fill the table to its limit with sets nobody uses.
+        let filler = engine.global;
+        engine.thresholds.resize(usize::from(u16::MAX) + 1, filler);
+        engine.states[gone.index as usize].generation = 0;
+        let fresh = engine.track(&pod("fresh", "55"));
+        assert_eq!(engine.thresholds.len(), 3, "global, kept's and fresh's");
+        assert_eq!(engine.thresholds(kept).unwrap().warn_percent, 50.0);
+        assert_eq!(engine.thresholds(fresh).unwrap().warn_percent, 55.0);
     }
 }

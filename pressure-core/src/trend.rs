@@ -2,22 +2,20 @@
 //!
 //! An exponentially weighted least-squares fit: each point's weight decays with its age as
 //! `exp(-age / tau)` with `tau = window / 2`, which gives the same mean age as a sliding window of
-//! `window` seconds. It needs no ring of points: six running sums per container, and O(1) work per
-//! sample — a handful of multiply-adds, what lets the engine evaluate tens of millions of samples per
-//! second.
+//! `window` seconds. It needs no ring of points: six running sums in one cache line per container, and
+//! O(1) work per sample — what lets the engine evaluate tens of millions of samples per second.
 //!
-//! Coordinates are kept relative to an origin (a recent point), so the sums stay small and well inside
-//! f64 precision however long a container lives: once the newest point is [`REBASE_SECONDS`] past the
-//! origin, the origin moves to it (an exact change of coordinates of the sums).
+//! Coordinates are kept relative to the newest point (which is therefore `(0, 0)`), so the sums stay small
+//! and well inside f64 precision however long a container lives.
 
 /// Fewer points than this never predict: a slope from a handful of samples is noise.
-const MIN_POINTS: u32 = 8;
+pub(crate) const MIN_POINTS: u32 = 8;
 /// The fit must explain this share of the variance (R²), so noisy-but-flat series don't predict.
 const MIN_R2: f64 = 0.6;
-/// The origin moves to the newest point once it is this far (seconds) from it.
-const REBASE_SECONDS: f64 = 256.0;
 
-/// Weighted sums of `1, t, w, t², w², t·w` over past points, relative to the origin `(t0, w0)`.
+/// Weighted sums of `1, t, w, t², w², t·w` over past points, relative to the newest point: exactly one
+/// cache line. The number of points pushed is kept by the caller (see [`Trend::push`]), so the engine
+/// can pack it with its other counters.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Trend {
     n: f64,
@@ -26,16 +24,8 @@ pub(crate) struct Trend {
     tt: f64,
     ww: f64,
     tw: f64,
-    /// Time of the newest point (absolute).
     last_t: f64,
-    /// Coordinates of the newest point relative to the origin.
-    last_rt: f64,
-    last_rw: f64,
-    /// The origin: time (absolute) and bytes.
-    t0: f64,
-    w0: u64,
-    /// Points pushed since the last clear (not decayed), saturating.
-    count: u32,
+    last_w: u64,
 }
 
 /// A rising trend that reaches the limit soon: what `predicted_oom` reports.
@@ -51,80 +41,70 @@ impl Trend {
         *self = Trend::default();
     }
 
-    /// Adds a point at time `now` (seconds). `decay` maps an interval to its weight factor
-    /// (`exp(-dt / tau)`); the engine caches it because intervals repeat.
+    /// Adds a point at time `now` (seconds) and counts it in `points` (the points since the last clear,
+    /// saturating). A point at the newest point's time is ignored; one before it (a clock going
+    /// backwards, e.g. a replay out of order) starts over. `decay` maps an interval to its weight
+    /// factor (`exp(-dt / tau)`); the engine caches it because intervals repeat.
     #[inline]
-    pub(crate) fn push(&mut self, now: f64, bytes: u64, decay: impl FnOnce(f64) -> f64) {
+    pub(crate) fn push(
+        &mut self,
+        points: &mut u32,
+        now: f64,
+        bytes: u64,
+        decay: impl FnOnce(f64) -> f64,
+    ) {
         if self.n == 0.0 {
-            *self = Trend {
-                n: 1.0,
-                count: 1,
-                last_t: now,
-                t0: now,
-                w0: bytes,
-                ..Trend::default()
-            };
+            self.n = 1.0;
+            self.last_t = now;
+            self.last_w = bytes;
+            *points = 1;
             return;
         }
         let dt = now - self.last_t;
         if dt <= 0.0 {
             if dt < 0.0 {
-                // The clock went backwards (a replay out of order): start over.
                 self.clear();
-                self.push(now, bytes, decay);
+                self.push(points, now, bytes, decay);
             }
             return;
         }
-        if now - self.t0 >= REBASE_SECONDS {
-            self.rebase();
-        }
-        let rt = now - self.t0;
-        // Exact for differences below 2^53 bytes.
-        let rw = bytes.wrapping_sub(self.w0) as i64 as f64;
-        // Age the old points by the interval, then add the new one.
-        let k = decay(dt);
-        self.n = self.n * k + 1.0;
-        self.t = self.t * k + rt;
-        self.w = self.w * k + rw;
-        self.tt = self.tt * k + rt * rt;
-        self.ww = self.ww * k + rw * rw;
-        self.tw = self.tw * k + rt * rw;
-        self.last_t = now;
-        self.last_rt = rt;
-        self.last_rw = rw;
-        self.count = self.count.saturating_add(1);
-    }
-
-    /// Moves the origin to the newest point: every coordinate shifts by `(-last_rt, -last_rw)`.
-    #[cold]
-    fn rebase(&mut self) {
-        let (dt, dw) = (self.last_rt, self.last_rw);
+        // Signed integer difference, then one conversion (exact below 2^53 bytes; u64 → f64 is slow).
+        let dw = bytes.wrapping_sub(self.last_w) as i64 as f64;
+        // Move the origin to the new point: every old point's coordinates shift by (-dt, -dw).
         let Trend { n, t, w, .. } = *self;
         self.tt += -2.0 * dt * t + dt * dt * n;
         self.ww += -2.0 * dw * w + dw * dw * n;
         self.tw += -dt * w - dw * t + dt * dw * n;
         self.t -= dt * n;
         self.w -= dw * n;
-        self.t0 = self.last_t;
-        self.w0 = self.w0.wrapping_add(dw as i64 as u64);
-        self.last_rt = 0.0;
-        self.last_rw = 0.0;
+        // Age the old points, then add the new one at the origin (it only adds to `n`).
+        let k = decay(dt);
+        self.n = self.n * k + 1.0;
+        self.t *= k;
+        self.w *= k;
+        self.tt *= k;
+        self.ww *= k;
+        self.tw *= k;
+        self.last_t = now;
+        self.last_w = bytes;
+        *points = points.saturating_add(1);
     }
 
     /// Bytes per second of a significant upward trend, or `None` (too few points, flat, falling or noisy).
     #[cfg(test)]
-    pub(crate) fn rising_slope(&self) -> Option<f64> {
-        let (sxx, sxy) = self.rising()?;
+    pub(crate) fn rising_slope(&self, points: u32) -> Option<f64> {
+        let (sxx, sxy) = self.rising(points)?;
         self.significant(sxx, sxy).then(|| sxy / sxx)
     }
 
-    /// When the trend is significant, rising, and reaches `room` more bytes within `horizon` seconds.
+    /// When the trend over `points` points is significant, rising, and reaches `room` more bytes within
+    /// `horizon` seconds.
     ///
-    /// The cheap tests come first and no division is done unless it predicts: for most samples of most
+    /// The cheap tests come first and nothing is divided unless it predicts: for most samples of most
     /// containers this is two comparisons.
     #[inline]
-    pub(crate) fn predict(&self, room: u64, horizon: f64) -> Option<Prediction> {
-        let (sxx, sxy) = self.rising()?;
+    pub(crate) fn predict(&self, points: u32, room: u64, horizon: f64) -> Option<Prediction> {
+        let (sxx, sxy) = self.rising(points)?;
         // eta = room / slope = room · sxx / sxy <= horizon, without dividing (sxx, sxy > 0).
         if room as f64 * sxx > horizon * sxy || !self.significant(sxx, sxy) {
             return None;
@@ -135,11 +115,11 @@ impl Trend {
     }
 
     /// The scaled variance of time and covariance of time and bytes when the series rises: the newest
-    /// point lies above the weighted mean (a non-increasing series never passes, whatever the rounding:
-    /// half a byte of tolerance) and the covariance is positive.
+    /// point lies above the weighted mean (whose coordinate is w / n; a non-increasing series never
+    /// passes, whatever the rounding: half a byte of tolerance) and the covariance is positive.
     #[inline]
-    fn rising(&self) -> Option<(f64, f64)> {
-        if self.count < MIN_POINTS || self.w > (self.last_rw - 0.5) * self.n {
+    fn rising(&self, points: u32) -> Option<(f64, f64)> {
+        if points < MIN_POINTS || self.w > -0.5 * self.n {
             return None;
         }
         let sxx = self.n * self.tt - self.t * self.t;
@@ -158,12 +138,25 @@ impl Trend {
 mod tests {
     use super::*;
 
-    fn fill(series: &[(f64, u64)], window: f64) -> Trend {
-        let mut tr = Trend::default();
+    fn fill(series: &[(f64, u64)], window: f64) -> Fit {
+        let mut fit = Fit::default();
         for &(t, w) in series {
-            tr.push(t, w, |dt| (-dt / (window / 2.0)).exp());
+            fit.tr
+                .push(&mut fit.points, t, w, |dt| (-dt / (window / 2.0)).exp());
         }
-        tr
+        fit
+    }
+
+    #[derive(Default)]
+    struct Fit {
+        tr: Trend,
+        points: u32,
+    }
+
+    impl Fit {
+        fn rising_slope(&self) -> Option<f64> {
+            self.tr.rising_slope(self.points)
+        }
     }
 
     #[test]
@@ -218,11 +211,11 @@ mod tests {
 
     #[test]
     fn clock_going_backwards_restarts() {
-        let mut tr = fill(
+        let mut fit = fill(
             &(0..20).map(|i| (i as f64, i * 1000)).collect::<Vec<_>>(),
             30.0,
         );
-        tr.push(5.0, 0, |_| 1.0);
-        assert_eq!((tr.n, tr.count), (1.0, 1));
+        fit.tr.push(&mut fit.points, 5.0, 0, |_| 1.0);
+        assert_eq!((fit.tr.n, fit.points), (1.0, 1));
     }
 }
