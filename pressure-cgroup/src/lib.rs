@@ -35,4 +35,4 @@ pub use kubepath::{
 pub use layout::{CgroupLayout, CgroupVersion, LayoutKind};
 pub use limits::raise_nofile_limit;
 pub use notify::OomNotifier;
-pub use reader::{CgroupReader, MemoryPsi, MemoryStats, OomCounters, PsiLine, ReadBuffer};
+pub use reader::{CgroupReader, MemoryPsi, MemoryStats, OomCounters, PsiLine, ReadBuffer, Refresh};

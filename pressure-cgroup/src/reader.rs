@@ -127,6 +127,42 @@ pub struct CgroupReader {
     events: OpenFile,
     pressure: Option<OpenFile>,
     stat_cache: StatCache,
+    /// What the last read of the files a [`Refresh`] may skip said; `None` before the first read.
+    slow: Option<SlowFiles>,
+}
+
+/// The values of the files that change rarely or announce their changes.
+#[derive(Debug, Clone, Copy)]
+struct SlowFiles {
+    limit_bytes: Option<u64>,
+    oom: OomCounters,
+    psi: Option<MemoryPsi>,
+}
+
+/// Which of the slowly changing files a [`CgroupReader::read_with`] re-reads; the others keep the value
+/// of the last read that did. Usage (and `memory.stat`, see [`CgroupReader::set_stat_skip_below`]) is
+/// read every time.
+///
+/// A watcher that has an OOM notification armed on the cgroup (see [`OomNotifier`](crate::OomNotifier))
+/// learns of OOM kills from it and need not re-read the OOM counters every sample; limits change only
+/// when someone resizes the container. Skipping both cuts a v1 sample from three system calls to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refresh {
+    /// `memory.max` / `memory.limit_in_bytes`.
+    pub limit: bool,
+    /// `memory.events` / `memory.oom_control`.
+    pub events: bool,
+    /// `memory.pressure` (v2).
+    pub pressure: bool,
+}
+
+impl Refresh {
+    /// Re-read every file.
+    pub const ALL: Refresh = Refresh {
+        limit: true,
+        events: true,
+        pressure: true,
+    };
 }
 
 /// What the last `memory.stat` read said, for [`CgroupReader::set_stat_skip_below`].
@@ -223,6 +259,7 @@ impl CgroupReader {
             events: OpenFile::open(dir, events)?,
             pressure,
             stat_cache: StatCache::default(),
+            slow: None,
         })
     }
 
@@ -265,8 +302,30 @@ impl CgroupReader {
     /// [`CgroupError::Vanished`] when the cgroup was removed (`ENODEV`), [`CgroupError::Parse`] when a
     /// file does not hold the kernel's format, other variants as for [`CgroupReader::open`].
     pub fn read(&mut self, buf: &mut ReadBuffer) -> Result<MemoryStats, CgroupError> {
+        self.read_with(buf, Refresh::ALL)
+    }
+
+    /// Reads usage (and `memory.stat` as needed) and the files `refresh` names; the others keep the
+    /// values of the last read that included them. The first read of a reader reads everything.
+    ///
+    /// # Errors
+    /// As for [`CgroupReader::read`].
+    pub fn read_with(
+        &mut self,
+        buf: &mut ReadBuffer,
+        refresh: Refresh,
+    ) -> Result<MemoryStats, CgroupError> {
         let usage_bytes = read_u64(&self.usage, buf, "a byte count")?;
-        let limit_bytes = read_limit(&self.limit, buf, self.version)?;
+        let cached = self.slow;
+        let refresh = if cached.is_none() {
+            Refresh::ALL
+        } else {
+            refresh
+        };
+        let limit_bytes = match cached {
+            Some(c) if !refresh.limit => c.limit_bytes,
+            _ => read_limit(&self.limit, buf, self.version)?,
+        };
         let inactive_key: &[u8] = match self.version {
             CgroupVersion::V1 => b"total_inactive_file",
             CgroupVersion::V2 => b"inactive_file",
@@ -286,8 +345,32 @@ impl CgroupReader {
             self.stat_cache.age = 0;
             inactive
         };
+        let oom = match cached {
+            Some(c) if !refresh.events => c.oom,
+            _ => self.read_events(buf)?,
+        };
+        let psi = match cached {
+            Some(c) if !refresh.pressure => c.psi,
+            _ => self.read_pressure(buf)?,
+        };
+        self.slow = Some(SlowFiles {
+            limit_bytes,
+            oom,
+            psi,
+        });
+        Ok(MemoryStats {
+            usage_bytes,
+            limit_bytes,
+            working_set_bytes: usage_bytes.saturating_sub(inactive_file_bytes),
+            inactive_file_bytes,
+            oom,
+            psi,
+        })
+    }
+
+    fn read_events(&mut self, buf: &mut ReadBuffer) -> Result<OomCounters, CgroupError> {
         let events = buf.pread(&self.events.file, &self.events.path)?;
-        let oom = match self.version {
+        Ok(match self.version {
             CgroupVersion::V1 => OomCounters {
                 oom_kill: keyed_u64(events, b"oom_kill").unwrap_or(0),
                 under_oom: keyed_u64(events, b"under_oom").map(|v| v != 0),
@@ -304,27 +387,22 @@ impl CgroupReader {
                 high: keyed_u64(events, b"high"),
                 under_oom: None,
             },
-        };
-        let psi = match &self.pressure {
-            None => None,
+        })
+    }
+
+    fn read_pressure(&mut self, buf: &mut ReadBuffer) -> Result<Option<MemoryPsi>, CgroupError> {
+        match &self.pressure {
+            None => Ok(None),
             Some(p) => match buf.pread(&p.file, &p.path) {
-                Ok(text) => parse_psi(text),
+                Ok(text) => Ok(parse_psi(text)),
                 // PSI disabled at boot (`psi=0`): reads fail with EOPNOTSUPP; stop trying.
                 Err(CgroupError::Io { .. }) => {
                     self.pressure = None;
-                    None
+                    Ok(None)
                 }
-                Err(e) => return Err(e),
+                Err(e) => Err(e),
             },
-        };
-        Ok(MemoryStats {
-            usage_bytes,
-            limit_bytes,
-            working_set_bytes: usage_bytes.saturating_sub(inactive_file_bytes),
-            inactive_file_bytes,
-            oom,
-            psi,
-        })
+        }
     }
 }
 
@@ -487,6 +565,45 @@ mod tests {
             stats.oom.oom_kill, 1,
             "memory.events counts the container's kill"
         );
+    }
+
+    #[test]
+    fn read_with_keeps_the_files_it_skips_and_rereads_the_ones_it_names() {
+        let dir = captured("v2_linux_6.1/running");
+        let mut buf = ReadBuffer::new();
+        let mut reader = CgroupReader::open(dir.path(), CgroupVersion::V2).expect("open");
+        let usage_only = Refresh {
+            limit: false,
+            events: false,
+            pressure: false,
+        };
+        // The first read reads everything whatever it is asked.
+        let first = reader.read_with(&mut buf, usage_only).expect("read");
+        assert_eq!(first, reader.read(&mut buf).expect("read"));
+        fs::write(dir.path().join("memory.current"), "1234567\n").expect("write");
+        fs::write(dir.path().join("memory.max"), "2000000\n").expect("write");
+        let events = fs::read_to_string(dir.path().join("memory.events")).expect("read");
+        let bumped = events.replace(
+            &format!("oom_kill {}\n", first.oom.oom_kill),
+            &format!("oom_kill {}\n", first.oom.oom_kill + 1),
+        );
+        assert_ne!(bumped, events);
+        fs::write(dir.path().join("memory.events"), bumped).expect("write");
+        // Usage is always fresh; limit and counters are the last read's.
+        let quick = reader.read_with(&mut buf, usage_only).expect("read");
+        assert_eq!(quick.usage_bytes, 1_234_567);
+        assert_eq!(quick.limit_bytes, first.limit_bytes);
+        assert_eq!(quick.oom, first.oom);
+        // Named files are re-read.
+        let events_only = Refresh {
+            events: true,
+            ..usage_only
+        };
+        let with_events = reader.read_with(&mut buf, events_only).expect("read");
+        assert_eq!(with_events.oom.oom_kill, first.oom.oom_kill + 1);
+        assert_eq!(with_events.limit_bytes, first.limit_bytes);
+        let full = reader.read_with(&mut buf, Refresh::ALL).expect("read");
+        assert_eq!(full.limit_bytes, Some(2_000_000));
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! Sidecar (`source.mode = "cgroup"`) and node (`source.mode = "node"`) modes: real cgroups in, events out.
 //!
-//! One loop, driven by a monotonic interval (`MissedTickBehavior::Delay`: a slow cycle delays the next
-//! tick instead of bunching them up): every tick samples each watched cgroup through an open
-//! [`CgroupReader`] and feeds the [`Engine`]; every `rescan` the set of cgroups is refreshed (node: the
-//! whole kubepods hierarchy; sidecar: the own pod cgroup). An [`OomNotifier`] (v1 eventfd, v2 inotify)
+//! One loop, driven by a monotonic timerfd on a fixed period grid (no drift; a slow cycle skips the
+//! ticks it missed instead of bunching them up, see [`ticker`]): every tick samples each watched cgroup
+//! through an open [`CgroupReader`] and feeds the [`Engine`]; every `rescan` the set of cgroups is
+//! refreshed (node: the whole kubepods hierarchy; sidecar: the own pod cgroup). An [`OomNotifier`] (v1 eventfd, v2 inotify)
 //! wakes the loop the moment a cgroup goes OOM, so `oom_killed` is not a poll interval late; because the
 //! v1 notification comes just before the kill, the cgroup is re-sampled every 5 ms for up to 300 ms
 //! until its `oom_kill` counter moves. SIGTERM and SIGINT stop the loop cleanly.
 
 mod plan;
+mod ticker;
 mod trim;
 
 use std::collections::{HashMap, HashSet};
@@ -17,14 +18,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use pressure_cgroup::{
-    CgroupError, CgroupLayout, CgroupReader, MemoryStats, OomNotifier, ReadBuffer,
+    CgroupError, CgroupLayout, CgroupReader, MemoryStats, OomNotifier, ReadBuffer, Refresh,
     raise_nofile_limit,
 };
 use pressure_core::{Config, Engine, Event, Psi, Reading, SlotId, SourceMode};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::time::MissedTickBehavior;
 
 use crate::sink::EventSink;
 use plan::{Found, PodEnv, Scope};
@@ -35,6 +35,10 @@ const OOM_FOLLOW_UP: Duration = Duration::from_millis(300);
 const OOM_FOLLOW_UP_STEP: Duration = Duration::from_millis(5);
 /// The least time between two rescans for new or removed cgroups.
 const MIN_RESCAN: Duration = Duration::from_secs(1);
+/// Limits (and, for a cgroup with an armed OOM notification, its OOM counters and PSI) are re-read at
+/// least this often; the ticks in between read usage only. A resize is seen within this; an OOM kill
+/// at once through the notification.
+const FULL_READ_PERIOD: Duration = Duration::from_secs(1);
 
 /// Runs the cgroup-based modes until SIGTERM/SIGINT.
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
@@ -92,6 +96,28 @@ struct Watched {
     path: String,
     /// `oom_kill` at the last sample, to end an OOM follow-up when it moves.
     oom_kill: u64,
+    /// An OOM notification is armed on this cgroup, so a tick need not re-read its OOM counters.
+    notified: bool,
+    /// When all its files were last read.
+    full_read_at: Option<Instant>,
+}
+
+impl Watched {
+    /// What a regular tick at `now` re-reads: everything once per [`FULL_READ_PERIOD`]; in between,
+    /// usage, plus the OOM counters when no notification announces kills.
+    fn refresh(&self, now: Instant) -> Refresh {
+        if self
+            .full_read_at
+            .is_none_or(|at| now.duration_since(at) >= FULL_READ_PERIOD)
+        {
+            return Refresh::ALL;
+        }
+        Refresh {
+            limit: false,
+            events: !self.notified,
+            pressure: false,
+        }
+    }
 }
 
 /// The state of the loop; everything but the tokio plumbing, so it can be driven synchronously in tests.
@@ -164,8 +190,7 @@ impl Watcher {
     async fn run(&mut self, sink: &mut dyn FnMut(&Event)) -> anyhow::Result<()> {
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        let mut ticker = tokio::time::interval(self.interval);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut ticker = ticker::Ticker::new(self.interval).context("creating the poll timer")?;
         self.rescan();
         self.announce();
         let mut woken = Vec::new();
@@ -173,7 +198,10 @@ impl Watcher {
         loop {
             let follow_up = !self.follow_ups.is_empty();
             tokio::select! {
-                _ = ticker.tick() => {
+                tick = ticker.tick() => {
+                    if let Err(e) = tick {
+                        anyhow::bail!("poll timer failed: {e}");
+                    }
                     if self.last_rescan.is_none_or(|t| t.elapsed() >= self.rescan_period()) {
                         self.rescan();
                     }
@@ -191,6 +219,9 @@ impl Watcher {
                     if let Err(e) = result {
                         tracing::warn!("OOM wake-ups failed ({e:#}); polling only from now on");
                         self.notifier = None;
+                        for w in self.watched.values_mut() {
+                            w.notified = false;
+                        }
                     }
                     for key in woken.drain(..) {
                         tracing::debug!(key, "OOM notification");
@@ -291,8 +322,12 @@ impl Watcher {
         };
         let key = self.next_key;
         self.next_key += 1;
+        let mut notified = false;
         if let Some(notifier) = &mut self.notifier
-            && let Err(e) = notifier.get_mut().watch(key, &reader)
+            && let Err(e) = notifier
+                .get_mut()
+                .watch(key, &reader)
+                .inspect(|()| notified = true)
         {
             if e.is_permission_denied() {
                 if self.reported.insert(PathBuf::from("<oom-notify>")) {
@@ -321,6 +356,8 @@ impl Watcher {
                 slot,
                 path: cgroup.path.clone(),
                 oom_kill: 0,
+                notified,
+                full_read_at: None,
             },
         );
     }
@@ -359,11 +396,16 @@ impl Watcher {
     }
 
     fn sample_all(&mut self) {
-        let now = self.start.elapsed().as_secs_f64();
+        let instant = Instant::now();
+        let now = instant.duration_since(self.start).as_secs_f64();
         let mut failed = Vec::new();
         for (&key, w) in &mut self.watched {
-            match w.reader.read(&mut self.buf) {
+            let refresh = w.refresh(instant);
+            match w.reader.read_with(&mut self.buf, refresh) {
                 Ok(stats) => {
+                    if refresh == Refresh::ALL {
+                        w.full_read_at = Some(instant);
+                    }
                     w.oom_kill = stats.oom.oom_kill;
                     let reading = reading(&stats);
                     self.engine.observe(w.slot, &reading, now, &mut self.events);

@@ -318,15 +318,20 @@ fn sidecar_names_its_containers_from_its_own_pod() {
             ("POD_NAMESPACE", "shop"),
         ],
     );
-    let app = next_event(&rx, "warn for app", |e| {
-        e["container_id"] == cid.as_str() && e["severity"] == "warn"
-    });
+    // Both warn in the same tick, in no particular order.
+    let (mut app, mut worker) = (None, None);
+    while app.is_none() || worker.is_none() {
+        let e = next_event(&rx, "warn for app and worker", |e| e["severity"] == "warn");
+        if e["container_id"] == cid.as_str() {
+            app = Some(e);
+        } else if e["container_id"] == old.as_str() {
+            worker = Some(e);
+        }
+    }
+    let (app, worker) = (app.expect("app"), worker.expect("worker"));
     assert_eq!(app["container_name"], "app", "{app}");
     assert_eq!(app["pod_name"], "api-0");
     assert_eq!(app["namespace"], "shop");
-    let worker = next_event(&rx, "warn for worker", |e| {
-        e["container_id"] == old.as_str() && e["severity"] == "warn"
-    });
     assert_eq!(worker["container_name"], "worker", "{worker}");
     assert!(
         server

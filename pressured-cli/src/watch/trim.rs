@@ -1,11 +1,12 @@
 //! Drops the start-up code from the resident set once the sampling loop runs.
 //!
 //! Start-up (flag parsing, config, TLS roots for the actions, the runtime) touches megabytes of a large
-//! binary that the sampling loop never runs again, and the kernel's fault-around maps 64 KiB around
-//! every touched page. For every read-only, file-backed mapping without private (copied-on-write) pages
-//! — code and constants of the binary and its libraries — this advises `MADV_RANDOM` (no fault-around,
-//! no read-ahead) and then `MADV_DONTNEED`: the pages leave this process's resident set and stay in the
-//! page cache, and the loop faults back in only the pages it uses. Mappings with private pages
+//! binary that the sampling loop never runs again, and the kernel's fault-around maps up to 64 KiB
+//! around every touched page. For every read-only, file-backed mapping without private
+//! (copied-on-write) pages — code and constants of the binary and its libraries — this advises
+//! `MADV_RANDOM` (no read-ahead on a later major fault) and then `MADV_DONTNEED`: the pages leave this
+//! process's resident set and stay in the page cache, and the loop faults back in only the pages it
+//! uses (with their fault-around: `MADV_RANDOM` does not turn that off, measured on 6.18). Mappings with private pages
 //! (relocated RELRO data) are left alone, since dropping those would lose their contents.
 
 use std::io;
