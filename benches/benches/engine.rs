@@ -66,8 +66,8 @@ fn setup(n: usize) -> (Engine, Vec<SlotId>) {
         .map(|i| {
             engine.track(&Target {
                 namespace: Some("bench".into()),
-                pod_name: Some(format!("pod-{i}")),
-                pod_uid: Some(format!("00000000-0000-0000-0000-{i:012}")),
+                pod_name: Some(format!("pod-{i}").into()),
+                pod_uid: Some(format!("00000000-0000-0000-0000-{i:012}").into()),
                 container_name: Some("app".into()),
                 ..Target::default()
             })

@@ -264,13 +264,13 @@ mod tests {
             profile_url(&e).unwrap(),
             "http://10.1.2.3:6060/debug/pprof/heap"
         );
-        e.annotations
+        std::sync::Arc::make_mut(&mut e.annotations)
             .insert(ANNOTATION_PPROF_PORT.into(), "8080".into());
-        e.annotations
+        std::sync::Arc::make_mut(&mut e.annotations)
             .insert(ANNOTATION_PPROF_PATH.into(), "debug/heap".into());
         e.pod_ip = Some("fd00::1".into());
         assert_eq!(profile_url(&e).unwrap(), "http://[fd00::1]:8080/debug/heap");
-        e.annotations
+        std::sync::Arc::make_mut(&mut e.annotations)
             .insert(ANNOTATION_PPROF_PORT.into(), "x".into());
         assert!(profile_url(&e).is_err());
         assert_eq!(segment(Some("..")), "unknown");
@@ -284,7 +284,7 @@ mod tests {
         e.event_type = EventType::MemoryPressure;
         e.severity = Severity::Critical;
         assert!(!wanted(&e));
-        e.annotations
+        std::sync::Arc::make_mut(&mut e.annotations)
             .insert(ANNOTATION_PPROF_ENABLED.into(), "true".into());
         assert!(wanted(&e));
         e.severity = Severity::Warn;

@@ -74,9 +74,8 @@ impl HeapApp {
 
     fn event(&self) -> Event {
         let mut e = event();
-        e.annotations
-            .insert(ANNOTATION_PPROF_ENABLED.into(), "true".into());
-        e.annotations
+        Arc::make_mut(&mut e.annotations).insert(ANNOTATION_PPROF_ENABLED.into(), "true".into());
+        Arc::make_mut(&mut e.annotations)
             .insert(ANNOTATION_PPROF_PORT.into(), self.port.to_string());
         e
     }
@@ -216,14 +215,11 @@ async fn no_capture_without_opt_in_in_dry_run_or_below_critical() {
     let mut not_annotated = event();
     not_annotated.pod_ip = Some("127.0.0.1".into());
     let mut warn = event();
-    warn.annotations
-        .insert(ANNOTATION_PPROF_ENABLED.into(), "true".into());
+    Arc::make_mut(&mut warn.annotations).insert(ANNOTATION_PPROF_ENABLED.into(), "true".into());
     warn.severity = Severity::Warn;
     let mut dry = event();
-    dry.annotations
-        .insert(ANNOTATION_PPROF_ENABLED.into(), "true".into());
-    dry.annotations
-        .insert(ANNOTATION_PPROF_PORT.into(), "1".into());
+    Arc::make_mut(&mut dry.annotations).insert(ANNOTATION_PPROF_ENABLED.into(), "true".into());
+    Arc::make_mut(&mut dry.annotations).insert(ANNOTATION_PPROF_PORT.into(), "1".into());
     dry.dry_run = true;
     let (followups, report) = capture(&cfg, None, vec![not_annotated, warn, dry], 0).await;
     assert_no_failures(&report);
@@ -236,10 +232,8 @@ async fn unreachable_pod_or_missing_storage_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(json!({"storage": {"enabled": true, "path": dir.path()}}));
     let mut e = event();
-    e.annotations
-        .insert(ANNOTATION_PPROF_ENABLED.into(), "true".into());
-    e.annotations
-        .insert(ANNOTATION_PPROF_PORT.into(), "1".into());
+    Arc::make_mut(&mut e.annotations).insert(ANNOTATION_PPROF_ENABLED.into(), "true".into());
+    Arc::make_mut(&mut e.annotations).insert(ANNOTATION_PPROF_PORT.into(), "1".into());
     let (followups, report) = capture(&cfg, None, vec![e.clone()], 0).await;
     assert!(followups.is_empty());
     assert_eq!(report.failures.len(), 1, "{report:?}");

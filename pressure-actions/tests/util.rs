@@ -158,7 +158,7 @@ pub(crate) fn event() -> Event {
         oom_kill_count: Some(0),
         eta_seconds: None,
         psi_some_avg10: Some(1.5),
-        annotations: BTreeMap::from([("team".to_string(), "core".to_string())]),
+        annotations: BTreeMap::from([("team".to_string(), "core".to_string())]).into(),
         dry_run: false,
         profile: None,
     }

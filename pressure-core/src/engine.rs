@@ -340,7 +340,7 @@ impl Engine {
 
     /// Resolves the target's thresholds (global plus annotations) to an index of the thresholds table.
     fn resolve(&mut self, target: &Target) -> u16 {
-        let (thresholds, rejected) = self.global.with_annotations(&target.annotations);
+        let (thresholds, rejected) = self.global.with_annotations(target.annotations.iter());
         for (annotation, reason) in rejected {
             let pod = match (&target.namespace, &target.pod_name, &target.pod_uid) {
                 (Some(ns), Some(name), _) => format!("{ns}/{name}"),
@@ -674,7 +674,11 @@ mod tests {
         let mut engine = Engine::new(&Config::default());
         let pod = |uid: &str, warn: &str| Target {
             pod_uid: Some(uid.into()),
-            annotations: [(ANNOTATION_WARN_PERCENT.to_owned(), warn.to_owned())].into(),
+            annotations: std::collections::BTreeMap::from([(
+                ANNOTATION_WARN_PERCENT.to_owned(),
+                warn.to_owned(),
+            )])
+            .into(),
             ..Target::default()
         };
         let kept = engine.track(&pod("kept", "50"));

@@ -1,6 +1,7 @@
 //! Events: what the engine (and the actions after it) report, one JSON object per line.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Serialize, Serializer};
@@ -85,7 +86,9 @@ pub struct ProfileSummary {
 
 /// A memory event about one container, serialized as one JSON object per line.
 ///
-/// Absent values serialize as `null`, never as made-up numbers.
+/// Absent values serialize as `null`, never as made-up numbers. The identity strings and the annotations
+/// are shared with the container's [`Target`](crate::Target) (`Arc`), so building an event allocates
+/// nothing for them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
     /// When the triggering reading was taken (RFC 3339, UTC).
@@ -98,19 +101,19 @@ pub struct Event {
     /// Severity before the event.
     pub previous_severity: Severity,
     /// Namespace of the pod.
-    pub namespace: Option<String>,
+    pub namespace: Option<Arc<str>>,
     /// Pod name.
-    pub pod_name: Option<String>,
+    pub pod_name: Option<Arc<str>>,
     /// Pod UID.
-    pub pod_uid: Option<String>,
+    pub pod_uid: Option<Arc<str>>,
     /// Container name.
-    pub container_name: Option<String>,
+    pub container_name: Option<Arc<str>>,
     /// Container ID.
-    pub container_id: Option<String>,
+    pub container_id: Option<Arc<str>>,
     /// Node name.
-    pub node_name: Option<String>,
+    pub node_name: Option<Arc<str>>,
     /// Pod IP.
-    pub pod_ip: Option<String>,
+    pub pod_ip: Option<Arc<str>>,
     /// Raw usage in bytes.
     pub usage_bytes: u64,
     /// Working set in bytes.
@@ -126,7 +129,7 @@ pub struct Event {
     /// PSI memory `some` avg10, when known (cgroup v2).
     pub psi_some_avg10: Option<f64>,
     /// Pod annotations.
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: Arc<BTreeMap<String, String>>,
     /// Whether pressured runs in dry-run mode (actions must not change anything).
     pub dry_run: bool,
     /// Heap profile summary (`heap_profile` events only; omitted otherwise).

@@ -111,14 +111,14 @@ pub fn parse_line(line: usize, text: &str) -> Result<Option<ReplayRecord>, Repla
         }),
     };
     let target = Target {
-        namespace: parsed.namespace,
-        pod_name: parsed.pod,
-        pod_uid: parsed.pod_uid,
-        container_name: parsed.container,
-        container_id: parsed.container_id,
-        node_name: parsed.node,
-        pod_ip: parsed.pod_ip,
-        annotations: parsed.annotations,
+        namespace: parsed.namespace.map(Into::into),
+        pod_name: parsed.pod.map(Into::into),
+        pod_uid: parsed.pod_uid.map(Into::into),
+        container_name: parsed.container.map(Into::into),
+        container_id: parsed.container_id.map(Into::into),
+        node_name: parsed.node.map(Into::into),
+        pod_ip: parsed.pod_ip.map(Into::into),
+        annotations: parsed.annotations.into(),
         cgroup_path: None,
     };
     Ok(Some(ReplayRecord {

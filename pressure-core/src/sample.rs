@@ -1,6 +1,7 @@
 //! What a source observed about one container at one moment.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -10,24 +11,28 @@ use serde::{Deserialize, Serialize};
 /// Every field is optional because sources know different things: a cgroup walk knows the pod UID and
 /// container ID from the path, the kubelet Summary API knows names but not IDs, a sidecar knows its own pod
 /// from the downward API. Absent values stay `None` and are reported as `null`, never made up.
+///
+/// The identity strings and the annotations are shared (`Arc`): the engine copies them into every event it
+/// builds, and a reference count is cheaper than an allocation. Build them as usual with
+/// `Some("x".into())` and `BTreeMap::from([..]).into()`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
     /// Kubernetes namespace of the pod.
-    pub namespace: Option<String>,
+    pub namespace: Option<Arc<str>>,
     /// Pod name.
-    pub pod_name: Option<String>,
+    pub pod_name: Option<Arc<str>>,
     /// Pod UID (with dashes).
-    pub pod_uid: Option<String>,
+    pub pod_uid: Option<Arc<str>>,
     /// Container name within the pod; `None` for the pod-level cgroup or when unknown.
-    pub container_name: Option<String>,
+    pub container_name: Option<Arc<str>>,
     /// Container runtime ID (hex, without `containerd://` prefix).
-    pub container_id: Option<String>,
+    pub container_id: Option<Arc<str>>,
     /// Node the pod runs on.
-    pub node_name: Option<String>,
+    pub node_name: Option<Arc<str>>,
     /// Pod IP.
-    pub pod_ip: Option<String>,
+    pub pod_ip: Option<Arc<str>>,
     /// Pod annotations (used for `pressured.io/*` overrides and passed on to actions).
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: Arc<BTreeMap<String, String>>,
     /// Memory cgroup path of the container, relative to the hierarchy root, when known.
     pub cgroup_path: Option<String>,
 }

@@ -10,7 +10,7 @@ pub(crate) const MIB: u64 = 1 << 20;
 pub(crate) fn target(uid: &str) -> Target {
     Target {
         namespace: Some("ns".into()),
-        pod_name: Some(format!("pod-{uid}")),
+        pod_name: Some(format!("pod-{uid}").into()),
         pod_uid: Some(uid.into()),
         container_name: Some("app".into()),
         ..Target::default()
@@ -22,7 +22,8 @@ pub(crate) fn annotated(uid: &str, annotations: &[(&str, &str)]) -> Target {
     t.annotations = annotations
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect::<BTreeMap<_, _>>();
+        .collect::<BTreeMap<_, _>>()
+        .into();
     t
 }
 

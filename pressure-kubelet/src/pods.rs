@@ -568,16 +568,16 @@ pub fn current_container_id(pod: &PodInfo, container: &str) -> Option<String> {
 
 /// The engine's [`Target`] for a container of a pod: names, UID, node, IP, annotations, container ID.
 pub fn target_for(pod: &PodInfo, container: Option<&str>) -> Target {
-    let opt = |s: &str| Some(s.to_owned()).filter(|s| !s.is_empty());
+    let opt = |s: &str| (!s.is_empty()).then(|| Arc::from(s));
     Target {
         namespace: opt(&pod.namespace),
         pod_name: opt(&pod.name),
         pod_uid: opt(&pod.uid),
-        container_name: container.map(str::to_owned),
-        container_id: container.and_then(|c| current_container_id(pod, c)),
-        node_name: pod.node_name.clone(),
-        pod_ip: pod.pod_ip.clone(),
-        annotations: pod.annotations.clone(),
+        container_name: container.map(Arc::from),
+        container_id: container.and_then(|c| current_container_id(pod, c).map(Arc::from)),
+        node_name: pod.node_name.as_deref().map(Arc::from),
+        pod_ip: pod.pod_ip.as_deref().map(Arc::from),
+        annotations: Arc::new(pod.annotations.clone()),
         cgroup_path: None,
     }
 }

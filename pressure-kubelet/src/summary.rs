@@ -133,11 +133,13 @@ impl Summary {
                 let target = match &pod {
                     Some(pod) => target_for(pod, Some(&c.name)),
                     None => Target {
-                        namespace: Some(p.pod_ref.namespace.clone()),
-                        pod_name: Some(p.pod_ref.name.clone()),
-                        pod_uid: Some(p.pod_ref.uid.clone()).filter(|u| !u.is_empty()),
-                        container_name: Some(c.name.clone()),
-                        node_name: Some(self.node.node_name.clone()).filter(|n| !n.is_empty()),
+                        namespace: Some(p.pod_ref.namespace.as_str().into()),
+                        pod_name: Some(p.pod_ref.name.as_str().into()),
+                        pod_uid: Some(Arc::<str>::from(p.pod_ref.uid.as_str()))
+                            .filter(|u| !u.is_empty()),
+                        container_name: Some(c.name.as_str().into()),
+                        node_name: Some(Arc::<str>::from(self.node.node_name.as_str()))
+                            .filter(|n| !n.is_empty()),
                         ..Target::default()
                     },
                 };
@@ -159,7 +161,7 @@ impl Summary {
                 });
                 let mut target = target;
                 if target.node_name.is_none() && !self.node.node_name.is_empty() {
-                    target.node_name = Some(self.node.node_name.clone());
+                    target.node_name = Some(self.node.node_name.as_str().into());
                 }
                 out.push(Sample {
                     target,

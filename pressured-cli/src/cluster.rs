@@ -315,14 +315,19 @@ impl Cluster {
         let samples = summary.samples(SystemTime::now(), |uid| cache.by_uid(uid));
         for mut sample in samples {
             // Only pods of the watched scope (the summary lists every pod of the node).
-            let Some(uid) = sample.target.pod_uid.clone() else {
+            let Some(uid) = sample.target.pod_uid.as_deref().map(str::to_owned) else {
                 continue;
             };
             if cache.by_uid(&uid).is_none() {
                 continue;
             }
             stabilise(&mut sample.target);
-            let container = sample.target.container_name.clone().unwrap_or_default();
+            let container = sample
+                .target
+                .container_name
+                .as_deref()
+                .unwrap_or_default()
+                .to_owned();
             sample.reading.oom_kill_count =
                 Some(self.oom_counts.get(&(uid, container)).copied().unwrap_or(0));
             self.last.insert(sample.target.key(), sample.reading);
@@ -402,7 +407,7 @@ pub(crate) fn event_spec(event: &Event) -> Option<EventSpec> {
         (EventType::OomKilled, _) => ("OOMKilled", EventKind::Warning),
         _ => return None,
     };
-    let name = event.pod_name.clone()?;
+    let name = event.pod_name.as_deref()?.to_owned();
     // Node mode also watches pod cgroups (the pod's own limit): those events name no container.
     let who = event
         .container_name
@@ -431,8 +436,8 @@ pub(crate) fn event_spec(event: &Event) -> Option<EventSpec> {
             api_version: Some("v1".into()),
             kind: Some("Pod".into()),
             name: Some(name),
-            namespace: event.namespace.clone(),
-            uid: event.pod_uid.clone(),
+            namespace: event.namespace.as_deref().map(str::to_owned),
+            uid: event.pod_uid.as_deref().map(str::to_owned),
             field_path: event
                 .container_name
                 .as_ref()
@@ -726,7 +731,7 @@ pub(crate) fn enrich_from(target: &mut Target, pod: &PodInfo, container: Option<
     target.pod_ip = from_api.pod_ip;
     target.annotations = from_api.annotations;
     if target.container_name.is_none() {
-        target.container_name = container.map(str::to_owned);
+        target.container_name = container.map(Arc::from);
     }
     if target.container_id.is_none() {
         target.container_id = from_api.container_id;

@@ -1,5 +1,7 @@
 //! Which cgroups a mode watches and who they are: node (all kubepods), sidecar (own pod), own cgroup.
 
+use std::sync::Arc;
+
 use pressure_cgroup::{
     CgroupError, CgroupLayout, CgroupRole, KubeCgroup, discover_kubepods, find_pod,
     memory_cgroup_entry, parse_cgroup_path, parse_proc_cgroup, scan_pod,
@@ -155,17 +157,17 @@ pub(super) fn discover(
 pub(super) fn target(scope: &Scope, env: &PodEnv, found: &Found) -> Target {
     let mut target = Target {
         cgroup_path: Some(found.path.clone()),
-        node_name: env.node_name.clone(),
+        node_name: env.node_name.as_deref().map(Arc::from),
         ..Target::default()
     };
     if let Some(kube) = &found.kube {
-        target.pod_uid = Some(kube.identity.pod_uid.clone());
-        target.container_id = kube.identity.container_id.clone();
+        target.pod_uid = Some(kube.identity.pod_uid.as_str().into());
+        target.container_id = kube.identity.container_id.as_deref().map(Arc::from);
     }
     if matches!(scope, Scope::Pod { .. } | Scope::Own { .. }) {
-        target.namespace = env.namespace.clone();
-        target.pod_name = env.pod_name.clone();
-        target.pod_ip = env.pod_ip.clone();
+        target.namespace = env.namespace.as_deref().map(Arc::from);
+        target.pod_name = env.pod_name.as_deref().map(Arc::from);
+        target.pod_ip = env.pod_ip.as_deref().map(Arc::from);
     }
     target
 }
