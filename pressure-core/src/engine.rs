@@ -239,6 +239,9 @@ pub struct Engine {
     free: Vec<u32>,
     index: HashMap<String, SlotId>,
     cycle: u64,
+    /// Containers seen (tracked or observed) in the current cycle: when all were, `end_cycle` has
+    /// nothing to forget and skips its scan.
+    seen: usize,
     next_generation: u32,
     /// The last `(interval, time constant, decay factor)` of the trend: intervals repeat, `exp` is not free.
     decay_cache: (f64, f64, f64),
@@ -258,6 +261,7 @@ impl Engine {
             free: Vec::new(),
             index: HashMap::new(),
             cycle: 0,
+            seen: 0,
             next_generation: 0,
             decay_cache: (f64::NAN, f64::NAN, 0.0),
             warned: HashSet::new(),
@@ -302,6 +306,7 @@ impl Engine {
         let thresholds = self.resolve(target);
         self.next_generation = self.next_generation.checked_add(1).unwrap_or(1);
         let generation = self.next_generation;
+        self.seen += 1;
         let state = State {
             generation,
             thresholds,
@@ -409,7 +414,10 @@ impl Engine {
             return false;
         };
         let th = &self.thresholds[usize::from(st.thresholds)];
-        st.seen_cycle = self.cycle as u32;
+        if st.seen_cycle != self.cycle as u32 {
+            st.seen_cycle = self.cycle as u32;
+            self.seen += 1;
+        }
         let signal = match th.signal {
             Signal::WorkingSet => reading.working_set_bytes,
             Signal::Usage => reading.usage_bytes,
@@ -501,6 +509,12 @@ impl Engine {
     pub fn end_cycle(&mut self) -> usize {
         self.cycle += 1;
         let cycle = self.cycle;
+        let all_seen = self.seen >= self.index.len();
+        self.seen = 0;
+        if all_seen {
+            // Every container was seen in the cycle that ended: none can be three cycles stale.
+            return 0;
+        }
         let mut forgotten = 0;
         for (i, st) in self.states.iter_mut().enumerate() {
             if st.generation != 0

@@ -251,6 +251,30 @@ fn containers_not_seen_for_three_cycles_are_forgotten() {
 }
 
 #[test]
+fn only_the_containers_not_seen_are_forgotten() {
+    let mut engine = Engine::new(&no_predict());
+    let mut out = Vec::new();
+    let r = reading(0.0, MIB, Some(100 * MIB), None);
+    let stays = engine.track(&target("stays"));
+    let goes = engine.track(&target("goes"));
+    engine.observe(goes, &r, 0.0, &mut out);
+    // `stays` is sampled every cycle, `goes` never again; the cycles where all were seen skip the scan
+    // without losing track of `goes`' age.
+    for k in 0..4 {
+        engine.observe(stays, &r, k as f64, &mut out);
+        engine.end_cycle();
+    }
+    assert_eq!(engine.len(), 1);
+    assert!(engine.observe(stays, &r, 5.0, &mut out));
+    assert!(!engine.observe(goes, &r, 5.0, &mut out));
+    // A container tracked but never observed counts as seen in the cycle it was tracked.
+    let fresh = engine.track(&target("fresh"));
+    engine.observe(stays, &r, 6.0, &mut out);
+    engine.end_cycle();
+    assert!(engine.observe(fresh, &r, 7.0, &mut out));
+}
+
+#[test]
 fn events_carry_identity_and_values() {
     let mut d = Drive::new(&no_predict());
     d.target.pod_ip = Some("10.0.0.7".into());
