@@ -21,16 +21,30 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub(crate) struct WebhookAction {
     config: pressure_core::WebhookAction,
-    client: reqwest::Client,
+    /// Built on the first call, as for heap capture: building a client loads the system's CA
+    /// certificates, and a system without them must fail the webhook, not the start-up.
+    client: std::sync::OnceLock<Result<reqwest::Client, String>>,
 }
 
 impl WebhookAction {
     pub(crate) fn new(config: pressure_core::WebhookAction) -> Self {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("pressured/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
-        WebhookAction { config, client }
+        WebhookAction {
+            config,
+            client: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The HTTP client, or why it could not be built.
+    fn client(&self) -> Result<&reqwest::Client, &str> {
+        self.client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .user_agent(concat!("pressured/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| format!("building the HTTP client: {e}"))
+            })
+            .as_ref()
+            .map_err(String::as_str)
     }
 }
 
@@ -49,6 +63,10 @@ impl Action for WebhookAction {
                 tracing::info!(url = %c.url, "dry run: webhook not sent");
                 return Ok(());
             }
+            let client = self.client().map_err(|e| ActionsError::Webhook {
+                url: c.url.clone(),
+                message: e.to_owned(),
+            })?;
             let timeout = Duration::from_millis(c.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS));
             let retries = c.retries.unwrap_or(DEFAULT_RETRIES);
             let body = event.to_json_line();
@@ -61,8 +79,7 @@ impl Action for WebhookAction {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
-                let mut req = self
-                    .client
+                let mut req = client
                     .post(&c.url)
                     .timeout(timeout)
                     .header(reqwest::header::CONTENT_TYPE, "application/json")

@@ -1,16 +1,16 @@
 //! Sidecar (`source.mode = "cgroup"`) and node (`source.mode = "node"`) modes: real cgroups in, events out.
 //!
-//! One loop, driven by a monotonic timerfd on a fixed period grid (no drift; a slow cycle skips the
-//! ticks it missed instead of bunching them up, see [`ticker`]): every tick samples each watched cgroup
-//! through an open [`CgroupReader`] and feeds the [`Engine`]; every `rescan` the set of cgroups is
+//! One loop on its own thread, ticking on a fixed grid of the monotonic clock (no drift; a slow cycle
+//! skips the ticks it missed instead of bunching them up; it sleeps in one `epoll_wait`, see [`wait`]):
+//! every tick samples each watched cgroup through an open [`CgroupReader`] and feeds the [`Engine`]; every `rescan` the set of cgroups is
 //! refreshed (node: the whole kubepods hierarchy; sidecar: the own pod cgroup). An [`OomNotifier`] (v1 eventfd, v2 inotify)
 //! wakes the loop the moment a cgroup goes OOM, so `oom_killed` is not a poll interval late; because the
 //! v1 notification comes just before the kill, the cgroup is re-sampled every 5 ms for up to 300 ms
 //! until its `oom_kill` counter moves. SIGTERM and SIGINT stop the loop cleanly.
 
 mod plan;
-mod ticker;
 mod trim;
+mod wait;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -22,8 +22,6 @@ use pressure_cgroup::{
     raise_nofile_limit,
 };
 use pressure_core::{Config, Engine, Event, Psi, Reading, SlotId, SourceMode};
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::sink::EventSink;
@@ -72,9 +70,43 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     };
     let mut watcher = Watcher::new(&config, layout, scope, env)?;
     watcher.pods = pods;
-    let result = watcher
-        .run(&mut |event| dispatch(&mut sink, kube_events.as_ref(), event))
-        .await;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let waiter = wait::Waiter::new().context("creating the sampling loop's epoll set")?;
+    let stopper = waiter.stopper();
+    // The loop runs on its own thread; this runtime meanwhile runs the actions, the pod watch and
+    // the Kubernetes Events, and waits for a signal. Tasks the loop spawns (Events) go to it.
+    let runtime = tokio::runtime::Handle::current();
+    let (done_tx, mut done) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("sampling".into())
+        .spawn(move || {
+            let _runtime = runtime.enter();
+            let result = watcher.run_blocking(waiter, &mut |event| {
+                dispatch(&mut sink, kube_events.as_ref(), event)
+            });
+            let _ = done_tx.send((result, sink));
+        })
+        .context("starting the sampling thread")?;
+    let ended = tokio::select! {
+        ended = &mut done => Some(ended),
+        _ = term.recv() => {
+            tracing::info!("SIGTERM: stopping");
+            None
+        }
+        _ = int.recv() => {
+            tracing::info!("SIGINT: stopping");
+            None
+        }
+    };
+    let ended = match ended {
+        Some(ended) => ended,
+        None => {
+            stopper.stop();
+            done.await
+        }
+    };
+    let (result, sink) = ended.context("the sampling thread ended without a result")?;
     sink.shutdown().await;
     result
 }
@@ -130,7 +162,7 @@ struct Watcher {
     watched: HashMap<u64, Watched>,
     by_path: HashMap<String, u64>,
     next_key: u64,
-    notifier: Option<AsyncFd<OomNotifier>>,
+    notifier: Option<OomNotifier>,
     buf: ReadBuffer,
     events: Vec<Event>,
     /// Paths whose permission error was reported (each once).
@@ -151,16 +183,7 @@ impl Watcher {
         env: PodEnv,
     ) -> anyhow::Result<Self> {
         let notifier = match OomNotifier::new() {
-            // SAFETY: the notifier owns its epoll descriptor for its whole life and never swaps it.
-            Ok(n) => match unsafe { AsyncFd::register_with_interest(n, Interest::READABLE) } {
-                Ok(fd) => Some(fd),
-                Err(e) => {
-                    tracing::warn!(
-                        "OOM wake-ups unavailable (registering with tokio: {e}); polling only"
-                    );
-                    None
-                }
-            },
+            Ok(n) => Some(n),
             Err(e) => {
                 tracing::warn!("OOM wake-ups unavailable ({e}); polling only");
                 None
@@ -187,67 +210,95 @@ impl Watcher {
         })
     }
 
-    async fn run(&mut self, sink: &mut dyn FnMut(&Event)) -> anyhow::Result<()> {
-        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        let mut ticker = ticker::Ticker::new(self.interval).context("creating the poll timer")?;
+    /// Runs the loop until `waiter` is told to stop. Ticks fall on a fixed grid of the monotonic clock
+    /// (`start + k · interval`); a late tick samples once and skips the ones it missed.
+    fn run_blocking(
+        &mut self,
+        mut waiter: wait::Waiter,
+        sink: &mut dyn FnMut(&Event),
+    ) -> anyhow::Result<()> {
+        use std::os::fd::AsRawFd as _;
+        if let Some(notifier) = &self.notifier
+            && let Err(e) = waiter.watch_notifier(notifier.as_raw_fd())
+        {
+            tracing::warn!("OOM wake-ups unavailable (epoll: {e}); polling only");
+            self.drop_notifier();
+        }
         self.rescan();
         self.announce();
         let mut woken = Vec::new();
         let mut trimmed = false;
+        let mut next_tick = Instant::now();
+        let mut next_follow_up: Option<Instant> = None;
         loop {
-            let follow_up = !self.follow_ups.is_empty();
-            tokio::select! {
-                tick = ticker.tick() => {
-                    if let Err(e) = tick {
-                        anyhow::bail!("poll timer failed: {e}");
+            let now = Instant::now();
+            let due = next_follow_up.map_or(next_tick, |f| f.min(next_tick));
+            let ready = waiter
+                .wait(due.saturating_duration_since(now))
+                .context("waiting for the next tick")?;
+            if ready.stop {
+                break;
+            }
+            if ready.notify
+                && let Some(notifier) = &mut self.notifier
+            {
+                if let Err(e) = notifier.drain(&mut woken) {
+                    tracing::warn!("OOM wake-ups failed ({e:#}); polling only from now on");
+                    waiter.forget_notifier();
+                    self.drop_notifier();
+                }
+                for key in woken.drain(..) {
+                    tracing::debug!(key, "OOM notification");
+                    if let Some(w) = self.watched.get(&key) {
+                        self.follow_ups
+                            .insert(key, (w.oom_kill, Instant::now() + OOM_FOLLOW_UP));
                     }
-                    if self.last_rescan.is_none_or(|t| t.elapsed() >= self.rescan_period()) {
-                        self.rescan();
-                    }
-                    self.sample_all();
-                    self.engine.end_cycle();
-                    if !trimmed {
-                        trimmed = true;
-                        match trim::drop_startup_pages() {
-                            Ok(bytes) => tracing::debug!(kib = bytes / 1024, "dropped start-up pages from the resident set"),
-                            Err(e) => tracing::debug!("cannot trim start-up pages: {e}"),
-                        }
+                    self.sample_one(key);
+                }
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                if self
+                    .last_rescan
+                    .is_none_or(|t| t.elapsed() >= self.rescan_period())
+                {
+                    self.rescan();
+                }
+                self.sample_all();
+                self.engine.end_cycle();
+                next_tick = next_grid_point(next_tick, self.interval, now);
+                if !trimmed {
+                    trimmed = true;
+                    match trim::drop_startup_pages() {
+                        Ok(bytes) => tracing::debug!(
+                            kib = bytes / 1024,
+                            "dropped start-up pages from the resident set"
+                        ),
+                        Err(e) => tracing::debug!("cannot trim start-up pages: {e}"),
                     }
                 }
-                result = wait_oom(self.notifier.as_mut(), &mut woken) => {
-                    if let Err(e) = result {
-                        tracing::warn!("OOM wake-ups failed ({e:#}); polling only from now on");
-                        self.notifier = None;
-                        for w in self.watched.values_mut() {
-                            w.notified = false;
-                        }
-                    }
-                    for key in woken.drain(..) {
-                        tracing::debug!(key, "OOM notification");
-                        if let Some(w) = self.watched.get(&key) {
-                            self.follow_ups.insert(key, (w.oom_kill, Instant::now() + OOM_FOLLOW_UP));
-                        }
-                        self.sample_one(key);
-                    }
-                }
-                _ = tokio::time::sleep(OOM_FOLLOW_UP_STEP), if follow_up => {
+            }
+            if self.follow_ups.is_empty() {
+                next_follow_up = None;
+            } else if next_follow_up.is_none_or(|f| now >= f) {
+                if next_follow_up.is_some() {
                     self.follow_up();
                 }
-                _ = term.recv() => {
-                    tracing::info!("SIGTERM: stopping");
-                    break;
-                }
-                _ = int.recv() => {
-                    tracing::info!("SIGINT: stopping");
-                    break;
-                }
+                next_follow_up = Some(now + OOM_FOLLOW_UP_STEP);
             }
             for event in self.events.drain(..) {
                 sink(&event);
             }
         }
         Ok(())
+    }
+
+    /// Polling only from now on: OOM counters are re-read every tick.
+    fn drop_notifier(&mut self) {
+        self.notifier = None;
+        for w in self.watched.values_mut() {
+            w.notified = false;
+        }
     }
 
     fn rescan_period(&self) -> Duration {
@@ -324,10 +375,7 @@ impl Watcher {
         self.next_key += 1;
         let mut notified = false;
         if let Some(notifier) = &mut self.notifier
-            && let Err(e) = notifier
-                .get_mut()
-                .watch(key, &reader)
-                .inspect(|()| notified = true)
+            && let Err(e) = notifier.watch(key, &reader).inspect(|()| notified = true)
         {
             if e.is_permission_denied() {
                 if self.reported.insert(PathBuf::from("<oom-notify>")) {
@@ -378,7 +426,7 @@ impl Watcher {
         }
         self.follow_ups.remove(&key);
         if let Some(notifier) = &mut self.notifier {
-            notifier.get_mut().unwatch(key);
+            notifier.unwatch(key);
         }
     }
 
@@ -457,33 +505,15 @@ impl Watcher {
     }
 }
 
-/// Waits until the notifier reports cgroups (appended to `woken`); pending forever without a notifier.
-async fn wait_oom(
-    notifier: Option<&mut AsyncFd<OomNotifier>>,
-    woken: &mut Vec<u64>,
-) -> anyhow::Result<()> {
-    let Some(notifier) = notifier else {
-        return std::future::pending().await;
-    };
-    loop {
-        let mut guard = notifier.readable_mut().await?;
-        let result = guard.try_io(|inner| {
-            let before = woken.len();
-            inner
-                .get_mut()
-                .drain(woken)
-                .map_err(std::io::Error::other)?;
-            if woken.len() == before {
-                Err(std::io::ErrorKind::WouldBlock.into())
-            } else {
-                Ok(())
-            }
-        });
-        match result {
-            Ok(r) => return r.map_err(Into::into),
-            Err(_would_block) => continue,
-        }
+/// The first point of the grid `last + k · interval` (k ≥ 1) after `now`.
+fn next_grid_point(last: Instant, interval: Duration, now: Instant) -> Instant {
+    let next = last + interval;
+    if next > now {
+        return next;
     }
+    let behind = now.duration_since(next).as_nanos();
+    let skipped = behind / interval.as_nanos().max(1) + 1;
+    next + interval * u32::try_from(skipped).unwrap_or(u32::MAX)
 }
 
 /// The engine's reading for cgroup statistics, stamped now.
@@ -502,5 +532,22 @@ fn reading(stats: &MemoryStats) -> Reading {
             some_total_us: p.some.total_us,
             full_total_us: p.full.total_us,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_stay_on_the_grid_and_skip_what_they_missed() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // On time: the next point.
+        assert_eq!(next_grid_point(t0, ms(100), t0 + ms(3)), t0 + ms(100));
+        // 250 ms late: the points at 100 and 200 are skipped, no bunching up, no drift.
+        assert_eq!(next_grid_point(t0, ms(100), t0 + ms(250)), t0 + ms(300));
+        // Exactly on a point: the one after it.
+        assert_eq!(next_grid_point(t0, ms(100), t0 + ms(200)), t0 + ms(300));
     }
 }
