@@ -2,27 +2,17 @@
 //! formats the kernel writes), so they run anywhere: node mode posts Kubernetes Events on the pod, and
 //! the sidecar names its containers from its own pod's status.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use pressure_testkit::{
-    FakeApiServer, World, synthetic_node, synthetic_pod, unique_container_id, unique_pod_uid,
-};
+use pressure_testkit::{World, synthetic_node, synthetic_pod, unique_container_id, unique_pod_uid};
 use serde_json::{Value, json};
 
+use crate::util::{Pressured, next_event, spawn, start_server};
+
 const MIB: u64 = 1 << 20;
-
-struct Pressured(Child);
-
-impl Drop for Pressured {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Writes the memory files of one v2 cgroup: `memory.current` = `usage`, `memory.max` = `limit`.
 fn write_v2_cgroup(dir: &Path, usage: u64, limit: u64) {
@@ -63,16 +53,6 @@ fn v2_tree(root: &Path, pod_uid: &str, container_id: &str, usage: u64, limit: u6
     container
 }
 
-fn start_server(world: World) -> (tokio::runtime::Runtime, FakeApiServer) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let server = rt.block_on(FakeApiServer::start(world)).expect("server");
-    (rt, server)
-}
-
 /// Starts `pressured` with `config` and `env`; its JSON events arrive on the channel, its log on
 /// the test's stderr.
 fn start(config: &Path, env: &[(&str, &str)]) -> (Pressured, mpsc::Receiver<Value>) {
@@ -84,44 +64,12 @@ fn start(config: &Path, env: &[(&str, &str)]) -> (Pressured, mpsc::Receiver<Valu
         .env_remove("NODE_NAME")
         .env_remove("KUBERNETES_SERVICE_HOST")
         .env_remove("PRESSURED_KUBE_EVENTS")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env("RUST_LOG", "info");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("start pressured");
-    let (stdout, stderr) = (
-        child.stdout.take().expect("stdout"),
-        child.stderr.take().expect("stderr"),
-    );
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("pressured: {line}");
-        }
-    });
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                let _ = tx.send(v);
-            }
-        }
-    });
-    (Pressured(child), rx)
-}
-
-fn next_event(rx: &mpsc::Receiver<Value>, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ev = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no {what} event in time"));
-        if pred(&ev) {
-            return ev;
-        }
-    }
+    let running = spawn(&mut cmd);
+    (running.process, running.events)
 }
 
 fn config_file(dir: &Path, mode: &str, cgroup_root: &Path, extra: Value) -> PathBuf {

@@ -2,49 +2,16 @@
 //! critical, recovered and oom_killed events with names, IPs and annotation overrides, Kubernetes
 //! Events on the pods, and the loop keeps going through injected faults.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use pressure_testkit::{ContainerUsage, FakeApiServer, Fault, FaultRule, World};
 use serde_json::{Value, json};
 
-struct Pressured(Child);
-
-impl Drop for Pressured {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::util::{Pressured, next_event, spawn, start_server};
 
 const MIB: u64 = 1 << 20;
-
-/// Starts the fake API server on its own runtime, which must live as long as the server.
-fn start_server(world: World) -> (tokio::runtime::Runtime, FakeApiServer) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let server = rt.block_on(FakeApiServer::start(world)).expect("server");
-    (rt, server)
-}
-
-/// Waits for the next event matching `pred`, skipping others.
-fn next_event(rx: &mpsc::Receiver<Value>, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ev = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no {what} event in time"));
-        if pred(&ev) {
-            return ev;
-        }
-    }
-}
 
 fn is(ev: &Value, pod: &str, ty: &str, severity: &str) -> bool {
     ev["pod_name"] == pod && ev["event_type"] == ty && ev["severity"] == severity
@@ -66,33 +33,14 @@ fn cluster_mode_events_from_usage_and_pod_status_through_faults() {
         "thresholds": {"warn_percent": 70, "critical_percent": 85, "cooldown_seconds": 600, "predict_seconds": 0},
     });
     std::fs::write(&config, cfg.to_string()).expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pressured"))
-        .args(["-c", config.to_str().unwrap_or_default()])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("RUST_LOG", "info")
-        .env("POD_NAME", "pressured-test")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start pressured");
-    let (stdout, stderr) = (
-        child.stdout.take().expect("stdout"),
-        child.stderr.take().expect("stderr"),
+    let running = spawn(
+        Command::new(env!("CARGO_BIN_EXE_pressured"))
+            .args(["-c", config.to_str().unwrap_or_default()])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("RUST_LOG", "info")
+            .env("POD_NAME", "pressured-test"),
     );
-    let _p = Pressured(child);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("pressured: {line}");
-        }
-    });
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                let _ = tx.send(v);
-            }
-        }
-    });
+    let (_p, rx) = (running.process, running.events);
 
     // 75% of 256Mi: warn for the pod on node 0.
     server.set_usage(
@@ -247,29 +195,18 @@ fn replica(
     config: &std::path::Path,
     name: &str,
 ) -> (Pressured, mpsc::Receiver<Value>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pressured"))
-        .args(["-c", config.to_str().unwrap_or_default()])
-        .env("KUBECONFIG", kubeconfig)
-        .env("POD_NAME", name)
-        .env("PRESSURED_LEADER_ELECTION", "true")
-        .env("PRESSURED_LEASE_NAME", "pressured")
-        .env("PRESSURED_LEASE_NAMESPACE", "ns-0")
-        .env("PRESSURED_LEASE_DURATION_SECONDS", "2")
-        .env("PRESSURED_KUBE_EVENTS", "off")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start pressured");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                let _ = tx.send(v);
-            }
-        }
-    });
-    (Pressured(child), rx)
+    let running = spawn(
+        Command::new(env!("CARGO_BIN_EXE_pressured"))
+            .args(["-c", config.to_str().unwrap_or_default()])
+            .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAME", name)
+            .env("PRESSURED_LEADER_ELECTION", "true")
+            .env("PRESSURED_LEASE_NAME", "pressured")
+            .env("PRESSURED_LEASE_NAMESPACE", "ns-0")
+            .env("PRESSURED_LEASE_DURATION_SECONDS", "2")
+            .env("PRESSURED_KUBE_EVENTS", "off"),
+    );
+    (running.process, running.events)
 }
 
 #[test]

@@ -2,25 +2,15 @@
 //! events of that cgroup carry the pod's name, namespace, IP and annotations, and the pod's
 //! `pressured.io/warn-percent` override applies.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pressure_testkit::{
-    FakeApiServer, Hog, HogSpec, KubeletV1Pod, World, require_v1_memcg, synthetic_node,
-    synthetic_pod,
+    Hog, HogSpec, KubeletV1Pod, World, require_v1_memcg, synthetic_node, synthetic_pod,
 };
 use serde_json::{Value, json};
 
-struct Pressured(Child);
-
-impl Drop for Pressured {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::util::{spawn, start_server};
 
 #[test]
 fn node_mode_events_carry_pod_names_ip_and_annotation_overrides() {
@@ -29,11 +19,6 @@ fn node_mode_events_carry_pod_names_ip_and_annotation_overrides() {
     else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
     let cg = KubeletV1Pod::create(&root, "burstable", 64 << 20).expect("pod cgroup");
     let mut pod = synthetic_pod("shop", "web-7", &cg.pod_uid, "k8s-node-a", "10.44.0.7");
     pod["metadata"]["annotations"] = json!({"pressured.io/warn-percent": "30"});
@@ -42,45 +27,30 @@ fn node_mode_events_carry_pod_names_ip_and_annotation_overrides() {
     let world = World::new()
         .with(synthetic_node("k8s-node-a", "10.44.0.1"))
         .with(pod);
-    let server = rt.block_on(FakeApiServer::start(world)).expect("server");
+    let (_rt, server) = start_server(world);
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = server.write_kubeconfig(dir.path()).expect("kubeconfig");
     let config = dir.path().join("config.json");
     std::fs::write(&config, r#"{"source": {"mode": "node", "cgroup": {"path": "/sys/fs/cgroup", "poll_interval_ms": 100}}, "thresholds": {"predict_seconds": 0}}"#).expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pressured"))
-        .args(["-c", config.to_str().unwrap_or_default()])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("NODE_NAME", "k8s-node-a")
-        .env_remove("POD_UID")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("pressured");
-    let (stdout, stderr) = (
-        child.stdout.take().expect("stdout"),
-        child.stderr.take().expect("stderr"),
+    let running = spawn(
+        Command::new(env!("CARGO_BIN_EXE_pressured"))
+            .args(["-c", config.to_str().unwrap_or_default()])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("NODE_NAME", "k8s-node-a")
+            .env_remove("POD_UID"),
     );
-    let _p = Pressured(child);
-    let (ready_tx, ready_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("pressured: {line}");
-            if line.contains("watching") && line.contains("cgroups") {
-                let _ = ready_tx.send(());
-            }
+    let (_p, rx) = (running.process, running.events);
+    // Started once it logs what it watches.
+    let ready_by = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = running
+            .log
+            .recv_timeout(ready_by.saturating_duration_since(Instant::now()))
+            .expect("pressured started");
+        if line.contains("watching") && line.contains("cgroups") {
+            break;
         }
-    });
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                let _ = tx.send(v);
-            }
-        }
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("pressured started");
+    }
     assert!(
         server
             .requests()

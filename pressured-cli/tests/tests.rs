@@ -5,3 +5,4 @@ mod k8s_cgroup_tree;
 mod k8s_cluster;
 mod k8s_node;
 mod system_cgroup;
+mod util;
