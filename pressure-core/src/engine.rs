@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use crate::config::{Config, Signal, ThresholdsConfig};
 use crate::event::{Event, EventType, Severity};
 use crate::sample::{Reading, Sample, Target};
-use crate::trend::Trend;
+use crate::trend::{Epoch, Trend};
 
 /// Annotation overriding `thresholds.warn_percent` for one pod.
 pub const ANNOTATION_WARN_PERCENT: &str = "pressured.io/warn-percent";
@@ -243,8 +243,9 @@ pub struct Engine {
     /// nothing to forget and skips its scan.
     seen: usize,
     next_generation: u32,
-    /// The last `(interval, time constant, decay factor)` of the trend: intervals repeat, `exp` is not free.
-    decay_cache: (f64, f64, f64),
+    /// The trends' time origin and the weight of a point at the current clock value: one `exp` per
+    /// clock value for all containers. The window is global (no annotation overrides it).
+    epoch: Epoch,
     warned: HashSet<(String, String, String)>,
 }
 
@@ -263,7 +264,7 @@ impl Engine {
             cycle: 0,
             seen: 0,
             next_generation: 0,
-            decay_cache: (f64::NAN, f64::NAN, 0.0),
+            epoch: Epoch::new(global.predict_window_seconds),
             warned: HashSet::new(),
         }
     }
@@ -405,6 +406,9 @@ impl Engine {
         now: f64,
         out: &mut Vec<Event>,
     ) -> bool {
+        if !self.epoch.is_at(now) {
+            self.advance_epoch(now);
+        }
         let i = id.index as usize;
         let Some(st) = self
             .states
@@ -473,18 +477,14 @@ impl Engine {
 
         if th.predict_seconds > 0.0 {
             if limit > 0 {
-                let tau = th.predict_window_seconds / 2.0;
-                let cache = &mut self.decay_cache;
-                st.trend.push(&mut st.trend_points, now, signal, |dt| {
-                    // Bit patterns: cheaper than float comparisons, and exact.
-                    if cache.0.to_bits() != dt.to_bits() || cache.1.to_bits() != tau.to_bits() {
-                        *cache = (dt, tau, (-dt / tau).exp());
-                    }
-                    cache.2
-                });
-                if now >= st.predict_rearm_at
+                // A point not added (a repeated clock value) predicts nothing new.
+                if st
+                    .trend
+                    .push(&mut st.trend_points, now, signal, self.epoch.point())
+                    && now >= st.predict_rearm_at
                     && let Some(p) = st.trend.predict(
                         st.trend_points,
+                        signal,
                         limit.saturating_sub(signal),
                         th.predict_seconds,
                     )
@@ -503,6 +503,18 @@ impl Engine {
             }
         }
         true
+    }
+
+    /// Moves the trends' epoch to clock value `now`, rebasing every trend when its origin moves (rare:
+    /// every few prediction windows, or when the clock jumps).
+    #[cold]
+    #[inline(never)]
+    fn advance_epoch(&mut self, now: f64) {
+        if let Some(rebase) = self.epoch.advance(now) {
+            for st in &mut self.states {
+                st.trend.rebase(rebase);
+            }
+        }
     }
 
     /// Ends a poll cycle: forgets containers not seen in the last three cycles. Returns how many were forgotten.

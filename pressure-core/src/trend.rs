@@ -5,18 +5,33 @@
 //! `window` seconds. It needs no ring of points: six running sums in one cache line per container, and
 //! O(1) work per sample — what lets the engine evaluate tens of millions of samples per second.
 //!
-//! Coordinates are kept relative to the newest point (which is therefore `(0, 0)`), so the sums stay small
-//! and well inside f64 precision however long a container lives.
+//! Instead of decaying every old point at each sample, the weights GROW: a point at time `t` weighs
+//! `exp((t - origin) / tau)`, where the origin is shared by all containers of an engine (an [`Epoch`]).
+//! Only the ratios of weights matter (a common factor cancels in the slope, R² and the rising test),
+//! so a push is five multiplications and six additions, and the weight is one `exp` per distinct clock
+//! value for the whole engine. Before the weights grow large the origin moves to the present and every
+//! trend is rescaled once ([`Trend::rebase`]): rare, O(containers).
+//!
+//! Coordinates are kept relative to the origin (time) and to a per-container byte base that moves to the
+//! weighted mean at every rebase, so the sums stay near the data and well inside f64 precision however
+//! long a container lives and however large its memory.
 
 /// Fewer points than this never predict: a slope from a handful of samples is noise.
 pub(crate) const MIN_POINTS: u32 = 8;
 /// The fit must explain this share of the variance (R²), so noisy-but-flat series don't predict.
 const MIN_R2: f64 = 0.6;
+/// The origin moves when the clock is this many time constants past it: the newest weights stay below
+/// `e^8 ≈ 3000`, and the cancellation in the sums (whose coordinates then reach 8 time constants while
+/// the data spreads over about one) costs a few bits of the 53.
+const REBASE_AFTER_TAUS: f64 = 8.0;
+/// A clock going back by more than this many time constants before the origin starts every trend over
+/// (moving the origin back would scale the sums up by more than `e^64`).
+const MAX_BACK_TAUS: f64 = 64.0;
 
-/// Weighted sums of `1, t, w, t², w², t·w` over past points, relative to the newest point: exactly one
-/// cache line. The number of points pushed is kept by the caller (see [`Trend::push`]), so the engine
-/// can pack it with its other counters.
-#[derive(Debug, Clone, Copy, Default)]
+/// Weighted sums of `1, t, w, t², w², t·w` over past points — time relative to the engine's [`Epoch`],
+/// bytes relative to `base` — and the newest point's time: exactly one cache line. The number of points
+/// pushed is kept by the caller (see [`Trend::push`]), so the engine can pack it with its other counters.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Trend {
     n: f64,
     t: f64,
@@ -24,8 +39,110 @@ pub(crate) struct Trend {
     tt: f64,
     ww: f64,
     tw: f64,
+    /// Clock of the newest point; `-inf` when empty.
     last_t: f64,
-    last_w: u64,
+    /// The bytes that are `w = 0`.
+    base: u64,
+}
+
+impl Default for Trend {
+    fn default() -> Trend {
+        Trend::EMPTY
+    }
+}
+
+/// The engine-wide time origin of the trends, and the coordinate and weight of a point at the current
+/// clock value (computed once per distinct clock value, shared by every container).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Epoch {
+    /// The time constant `tau = window / 2`.
+    tau: f64,
+    /// Clock value of `x = 0`; NaN until the first clock value.
+    origin: f64,
+    /// The clock value `point` is for; NaN until the first one.
+    now: f64,
+    point: Point,
+}
+
+/// Where and how heavy a point at the epoch's current clock value is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Point {
+    /// `now - origin`.
+    x: f64,
+    /// `exp(x / tau)`.
+    weight: f64,
+}
+
+/// A move of the epoch's origin, to apply to every trend with [`Trend::rebase`] before the next push.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rebase {
+    /// New origin minus old origin (seconds).
+    shift: f64,
+    /// `exp(-shift / tau)`: the weights relative to the new origin; 0 = start over.
+    scale: f64,
+}
+
+impl Epoch {
+    /// The epoch of trends fitted over `window` seconds.
+    pub(crate) fn new(window: f64) -> Epoch {
+        Epoch {
+            // A window that is not positive (rejected by validation) fits only the newest point.
+            tau: (window / 2.0).max(f64::MIN_POSITIVE),
+            origin: f64::NAN,
+            now: f64::NAN,
+            point: Point {
+                x: f64::NAN,
+                weight: f64::NAN,
+            },
+        }
+    }
+
+    /// Whether [`point`](Self::point) is for clock value `now` (compared as bit patterns: cheaper than a
+    /// float comparison, and exact).
+    #[inline]
+    pub(crate) fn is_at(&self, now: f64) -> bool {
+        self.now.to_bits() == now.to_bits()
+    }
+
+    /// The coordinate and weight of a point at the clock value of the last [`advance`](Self::advance).
+    #[inline]
+    pub(crate) fn point(&self) -> Point {
+        self.point
+    }
+
+    /// Moves to clock value `now`. When the origin has to move (the first clock value, `now` far past the
+    /// origin, or before it), returns the [`Rebase`] that every trend must get before a push at `now`.
+    pub(crate) fn advance(&mut self, now: f64) -> Option<Rebase> {
+        self.now = now;
+        if now.is_nan() {
+            // Pushes ignore it; the origin stays.
+            self.point = Point {
+                x: f64::NAN,
+                weight: f64::NAN,
+            };
+            return None;
+        }
+        let x = now - self.origin;
+        if (0.0..=REBASE_AFTER_TAUS * self.tau).contains(&x) {
+            self.point = Point {
+                x,
+                weight: (x / self.tau).exp(),
+            };
+            return None;
+        }
+        // The first clock value (x is NaN), far past the origin, or before it.
+        self.origin = now;
+        self.point = Point {
+            x: 0.0,
+            weight: 1.0,
+        };
+        let scale = if x >= -MAX_BACK_TAUS * self.tau {
+            (-x / self.tau).exp()
+        } else {
+            0.0
+        };
+        Some(Rebase { shift: x, scale })
+    }
 }
 
 /// A rising trend that reaches the limit soon: what `predicted_oom` reports.
@@ -36,75 +153,119 @@ pub(crate) struct Prediction {
 }
 
 impl Trend {
+    const EMPTY: Trend = Trend {
+        n: 0.0,
+        t: 0.0,
+        w: 0.0,
+        tt: 0.0,
+        ww: 0.0,
+        tw: 0.0,
+        last_t: f64::NEG_INFINITY,
+        base: 0,
+    };
+
     /// Forgets every point.
     pub(crate) fn clear(&mut self) {
-        *self = Trend::default();
+        *self = Trend::EMPTY;
     }
 
-    /// Adds a point at time `now` (seconds) and counts it in `points` (the points since the last clear,
-    /// saturating). A point at the newest point's time is ignored; one before it (a clock going
-    /// backwards, e.g. a replay out of order) starts over. `decay` maps an interval to its weight
-    /// factor (`exp(-dt / tau)`); the engine caches it because intervals repeat.
+    /// Adds `bytes` at time `now` (seconds), whose coordinate and weight `at` the engine's [`Epoch`] gives,
+    /// and counts it in `points` (the points since the last clear, saturating). Returns whether the point
+    /// was added: one at the newest point's time (or at a NaN clock) is ignored; one before it (a clock
+    /// going backwards, e.g. a replay out of order) starts over.
     #[inline]
-    pub(crate) fn push(
-        &mut self,
-        points: &mut u32,
-        now: f64,
-        bytes: u64,
-        decay: impl FnOnce(f64) -> f64,
-    ) {
-        if self.n == 0.0 {
-            self.n = 1.0;
-            self.last_t = now;
-            self.last_w = bytes;
-            *points = 1;
-            return;
-        }
-        let dt = now - self.last_t;
-        if dt <= 0.0 {
-            if dt < 0.0 {
+    #[expect(
+        clippy::neg_cmp_op_on_partial_ord,
+        reason = "a NaN clock must fail the test"
+    )]
+    pub(crate) fn push(&mut self, points: &mut u32, now: f64, bytes: u64, at: Point) -> bool {
+        if !(now > self.last_t) {
+            if now < self.last_t {
                 self.clear();
-                self.push(points, now, bytes, decay);
+                return self.push(points, now, bytes, at);
             }
+            return false;
+        }
+        if self.n == 0.0 {
+            // The first point (or the first since the sums faded to nothing): the byte origin.
+            self.base = bytes;
+            *points = 0;
+        }
+        let Point { x, weight: g } = at;
+        let y = self.y(bytes);
+        let (gx, gy) = (g * x, g * y);
+        self.n += g;
+        self.t += gx;
+        self.w += gy;
+        self.tt += gx * x;
+        self.ww += gy * y;
+        self.tw += gx * y;
+        self.last_t = now;
+        *points = points.saturating_add(1);
+        true
+    }
+
+    /// The byte coordinate of `bytes`: a signed integer difference, then one conversion (exact below
+    /// 2^53 bytes; u64 → f64 is slow).
+    #[inline]
+    fn y(&self, bytes: u64) -> f64 {
+        bytes.wrapping_sub(self.base) as i64 as f64
+    }
+
+    /// Moves the sums to the epoch's new origin (see [`Epoch::advance`]) and the byte base to the weighted
+    /// mean, so the coordinates stay near the data.
+    pub(crate) fn rebase(&mut self, r: Rebase) {
+        if self.n == 0.0 {
             return;
         }
-        // Signed integer difference, then one conversion (exact below 2^53 bytes; u64 → f64 is slow).
-        let dw = bytes.wrapping_sub(self.last_w) as i64 as f64;
-        // Move the origin to the new point: every old point's coordinates shift by (-dt, -dw).
+        if r.scale == 0.0 {
+            // Everything faded (a clock jump of hundreds of time constants) or the clock went far back.
+            self.clear();
+            return;
+        }
+        // An integer byte shift keeps the coordinates of new points exact.
+        let c = (self.w / self.n).round();
+        let d = r.shift;
+        // Every point's coordinates shift by (-d, -c).
         let Trend { n, t, w, .. } = *self;
-        self.tt += -2.0 * dt * t + dt * dt * n;
-        self.ww += -2.0 * dw * w + dw * dw * n;
-        self.tw += -dt * w - dw * t + dt * dw * n;
-        self.t -= dt * n;
-        self.w -= dw * n;
-        // Age the old points, then add the new one at the origin (it only adds to `n`).
-        let k = decay(dt);
-        self.n = self.n * k + 1.0;
+        self.tt += -2.0 * d * t + d * d * n;
+        self.ww += -2.0 * c * w + c * c * n;
+        self.tw += -d * w - c * t + d * c * n;
+        self.t -= d * n;
+        self.w -= c * n;
+        // Weights relative to the new origin.
+        let k = r.scale;
+        self.n *= k;
         self.t *= k;
         self.w *= k;
         self.tt *= k;
         self.ww *= k;
         self.tw *= k;
-        self.last_t = now;
-        self.last_w = bytes;
-        *points = points.saturating_add(1);
+        self.base = self.base.wrapping_add_signed(c as i64);
     }
 
-    /// Bytes per second of a significant upward trend, or `None` (too few points, flat, falling or noisy).
+    /// Bytes per second of a significant upward trend ending at the newest point, `bytes`, or `None` (too
+    /// few points, flat, falling or noisy).
     #[cfg(test)]
-    pub(crate) fn rising_slope(&self, points: u32) -> Option<f64> {
-        let (sxx, sxy) = self.rising(points)?;
+    pub(crate) fn rising_slope(&self, points: u32, bytes: u64) -> Option<f64> {
+        let (sxx, sxy) = self.rising(points, bytes)?;
         self.significant(sxx, sxy).then(|| sxy / sxx)
     }
 
-    /// When the trend over `points` points is significant, rising, and reaches `room` more bytes within
-    /// `horizon` seconds.
+    /// When the trend over `points` points, whose newest point is `bytes`, is significant, rising, and
+    /// reaches `room` more bytes within `horizon` seconds.
     ///
     /// The cheap tests come first and nothing is divided unless it predicts: for most samples of most
     /// containers this is two comparisons.
     #[inline]
-    pub(crate) fn predict(&self, points: u32, room: u64, horizon: f64) -> Option<Prediction> {
-        let (sxx, sxy) = self.rising(points)?;
+    pub(crate) fn predict(
+        &self,
+        points: u32,
+        bytes: u64,
+        room: u64,
+        horizon: f64,
+    ) -> Option<Prediction> {
+        let (sxx, sxy) = self.rising(points, bytes)?;
         // eta = room / slope = room · sxx / sxy <= horizon, without dividing (sxx, sxy > 0).
         if room as f64 * sxx > horizon * sxy || !self.significant(sxx, sxy) {
             return None;
@@ -115,11 +276,11 @@ impl Trend {
     }
 
     /// The scaled variance of time and covariance of time and bytes when the series rises: the newest
-    /// point lies above the weighted mean (whose coordinate is w / n; a non-increasing series never
-    /// passes, whatever the rounding: half a byte of tolerance) and the covariance is positive.
+    /// point, `bytes`, lies above the weighted mean `w / n` (a non-increasing series never passes, whatever
+    /// the rounding: half a byte of tolerance) and the covariance is positive.
     #[inline]
-    fn rising(&self, points: u32) -> Option<(f64, f64)> {
-        if points < MIN_POINTS || self.w > -0.5 * self.n {
+    fn rising(&self, points: u32, bytes: u64) -> Option<(f64, f64)> {
+        if points < MIN_POINTS || self.w > (self.y(bytes) - 0.5) * self.n {
             return None;
         }
         let sxx = self.n * self.tt - self.t * self.t;
@@ -138,25 +299,82 @@ impl Trend {
 mod tests {
     use super::*;
 
+    /// One container's trend with its own epoch, as the engine drives it.
+    struct Fit {
+        epoch: Epoch,
+        tr: Trend,
+        points: u32,
+        last: u64,
+        rebases: u32,
+    }
+
+    impl Fit {
+        fn new(window: f64) -> Fit {
+            Fit {
+                epoch: Epoch::new(window),
+                tr: Trend::default(),
+                points: 0,
+                last: 0,
+                rebases: 0,
+            }
+        }
+
+        fn push(&mut self, t: f64, w: u64) -> bool {
+            if !self.epoch.is_at(t)
+                && let Some(r) = self.epoch.advance(t)
+            {
+                self.tr.rebase(r);
+                self.rebases += 1;
+            }
+            let added = self.tr.push(&mut self.points, t, w, self.epoch.point());
+            if added {
+                self.last = w;
+            }
+            added
+        }
+
+        fn rising_slope(&self) -> Option<f64> {
+            self.tr.rising_slope(self.points, self.last)
+        }
+    }
+
     fn fill(series: &[(f64, u64)], window: f64) -> Fit {
-        let mut fit = Fit::default();
+        let mut fit = Fit::new(window);
         for &(t, w) in series {
-            fit.tr
-                .push(&mut fit.points, t, w, |dt| (-dt / (window / 2.0)).exp());
+            fit.push(t, w);
         }
         fit
     }
 
-    #[derive(Default)]
-    struct Fit {
-        tr: Trend,
-        points: u32,
-    }
-
-    impl Fit {
-        fn rising_slope(&self) -> Option<f64> {
-            self.tr.rising_slope(self.points)
-        }
+    /// The same fit computed directly (two passes, centred, weights relative to the newest point), and
+    /// whether it is at a decision boundary where rounding may decide.
+    fn reference(series: &[(f64, u64)], window: f64) -> (Option<f64>, bool) {
+        let tau = window / 2.0;
+        let &(t_last, w_last) = series.last().unwrap();
+        let pts: Vec<(f64, f64, f64)> = series
+            .iter()
+            .filter(|(t, _)| t_last - t < 80.0 * tau)
+            .map(|&(t, w)| {
+                let g = ((t - t_last) / tau).exp();
+                (g, t - t_last, w.wrapping_sub(w_last) as i64 as f64)
+            })
+            .collect();
+        let n: f64 = pts.iter().map(|p| p.0).sum();
+        let mx = pts.iter().map(|p| p.0 * p.1).sum::<f64>() / n;
+        let my = pts.iter().map(|p| p.0 * p.2).sum::<f64>() / n;
+        let sxx: f64 = pts.iter().map(|p| p.0 * (p.1 - mx).powi(2)).sum();
+        let syy: f64 = pts.iter().map(|p| p.0 * (p.2 - my).powi(2)).sum();
+        let sxy: f64 = pts.iter().map(|p| p.0 * (p.1 - mx) * (p.2 - my)).sum();
+        let r2 = sxy * sxy / (sxx * syy);
+        let slope = (series.len() >= MIN_POINTS as usize
+            && my <= -0.5
+            && sxx > 0.0
+            && sxy > 0.0
+            && syy > 0.0
+            && r2 >= MIN_R2)
+            .then(|| sxy / sxx);
+        let borderline = (r2 - MIN_R2).abs() < 1e-6 || (my + 0.5).abs() < 1e-3;
+        (slope, borderline)
     }
 
     #[test]
@@ -215,7 +433,111 @@ mod tests {
             &(0..20).map(|i| (i as f64, i * 1000)).collect::<Vec<_>>(),
             30.0,
         );
-        fit.tr.push(&mut fit.points, 5.0, 0, |_| 1.0);
-        assert_eq!((fit.tr.n, fit.points), (1.0, 1));
+        assert!(fit.push(5.0, 0));
+        let one = fit.epoch.point().weight;
+        assert_eq!((fit.tr.n, fit.points), (one, 1));
+        // A repeated clock value is ignored, and so is NaN.
+        assert!(!fit.push(5.0, 7));
+        assert!(!fit.push(f64::NAN, 7));
+        assert_eq!((fit.tr.n, fit.points), (one, 1));
+        assert!(fit.push(6.0, 7));
+        assert_eq!(fit.points, 2);
+    }
+
+    /// A deterministic pseudo-random sequence in [0, 1).
+    fn lcg(state: &mut u64) -> f64 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*state >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    #[test]
+    fn many_origin_moves_fit_like_a_fresh_fit_of_the_recent_window() {
+        // Three hours at irregular intervals of a series that ramps, holds, falls, and jumps, with noise;
+        // the origin moves every 8 time constants. After every sample the running fit agrees with one
+        // computed directly from the points.
+        for (window, base) in [(30.0, 200u64 << 20), (10.0, 64u64 << 30)] {
+            let mut seed = 7;
+            let mut fit = Fit::new(window);
+            let mut series = Vec::new();
+            let (mut t, mut level) = (1.7e9, base as f64);
+            let mut compared = 0;
+            while t < 1.7e9 + 3.0 * 3600.0 {
+                t += 0.1 + 2.9 * lcg(&mut seed);
+                let phase = ((t - 1.7e9) / 600.0) as u64 % 4;
+                level += match phase {
+                    0 => 40_000.0,
+                    1 => 0.0,
+                    2 => -25_000.0,
+                    _ => 60_000.0,
+                } * (0.5 + lcg(&mut seed));
+                if lcg(&mut seed) < 0.002 {
+                    level += 300e6;
+                }
+                let w = (level + 50_000.0 * lcg(&mut seed)) as u64;
+                assert!(fit.push(t, w));
+                series.push((t, w));
+                let got = fit.rising_slope();
+                let (want, borderline) = reference(&series, window);
+                match (got, want) {
+                    (Some(a), Some(b)) => {
+                        assert!((a - b).abs() <= 1e-9 * b.abs(), "t={t}: {a} vs {b}");
+                        compared += 1;
+                    }
+                    (None, None) => {}
+                    _ => assert!(borderline, "t={t}: {got:?} vs {want:?}"),
+                }
+            }
+            assert!(fit.rebases >= 90, "{}", fit.rebases);
+            assert!(compared > 1000, "{compared}");
+        }
+    }
+
+    #[test]
+    fn large_limits_keep_byte_precision() {
+        // From 64 GiB for a day: a non-increasing series (flat stretches, small and 1 GiB drops) never
+        // rises; then a 1 KiB/s ramp is measured to a millionth once the drops have faded.
+        let mut seed = 11;
+        let mut fit = Fit::new(30.0);
+        let mut w = 64u64 << 30;
+        let mut t = 0.0;
+        for i in 0..86_400u64 {
+            t = i as f64;
+            let r = lcg(&mut seed);
+            if r < 0.3 {
+                w -= (r * 4_000_000.0) as u64;
+            } else if r < 0.3002 {
+                w -= 1 << 30;
+            }
+            fit.push(t, w);
+            assert_eq!(fit.rising_slope(), None, "t={t} w={w}");
+        }
+        assert!(w > 16 << 30, "{w}");
+        for i in 1..=600u64 {
+            fit.push(t + i as f64, w + i * 1024);
+        }
+        let slope = fit.rising_slope().unwrap();
+        assert!((slope - 1024.0).abs() < 1e-3, "{slope}");
+    }
+
+    #[test]
+    fn far_clock_jumps_start_over() {
+        let ramp = |fit: &mut Fit, from: f64| {
+            for i in 0..20u64 {
+                fit.push(from + i as f64, (1 << 30) + i * 4096);
+            }
+        };
+        let mut fit = Fit::new(30.0);
+        ramp(&mut fit, 0.0);
+        assert!(fit.rising_slope().is_some());
+        // Far ahead: the old points weigh nothing.
+        ramp(&mut fit, 1e6);
+        assert_eq!(fit.points, 20);
+        assert!((fit.rising_slope().unwrap() - 4096.0).abs() < 1e-6);
+        // Far back: a fresh start.
+        ramp(&mut fit, -1e6);
+        assert_eq!(fit.points, 20);
+        assert!((fit.rising_slope().unwrap() - 4096.0).abs() < 1e-6);
     }
 }
