@@ -204,6 +204,23 @@ struct State {
 
 const _: () = assert!(size_of::<State>() == 128);
 
+impl State {
+    /// The severity of a signal outside the band, and the band around it. Rare (a sample crossing a
+    /// threshold, a changed limit, the first sample), so out of line: the hot path keeps its registers.
+    #[cold]
+    #[inline(never)]
+    fn reclassify(&mut self, th: &Thresholds, signal: u64, limit: u64) -> Severity {
+        let severity = if limit > 0 {
+            th.severity(percent_of(signal, limit), self.severity)
+        } else {
+            Severity::Ok
+        };
+        (self.band_lo, self.band_hi) = th.band(severity, limit);
+        self.band_limit = limit;
+        severity
+    }
+}
+
 /// What the engine remembers about one container that only events need: cold.
 #[derive(Debug)]
 struct Meta {
@@ -399,6 +416,7 @@ impl Engine {
     /// Feeds one reading of a tracked container at clock `now` (seconds). Events are appended to `out`.
     ///
     /// Returns `false` (and does nothing) if `id` is stale: the container was forgotten since `track`.
+    #[inline]
     pub fn observe(
         &mut self,
         id: SlotId,
@@ -428,20 +446,25 @@ impl Engine {
         };
         // 0 = unlimited (a zero limit is treated as none).
         let limit = reading.limit_bytes.unwrap_or(0);
-        let emit = EventMaker {
-            meta: &self.meta,
-            slot: i,
-            reading,
-            signal,
-            limit,
-            dry_run: self.dry_run,
+        // Built only when an event is: its fields stay in registers on the hot path.
+        let (meta, dry_run) = (&self.meta, self.dry_run);
+        let emit = move |event_type, severity, previous_severity, eta_seconds| {
+            EventMaker {
+                meta,
+                slot: i,
+                reading,
+                signal,
+                limit,
+                dry_run,
+            }
+            .event(event_type, severity, previous_severity, eta_seconds)
         };
 
         if let Some(count) = reading.oom_kill_count
             && (count != st.oom_baseline || !st.has_oom_baseline)
         {
             if st.has_oom_baseline && count > st.oom_baseline {
-                out.push(emit.event(EventType::OomKilled, st.severity, st.severity, None));
+                out.push(emit(EventType::OomKilled, st.severity, st.severity, None));
             }
             st.has_oom_baseline = true;
             st.oom_baseline = count;
@@ -452,14 +475,7 @@ impl Engine {
         let severity = if in_band {
             previous
         } else {
-            let severity = if limit > 0 {
-                th.severity(percent_of(signal, limit), previous)
-            } else {
-                Severity::Ok
-            };
-            (st.band_lo, st.band_hi) = th.band(severity, limit);
-            st.band_limit = limit;
-            severity
+            st.reclassify(th, signal, limit)
         };
         if severity != previous {
             let kind = if severity == Severity::Ok {
@@ -467,10 +483,10 @@ impl Engine {
             } else {
                 EventType::MemoryPressure
             };
-            out.push(emit.event(kind, severity, previous, None));
+            out.push(emit(kind, severity, previous, None));
             st.last_emit = now;
         } else if severity != Severity::Ok && now - st.last_emit >= th.cooldown_seconds {
-            out.push(emit.event(EventType::MemoryPressure, severity, previous, None));
+            out.push(emit(EventType::MemoryPressure, severity, previous, None));
             st.last_emit = now;
         }
         st.severity = severity;
@@ -489,7 +505,7 @@ impl Engine {
                         th.predict_seconds,
                     )
                 {
-                    out.push(emit.event(
+                    out.push(emit(
                         EventType::PredictedOom,
                         severity,
                         severity,
@@ -512,7 +528,7 @@ impl Engine {
     fn advance_epoch(&mut self, now: f64) {
         if let Some(rebase) = self.epoch.advance(now) {
             for st in &mut self.states {
-                st.trend.rebase(rebase);
+                st.trend.rebase(&mut st.trend_points, rebase);
             }
         }
     }

@@ -170,7 +170,8 @@ impl Trend {
     }
 
     /// Adds `bytes` at time `now` (seconds), whose coordinate and weight `at` the engine's [`Epoch`] gives,
-    /// and counts it in `points` (the points since the last clear, saturating). Returns whether the point
+    /// and counts it in `points` (the points since the last clear, saturating: 0 exactly when the trend is
+    /// empty, which the caller keeps true when it clears the trend). Returns whether the point
     /// was added: one at the newest point's time (or at a NaN clock) is ignored; one before it (a clock
     /// going backwards, e.g. a replay out of order) starts over.
     #[inline]
@@ -182,14 +183,14 @@ impl Trend {
         if !(now > self.last_t) {
             if now < self.last_t {
                 self.clear();
+                *points = 0;
                 return self.push(points, now, bytes, at);
             }
             return false;
         }
-        if self.n == 0.0 {
-            // The first point (or the first since the sums faded to nothing): the byte origin.
+        if *points == 0 {
+            // The first point: the byte origin.
             self.base = bytes;
-            *points = 0;
         }
         let Point { x, weight: g } = at;
         let y = self.y(bytes);
@@ -213,14 +214,15 @@ impl Trend {
     }
 
     /// Moves the sums to the epoch's new origin (see [`Epoch::advance`]) and the byte base to the weighted
-    /// mean, so the coordinates stay near the data.
-    pub(crate) fn rebase(&mut self, r: Rebase) {
-        if self.n == 0.0 {
+    /// mean, so the coordinates stay near the data. `points` as for [`push`](Self::push).
+    pub(crate) fn rebase(&mut self, points: &mut u32, r: Rebase) {
+        if *points == 0 {
             return;
         }
-        if r.scale == 0.0 {
+        if self.n * r.scale < f64::MIN_POSITIVE {
             // Everything faded (a clock jump of hundreds of time constants) or the clock went far back.
             self.clear();
+            *points = 0;
             return;
         }
         // An integer byte shift keeps the coordinates of new points exact.
@@ -323,7 +325,7 @@ mod tests {
             if !self.epoch.is_at(t)
                 && let Some(r) = self.epoch.advance(t)
             {
-                self.tr.rebase(r);
+                self.tr.rebase(&mut self.points, r);
                 self.rebases += 1;
             }
             let added = self.tr.push(&mut self.points, t, w, self.epoch.point());
