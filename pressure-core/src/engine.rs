@@ -659,6 +659,7 @@ impl EventMaker<'_> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::time::UNIX_EPOCH;
 
     fn severities() -> impl Strategy<Value = Severity> {
         prop_oneof![
@@ -696,6 +697,59 @@ mod tests {
                 prop_assert_eq!(lo <= s && s <= hi, stays, "signal {} band [{}, {}]", s, lo, hi);
             }
         }
+    }
+
+    #[test]
+    fn a_container_watched_for_hours_predicts_like_a_new_one() {
+        // The trends' origin moves every few windows (hundreds of times here). A container watched for four
+        // hours and one watched for the last 20 time constants, fed the same series (noisy and flat at
+        // 32 GiB, then a 100 MiB/s ramp to a 64 GiB limit), predict at the same samples, the same eta.
+        let mut config = Config::default();
+        config.thresholds.cooldown_seconds = 0.0;
+        let mut engine = Engine::new(&config);
+        let target = |uid: &str| Target {
+            pod_uid: Some(uid.into()),
+            ..Target::default()
+        };
+        let limit = 64u64 << 30;
+        let usage = |t: u64| {
+            let noise = (t * 7919 % 1000) * 1000;
+            (32u64 << 30) + noise + t.saturating_sub(14_000) * (100 << 20)
+        };
+        let old = engine.track(&target("old"));
+        let mut young = None;
+        let mut predicted = [Vec::new(), Vec::new()];
+        let mut out = Vec::new();
+        for t in 0..14_400u64 {
+            let now = 1.7e9 + t as f64;
+            if t == 13_700 {
+                young = Some(engine.track(&target("young")));
+            }
+            let used = usage(t).min(limit);
+            let reading = Reading::new(UNIX_EPOCH, used, Some(limit));
+            for (k, id) in [Some(old), young].into_iter().enumerate() {
+                let Some(id) = id else { continue };
+                assert!(engine.observe(id, &reading, now, &mut out));
+                for e in out.drain(..) {
+                    if e.event_type == EventType::PredictedOom {
+                        predicted[k].push((t, e.eta_seconds.unwrap()));
+                    }
+                }
+            }
+            engine.end_cycle();
+        }
+        let [old, young] = predicted;
+        assert!(old.len() > 20, "{old:?}");
+        assert_eq!(old.len(), young.len(), "{old:?} {young:?}");
+        for ((t0, eta0), (t1, eta1)) in old.iter().zip(&young) {
+            assert_eq!(t0, t1);
+            assert!(
+                (eta0 - eta1).abs() <= 0.1 + 1e-9,
+                "t={t0}: {eta0} vs {eta1}"
+            );
+        }
+        // The first prediction comes about 60 s before the limit (reached at t = 14 327).
+        assert!((14_260..=14_275).contains(&old[0].0), "{old:?}");
     }
 
     #[test]
