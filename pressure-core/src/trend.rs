@@ -33,12 +33,12 @@ const MAX_BACK_TAUS: f64 = 64.0;
 /// pushed is kept by the caller (see [`Trend::push`]), so the engine can pack it with its other counters.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Trend {
-    n: f64,
     t: f64,
     w: f64,
     tt: f64,
-    ww: f64,
     tw: f64,
+    n: f64,
+    ww: f64,
     /// Clock of the newest point; `-inf` when empty.
     last_t: f64,
     /// The bytes that are `w = 0`.
@@ -195,12 +195,12 @@ impl Trend {
         let Point { x, weight: g } = at;
         let y = self.y(bytes);
         let (gx, gy) = (g * x, g * y);
-        self.n += g;
         self.t += gx;
         self.w += gy;
         self.tt += gx * x;
-        self.ww += gy * y;
         self.tw += gx * y;
+        self.n += g;
+        self.ww += gy * y;
         self.last_t = now;
         *points = points.saturating_add(1);
         true
@@ -268,12 +268,17 @@ impl Trend {
         horizon: f64,
     ) -> Option<Prediction> {
         let (sxx, sxy) = self.rising(points, bytes)?;
+        // Through i64 when it fits (always, in practice): u64 → f64 is slow.
+        let room = match i64::try_from(room) {
+            Ok(room) => room as f64,
+            Err(_) => room as f64,
+        };
         // eta = room / slope = room · sxx / sxy <= horizon, without dividing (sxx, sxy > 0).
-        if room as f64 * sxx > horizon * sxy || !self.significant(sxx, sxy) {
+        if room * sxx > horizon * sxy || !self.significant(sxx, sxy) {
             return None;
         }
         Some(Prediction {
-            eta_seconds: room as f64 * sxx / sxy,
+            eta_seconds: room * sxx / sxy,
         })
     }
 
