@@ -66,6 +66,14 @@ echo "sidecar footprint: ${DURATION} s at ${INTERVAL_MS} ms polling, 3 cgroups (
 echo "  peak RSS (VmHWM): ${hwm_mib} MiB  (goal <= 4 MiB)   RSS at end: ${rss_mib} MiB"
 echo "  CPU time:         ${cpu_s} s  (goal <= 0.035 s)"
 echo "  events: $(wc -l < "$work/events.jsonl"), warnings: $(grep -c WARN "$work/stderr.log" || true)"
+# How the binary was linked (pressured-cli/build.rs): by lld with the hot-code order, or without it.
+if readelf -p .comment "$PRESSURED" 2>/dev/null | grep -q LLD; then
+  listed=$(grep -vc '^#' pressured-cli/link-order.txt)
+  present=$(nm --defined-only "$PRESSURED" 2>/dev/null | awk '{print $3}' | grep -cxF -f <(grep -v '^#' pressured-cli/link-order.txt) || true)
+  echo "  linked by lld with the hot-code order: $present of $listed listed functions present (stale below ~90 %: run scripts/link-order.sh)"
+else
+  echo "  linked without the hot-code order (no ld.lld at build time, or PRESSURED_LINK_ORDER=0)"
+fi
 ok=1
 awk -v k="$hwm_kb" 'BEGIN {exit !(k <= 4096)}' || ok=0
 awk -v n="$cpu_ns" 'BEGIN {exit !(n <= 35000000)}' || ok=0

@@ -8,6 +8,7 @@ mod pprof_cmd;
 mod replay;
 mod server;
 mod sink;
+mod trim;
 mod watch;
 
 use std::path::PathBuf;
@@ -66,6 +67,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // What the dynamic loader and libc's start-up touched (relocations, IFUNC resolvers) is not run
+    // again; a sidecar should not keep it resident (see `trim`). Best effort: a failure only costs memory.
+    let _ = trim::drop_startup_pages();
     let args = Args::parse();
     if let Some(Command::Pprof(pprof)) = args.command {
         return report(pprof_cmd::run(pprof));

@@ -9,7 +9,6 @@
 //! until its `oom_kill` counter moves. SIGTERM and SIGINT stop the loop cleanly.
 
 mod plan;
-mod trim;
 mod wait;
 
 use std::collections::{HashMap, HashSet};
@@ -77,6 +76,8 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     // The loop runs on its own thread; this runtime meanwhile runs the actions, the pod watch and
     // the Kubernetes Events, and waits for a signal. Tasks the loop spawns (Events) go to it.
     let runtime = tokio::runtime::Handle::current();
+    // Start-up is done: its code (flags, config, logger, runtime, TLS roots) is not run again.
+    trim("start-up");
     let (done_tx, mut done) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("sampling".into())
@@ -109,6 +110,17 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let (result, sink) = ended.context("the sampling thread ended without a result")?;
     sink.shutdown().await;
     result
+}
+
+/// Drops the resident pages of code that ran before `stage` (see [`crate::trim`]), with a debug log.
+fn trim(stage: &str) {
+    match crate::trim::drop_startup_pages() {
+        Ok(bytes) => tracing::debug!(
+            kib = bytes / 1024,
+            "dropped {stage} pages from the resident set"
+        ),
+        Err(e) => tracing::debug!("cannot drop {stage} pages from the resident set: {e}"),
+    }
 }
 
 /// Hands one event on: a JSON line on stdout and the action dispatcher (`pressure-actions`), and
@@ -269,13 +281,8 @@ impl Watcher {
                 next_tick = next_grid_point(next_tick, self.interval, now);
                 if !trimmed {
                     trimmed = true;
-                    match trim::drop_startup_pages() {
-                        Ok(bytes) => tracing::debug!(
-                            kib = bytes / 1024,
-                            "dropped start-up pages from the resident set"
-                        ),
-                        Err(e) => tracing::debug!("cannot trim start-up pages: {e}"),
-                    }
+                    // Nor is the first tick's (opening the cgroups, the announcement).
+                    trim("first tick");
                 }
             }
             if self.follow_ups.is_empty() {
