@@ -30,33 +30,49 @@ impl Series {
         }
     }
 
-    /// Usage of container `c` in cycle `k`, from tables precomputed outside the measured loop.
-    fn usage(self, table: &Table, c: usize, k: u64) -> u64 {
+    /// Usage of container `c` in cycle `k`.
+    fn usage(self, c: usize, k: u64) -> u64 {
+        let bytes = |pct: f64| (pct / 100.0 * LIMIT as f64) as u64;
         match self {
-            Series::Steady => table.steady[c % 20],
+            Series::Steady => bytes(40.0 + (c % 20) as f64),
             // Around warn (70 %), inside its 5 % hysteresis band after the first rise.
-            Series::Oscillating => table.oscillating[(k & 1) as usize],
+            Series::Oscillating => bytes(if k.is_multiple_of(2) { 71.0 } else { 66.0 }),
             // 10 % → 100 % over 900 cycles, then over again: crosses warn and critical, predicts.
-            Series::Ramping => table.ramp[((k + c as u64) % 900) as usize],
+            Series::Ramping => bytes(10.0 + ((k + c as u64) % 900) as f64 * 0.1),
         }
     }
 }
 
-/// Usages in bytes, so the benchmark measures the engine and not the series generator.
+/// The usages of `n` containers in bytes, precomputed outside the measured loop so that the benchmark
+/// measures the engine and not the series generator: a cycle reads one slice front to back.
 struct Table {
-    steady: Vec<u64>,
-    oscillating: [u64; 2],
-    ramp: Vec<u64>,
+    series: Series,
+    n: usize,
+    /// Steady: one row. Oscillating: the rows of even and odd cycles. Ramping: `usage(j, 0)` for
+    /// `j < n + 900`, whose window at `k % 900` is cycle `k`'s row (the ramp's period is 900 cycles).
+    usages: Vec<u64>,
 }
 
 impl Table {
-    fn new() -> Table {
-        let bytes = |pct: f64| (pct / 100.0 * LIMIT as f64) as u64;
-        Table {
-            steady: (0..20).map(|i| bytes(40.0 + i as f64)).collect(),
-            oscillating: [bytes(71.0), bytes(66.0)],
-            ramp: (0..900).map(|i| bytes(10.0 + i as f64 * 0.1)).collect(),
-        }
+    fn new(series: Series, n: usize) -> Table {
+        let usages = match series {
+            Series::Steady => (0..n).map(|c| series.usage(c, 0)).collect(),
+            Series::Oscillating => (0..2)
+                .flat_map(|k| (0..n).map(move |c| series.usage(c, k)))
+                .collect(),
+            Series::Ramping => (0..n + 900).map(|j| series.usage(j, 0)).collect(),
+        };
+        Table { series, n, usages }
+    }
+
+    /// The usages of cycle `k`, container by container.
+    fn row(&self, k: u64) -> &[u64] {
+        let start = match self.series {
+            Series::Steady => 0,
+            Series::Oscillating => (k % 2) as usize * self.n,
+            Series::Ramping => (k % 900) as usize,
+        };
+        &self.usages[start..start + self.n]
     }
 }
 
@@ -83,17 +99,17 @@ fn engine(c: &mut Criterion<ThreadCpuTime>) {
             group.throughput(Throughput::Elements(n as u64));
             group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
                 let (mut engine, ids) = setup(n);
-                let table = Table::new();
+                let table = Table::new(series, n);
                 let mut out = Vec::with_capacity(n);
                 let mut k = 0u64;
                 b.iter(|| {
                     k += 1;
                     let now = k as f64;
                     let ts = UNIX_EPOCH + Duration::from_secs(k);
-                    for (c, &id) in ids.iter().enumerate() {
+                    for (&id, &usage) in ids.iter().zip(table.row(k)) {
                         let reading = Reading {
                             oom_kill_count: Some(0),
-                            ..Reading::new(ts, series.usage(&table, c, k), Some(LIMIT))
+                            ..Reading::new(ts, usage, Some(LIMIT))
                         };
                         engine.observe(id, black_box(&reading), now, &mut out);
                     }
