@@ -175,12 +175,19 @@ fn node_mode_posts_kubernetes_events_on_the_pod() {
         server.requests()
     );
 
-    // An OOM kill in the cgroup: oom_killed, and its Event.
-    std::fs::write(
-        container.join("memory.events"),
-        "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n",
-    )
-    .expect("memory.events");
+    // An OOM kill in the cgroup: oom_killed, and its Event. The file is rewritten in place at the same
+    // length, as the kernel's files change: a truncating write could be read empty in between (a
+    // cgroup file never is) and drop the cgroup until the next rescan.
+    {
+        use std::io::Write as _;
+        let mut events = std::fs::OpenOptions::new()
+            .write(true)
+            .open(container.join("memory.events"))
+            .expect("open memory.events");
+        events
+            .write_all(b"low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n")
+            .expect("memory.events");
+    }
     let oom = next_event(&rx, "oom_killed", |e| {
         e["container_id"] == cid.as_str() && e["event_type"] == "oom_killed"
     });
