@@ -115,10 +115,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
 /// Drops the resident pages of code that ran before `stage` (see [`crate::trim`]), with a debug log.
 fn trim(stage: &str) {
     match crate::trim::drop_startup_pages() {
-        Ok(bytes) => tracing::debug!(
-            kib = bytes / 1024,
-            "dropped {stage} pages from the resident set"
-        ),
+        Ok(mappings) => tracing::debug!(mappings, "dropped {stage} pages from the resident set"),
         Err(e) => tracing::debug!("cannot drop {stage} pages from the resident set: {e}"),
     }
 }
