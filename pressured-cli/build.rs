@@ -20,7 +20,6 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=link-order.txt");
     println!("cargo:rerun-if-env-changed=PRESSURED_LINK_ORDER");
-    println!("cargo:rerun-if-env-changed=PATH");
     let target = std::env::var("TARGET").unwrap_or_default();
     if !target.contains("linux") {
         return;
@@ -37,7 +36,8 @@ fn main() {
     if !on_path("ld.lld") {
         println!(
             "cargo:warning=ld.lld not found: pressured is linked without its hot-code order \
-             (a sidecar keeps about 3 MiB more resident); install lld, or set PRESSURED_LINK_ORDER=0"
+             (a sidecar keeps about 3 MiB more resident); install lld and run `cargo clean -p pressured-cli`, \
+             or set PRESSURED_LINK_ORDER=0"
         );
         return;
     }
