@@ -20,36 +20,16 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-MEM=/sys/fs/cgroup/memory
 OUT=pressured-cli/link-order.txt
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
-[[ -f $MEM/memory.limit_in_bytes ]] || { echo "no cgroup v1 memory hierarchy at $MEM" >&2; exit 2; }
 cargo build --release -p pressured-cli --bin pressured >&2
 BIN=$(realpath "${CARGO_TARGET_DIR:-target}")/release/pressured
 
-uid=$(cat /proc/sys/kernel/random/uuid)
-id1=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-id2=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-made=()
-mk() { if [[ ! -d $1 ]]; then mkdir "$1"; made+=("$1"); fi; }
-pod=$MEM/kubepods/burstable/pod$uid
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  for ((i = ${#made[@]} - 1; i >= 0; i--)); do rmdir "${made[i]}" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-mk $MEM/kubepods; mk $MEM/kubepods/burstable; mk "$pod"; mk "$pod/$id1"; mk "$pod/$id2"
-echo $((64 << 20)) > "$pod/$id1/memory.limit_in_bytes"
-echo $((128 << 20)) > "$pod/$id2/memory.limit_in_bytes"
+. scripts/lib/v1-pod.sh
+v1_pod $((64 << 20)) $((128 << 20))
 # About 52 MiB of anonymous memory in a 64 MiB container: warn (70 %), not critical (85 %).
-sh -c "echo \$\$ > $pod/$id1/cgroup.procs; exec python3 -c 'import time; b = bytearray(52 << 20); time.sleep(600)'" &
-pids+=($!)
-sh -c "echo \$\$ > $pod/$id2/cgroup.procs; exec sleep 600" &
-pids+=($!)
+v1_pod_run "$pod/$id1" "python3 -c 'import time; b = bytearray(52 << 20); time.sleep(600)'"
+v1_pod_run "$pod/$id2" "sleep 600"
 cat > "$work/config.json" <<JSON
 {"source": {"mode": "cgroup", "poll_interval_ms": 100, "cgroup": {"path": "/sys/fs/cgroup"}},
  "thresholds": {"cooldown_seconds": 2}, "log_level": "warn"}

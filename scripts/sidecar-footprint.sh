@@ -14,36 +14,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-30}
 INTERVAL_MS=${INTERVAL_MS:-100}
-MEM=/sys/fs/cgroup/memory
 if [[ -z "${PRESSURED:-}" ]]; then
   cargo build --release -p pressured-cli --bin pressured >&2
   PRESSURED=target/release/pressured
 fi
-[[ -f $MEM/memory.limit_in_bytes ]] || { echo "no cgroup v1 memory hierarchy at $MEM" >&2; exit 2; }
 
-uid=$(cat /proc/sys/kernel/random/uuid)
-id1=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-id2=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-made=()
-mk() { if [[ ! -d $1 ]]; then mkdir "$1"; made+=("$1"); fi; }
-pod=$MEM/kubepods/burstable/pod$uid
-work=$(mktemp -d)
-pid=""
-sleeper=""
-cleanup() {
-  [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-  [[ -n ${floor:-} ]] && kill "$floor" 2>/dev/null && wait "$floor" 2>/dev/null || true
-  [[ -n $sleeper ]] && kill -9 "$sleeper" 2>/dev/null && wait "$sleeper" 2>/dev/null || true
-  for ((i = ${#made[@]} - 1; i >= 0; i--)); do rmdir "${made[i]}" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-mk $MEM/kubepods; mk $MEM/kubepods/burstable; mk "$pod"; mk "$pod/$id1"; mk "$pod/$id2"
-echo $((256 << 20)) > "$pod/$id1/memory.limit_in_bytes"
-echo $((128 << 20)) > "$pod/$id2/memory.limit_in_bytes"
-sh -c "echo \$\$ > $pod/$id1/cgroup.procs; exec sleep $((DURATION + 30))" &
-sleeper=$!
-
+. scripts/lib/v1-pod.sh
+v1_pod $((256 << 20)) $((128 << 20))
+v1_pod_run "$pod/$id1" "sleep $((DURATION + 30))"
 cat > "$work/config.json" <<JSON
 {"source": {"mode": "cgroup", "poll_interval_ms": $INTERVAL_MS, "cgroup": {"path": "/sys/fs/cgroup"}}, "log_level": "warn"}
 JSON
@@ -85,11 +63,13 @@ C
       "$pod/memory.usage_in_bytes" "$pod/$id1/memory.usage_in_bytes" "$pod/$id2/memory.usage_in_bytes" \
       > "$work/floor.ns" &
     floor=$!
+    pids+=($floor)
   fi
 fi
 POD_UID=$uid POD_NAME=footprint-0 POD_NAMESPACE=default NODE_NAME=$(hostname) \
   "$PRESSURED" -c "$work/config.json" > "$work/events.jsonl" 2> "$work/stderr.log" &
 pid=$!
+pids+=($pid)
 sleep "$DURATION"
 kill -0 "$pid" || { echo "pressured exited early:" >&2; cat "$work/stderr.log" >&2; exit 1; }
 
