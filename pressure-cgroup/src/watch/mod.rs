@@ -5,8 +5,8 @@
 //! ticks on a fixed grid of the monotonic clock: no drift, and a slow cycle skips the ticks it missed
 //! instead of bunching them up. Between ticks it sleeps in one `epoll_wait` whose timeout is the time
 //! left to the next grid point (no timerfd). Every tick samples each watched cgroup through an open
-//! [`CgroupReader`] and feeds the [`Engine`]; at most every second (or every tick, if slower) the set
-//! of cgroups is refreshed ([`Scope::Node`]: the whole kubepods hierarchy; [`Scope::Pod`]: the pod's
+//! [`CgroupReader`] and feeds the [`Engine`]; every [`WatchOptions::rescan`] (or every tick, if
+//! slower) the set of cgroups is refreshed ([`Scope::Node`]: the whole kubepods hierarchy; [`Scope::Pod`]: the pod's
 //! cgroup and its containers). An [`OomNotifier`] (v1 eventfd, v2 inotify) wakes the loop the moment a
 //! cgroup goes OOM, so `oom_killed` is not a poll interval late; because the v1 notification comes
 //! just before the kill, the cgroup is re-sampled every 5 ms for up to 300 ms until its `oom_kill`
@@ -46,8 +46,6 @@ pub use wait::StopToken;
 const OOM_FOLLOW_UP: Duration = Duration::from_millis(300);
 /// The re-sample period during an OOM follow-up.
 const OOM_FOLLOW_UP_STEP: Duration = Duration::from_millis(5);
-/// The least time between two rescans for new or removed cgroups.
-const MIN_RESCAN: Duration = Duration::from_secs(1);
 /// Limits (and, for a cgroup with an armed OOM notification, its OOM counters and PSI) are re-read at
 /// least this often; the ticks in between read usage only. A resize is seen within this; an OOM kill
 /// at once through the notification.
@@ -59,8 +57,11 @@ const FULL_READ_PERIOD: Duration = Duration::from_secs(1);
 pub struct WatchOptions {
     /// Which cgroups.
     pub scope: Scope,
-    /// The tick period [1 s]; the set of cgroups is refreshed every `max(interval, 1 s)`.
+    /// The tick period [1 s].
     pub interval: Duration,
+    /// The least time between two rescans of the scope for new and removed cgroups [1 s]; a rescan
+    /// happens on the first tick at least this long after the previous one.
+    pub rescan: Duration,
     /// The downward-API values of the own pod: `node_name` goes on every target; the pod name,
     /// namespace and IP on the targets of [`Scope::Pod`] and [`Scope::Cgroup`] [none].
     pub pod: PodEnv,
@@ -72,6 +73,7 @@ impl WatchOptions {
         WatchOptions {
             scope,
             interval: Duration::from_secs(1),
+            rescan: Duration::from_secs(1),
             pod: PodEnv::default(),
         }
     }
@@ -162,6 +164,8 @@ pub struct Watcher {
     env: PodEnv,
     engine: Engine,
     interval: Duration,
+    /// [`WatchOptions::rescan`].
+    min_rescan: Duration,
     waiter: wait::Waiter,
     watched: HashMap<u64, Watched>,
     by_path: HashMap<String, u64>,
@@ -217,6 +221,7 @@ impl Watcher {
             env: options.pod,
             engine,
             interval: options.interval.max(Duration::from_millis(1)),
+            min_rescan: options.rescan,
             waiter,
             watched: HashMap::new(),
             by_path: HashMap::new(),
@@ -337,7 +342,7 @@ impl Watcher {
     }
 
     fn rescan_period(&self) -> Duration {
-        self.interval.max(MIN_RESCAN)
+        self.interval.max(self.min_rescan)
     }
 
     fn announce(&self) {
@@ -584,5 +589,98 @@ mod tests {
         assert_eq!(next_grid_point(t0, ms(100), t0 + ms(250)), t0 + ms(300));
         // Exactly on a point: the one after it.
         assert_eq!(next_grid_point(t0, ms(100), t0 + ms(200)), t0 + ms(300));
+    }
+
+    const UID: &str = "0b7632a2-a56e-4278-987a-22de18008dbe";
+    const ID: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
+    /// A v2 tree (the files and formats the kernel writes) with one burstable pod and its container,
+    /// both at 90 % of 256 MiB.
+    fn v2_tree() -> (tempfile::TempDir, CgroupLayout) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("cgroup.controllers"), "memory pids\n").expect("write");
+        let pod = dir.path().join(format!("kubepods/burstable/pod{UID}"));
+        for cgroup in [pod.clone(), pod.join(ID)] {
+            std::fs::create_dir_all(&cgroup).expect("mkdir");
+            for (name, text) in [
+                ("memory.current", "241591910\n"),
+                ("memory.max", "268435456\n"),
+                ("memory.stat", "anon 241591910\nfile 0\ninactive_file 0\n"),
+                ("memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n"),
+            ] {
+                std::fs::write(cgroup.join(name), text).expect("write");
+            }
+        }
+        let layout = CgroupLayout::detect(dir.path()).expect("layout");
+        (dir, layout)
+    }
+
+    /// Collects events and first-tick calls; stops the watcher at the container's first event.
+    struct Collect {
+        events: Vec<Event>,
+        first_ticks: usize,
+        stop: StopToken,
+    }
+
+    impl Observer for Collect {
+        fn event(&mut self, event: &Event) {
+            if event.container_id.as_deref() == Some(ID) {
+                self.stop.stop();
+            }
+            self.events.push(event.clone());
+        }
+
+        fn first_tick(&mut self) {
+            self.first_ticks += 1;
+        }
+    }
+
+    #[test]
+    fn node_scope_feeds_the_engine_names_through_enrich_and_stops_on_the_token() {
+        let (_dir, layout) = v2_tree();
+        let mut options = WatchOptions::new(Scope::Node);
+        options.interval = Duration::from_millis(10);
+        options.pod = PodEnv::from_lookup(|k| (k == "NODE_NAME").then(|| "n1".to_owned()));
+        let engine = Engine::new(&pressure_core::Config::default());
+        let mut watcher = Watcher::new(layout, engine, options)
+            .expect("watcher")
+            .with_enrich(|t: &mut Target| {
+                t.pod_name = Some("web-0".into());
+                t.container_name = t.container_id.is_some().then(|| "app".into());
+                true
+            });
+        let mut out = Collect {
+            events: Vec::new(),
+            first_ticks: 0,
+            stop: watcher.stop_token(),
+        };
+        watcher.run(&mut out).expect("run");
+        assert_eq!(out.first_ticks, 1);
+        let critical = out
+            .events
+            .iter()
+            .find(|e| e.container_id.as_deref() == Some(ID))
+            .expect("the container's event");
+        assert_eq!(critical.severity, pressure_core::Severity::Critical);
+        assert_eq!(critical.pod_uid.as_deref(), Some(UID));
+        assert_eq!(critical.pod_name.as_deref(), Some("web-0"));
+        assert_eq!(critical.container_name.as_deref(), Some("app"));
+        assert_eq!(critical.node_name.as_deref(), Some("n1"));
+        assert_eq!(critical.limit_bytes, Some(256 << 20));
+    }
+
+    #[test]
+    fn a_stop_before_run_ends_it_before_the_first_tick() {
+        let (_dir, layout) = v2_tree();
+        let engine = Engine::new(&pressure_core::Config::default());
+        let mut watcher =
+            Watcher::new(layout, engine, WatchOptions::new(Scope::Node)).expect("watcher");
+        let stop = watcher.stop_token();
+        std::thread::spawn(move || stop.stop())
+            .join()
+            .expect("stop");
+        let mut events = 0;
+        watcher.run(&mut |_: &Event| events += 1).expect("run");
+        assert_eq!(events, 0, "stopped before the first tick");
     }
 }
