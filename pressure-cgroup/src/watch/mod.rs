@@ -256,7 +256,8 @@ impl Watcher {
 
     /// Runs the loop until the [`StopToken`] is used, handing events to `observer`. Logs one info
     /// line when it starts (`watching N cgroups (mode)`). Ticks fall on a fixed grid of the monotonic
-    /// clock (`start + k · interval`); a late tick samples once and skips the ones it missed.
+    /// clock (`start + k · interval`); a late tick samples once and skips the ones it missed. A stop
+    /// is for good: `run` on a stopped watcher returns after its start-up rescan, without a tick.
     ///
     /// # Errors
     /// [`WatchError::Wait`] when `epoll_wait` fails.

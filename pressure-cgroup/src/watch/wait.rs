@@ -81,6 +81,10 @@ impl Waiter {
 
     /// Also wakes when `fd` (the OOM notifier's epoll descriptor, level-triggered) is readable.
     pub(super) fn watch_notifier(&mut self, fd: RawFd) -> io::Result<()> {
+        // A second `Watcher::run` registers the same descriptor again: already done.
+        if self.notify == Some(fd) {
+            return Ok(());
+        }
         self.add(fd, NOTIFY)?;
         self.notify = Some(fd);
         Ok(())
