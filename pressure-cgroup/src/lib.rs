@@ -1,5 +1,5 @@
-//! Reads container memory from cgroup v1 and v2 (usage, working set, limit, OOM kills, PSI) and maps
-//! cgroup paths to Kubernetes pods and containers.
+//! Reads container memory from cgroup v1 and v2 (usage, working set, limit, OOM kills, PSI), maps
+//! cgroup paths to Kubernetes pods and containers, and runs the loop that watches them.
 //!
 //! - [`parse_cgroup_path`] maps a kubelet cgroup path to a [`PodContainer`] (pod UID, container ID,
 //!   runtime, [`QosClass`]); [`parse_proc_cgroup`] splits `/proc/<pid>/cgroup` into
@@ -14,6 +14,12 @@
 //! - [`OomNotifier`] turns v1 `memory.oom_control` eventfds and v2 `memory.events` inotify watches into
 //!   one pollable descriptor, so a watcher samples a cgroup the moment it goes OOM.
 //!
+//! - [`Watcher`] is the sampling loop of `pressured`'s sidecar and node modes for any embedder: the
+//!   cgroups of a [`Scope`] (a node's kubepods, one pod, one cgroup) through a
+//!   [`pressure_core::Engine`] on a fixed tick grid, woken early by OOM notifications, events to an
+//!   [`Observer`], names from an [`Enrich`] seam, ended by a [`StopToken`] (no signal handler).
+//!   `cargo run -p pressure-cgroup --example watch_node` prints the events of the machine's kubepods.
+//!
 //! Errors are [`CgroupError`]s naming the path at fault; [`CgroupError::is_vanished`] marks a cgroup
 //! that went away (its container exited), which callers drop quietly.
 #![deny(missing_docs)]
@@ -25,6 +31,7 @@ mod layout;
 mod limits;
 mod notify;
 mod reader;
+mod watch;
 
 pub use discover::{CgroupRole, KubeCgroup, discover_kubepods, find_pod, scan_pod};
 pub use error::CgroupError;
@@ -36,3 +43,4 @@ pub use layout::{CgroupLayout, CgroupVersion, LayoutKind};
 pub use limits::raise_nofile_limit;
 pub use notify::OomNotifier;
 pub use reader::{CgroupReader, MemoryPsi, MemoryStats, OomCounters, PsiLine, ReadBuffer, Refresh};
+pub use watch::{Enrich, Observer, PodEnv, Scope, StopToken, WatchError, WatchOptions, Watcher};

@@ -3,3 +3,4 @@
 //! They need root; without it they are skipped with a message, except under `CI=true` where they fail.
 
 mod real_v1;
+mod watch;

@@ -53,9 +53,12 @@ fn v2_tree(root: &Path, pod_uid: &str, container_id: &str, usage: u64, limit: u6
     container
 }
 
-/// Starts `pressured` with `config` and `env`; its JSON events arrive on the channel, its log on
-/// the test's stderr.
-fn start(config: &Path, env: &[(&str, &str)]) -> (Pressured, mpsc::Receiver<Value>) {
+/// Starts `pressured` with `config` and `env`; its JSON events arrive on the first channel, its log
+/// lines on the second (and on the test's stderr).
+fn start(
+    config: &Path,
+    env: &[(&str, &str)],
+) -> (Pressured, mpsc::Receiver<Value>, mpsc::Receiver<String>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pressured"));
     cmd.args(["-c", config.to_str().unwrap_or_default()])
         .env_remove("POD_UID")
@@ -69,7 +72,35 @@ fn start(config: &Path, env: &[(&str, &str)]) -> (Pressured, mpsc::Receiver<Valu
         cmd.env(k, v);
     }
     let running = spawn(&mut cmd);
-    (running.process, running.events)
+    (running.process, running.events, running.log)
+}
+
+/// Waits (at most 30 s) for a log line containing `needle`; returns it.
+fn wait_log(log: &mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = log
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no log line with {needle:?} in time"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+/// Writes `memory.events` of a v2 cgroup with one OOM kill, in place at the same length as
+/// [`write_v2_cgroup`] wrote it, as the kernel's files change: a truncating write could be read empty
+/// in between (a cgroup file never is) and drop the cgroup until the next rescan.
+fn write_one_oom_kill(dir: &Path) {
+    use std::io::Write as _;
+    let mut events = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("memory.events"))
+        .expect("open memory.events");
+    events
+        .write_all(b"low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n")
+        .expect("memory.events");
 }
 
 fn config_file(dir: &Path, mode: &str, cgroup_root: &Path, extra: Value) -> PathBuf {
@@ -109,7 +140,7 @@ fn node_mode_posts_kubernetes_events_on_the_pod() {
     let container = v2_tree(&cg_root, &uid, &cid, 230 * MIB, 256 * MIB);
     let kubeconfig = server.write_kubeconfig(dir.path()).expect("kubeconfig");
     let config = config_file(dir.path(), "node", &cg_root, json!({}));
-    let (_p, rx) = start(
+    let (_p, rx, log) = start(
         &config,
         &[
             ("KUBECONFIG", kubeconfig.to_str().unwrap_or_default()),
@@ -117,6 +148,8 @@ fn node_mode_posts_kubernetes_events_on_the_pod() {
             ("POD_NAME", "pressured-node-t"),
         ],
     );
+    // The twin of the dry-run test's readiness line: with it on, the Events below arrive.
+    wait_log(&log, "Kubernetes Events: on");
     let crit = next_event(&rx, "critical", |e| {
         e["container_id"] == cid.as_str() && e["severity"] == "critical"
     });
@@ -175,19 +208,8 @@ fn node_mode_posts_kubernetes_events_on_the_pod() {
         server.requests()
     );
 
-    // An OOM kill in the cgroup: oom_killed, and its Event. The file is rewritten in place at the same
-    // length, as the kernel's files change: a truncating write could be read empty in between (a
-    // cgroup file never is) and drop the cgroup until the next rescan.
-    {
-        use std::io::Write as _;
-        let mut events = std::fs::OpenOptions::new()
-            .write(true)
-            .open(container.join("memory.events"))
-            .expect("open memory.events");
-        events
-            .write_all(b"low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n")
-            .expect("memory.events");
-    }
+    // An OOM kill in the cgroup: oom_killed, and its Event.
+    write_one_oom_kill(&container);
     let oom = next_event(&rx, "oom_killed", |e| {
         e["container_id"] == cid.as_str() && e["event_type"] == "oom_killed"
     });
@@ -216,19 +238,34 @@ fn node_mode_posts_no_kubernetes_events_in_dry_run() {
     v2_tree(&cg_root, &uid, &cid, 230 * MIB, 256 * MIB);
     let kubeconfig = server.write_kubeconfig(dir.path()).expect("kubeconfig");
     let config = config_file(dir.path(), "node", &cg_root, json!({"dry_run": true}));
-    let (_p, rx) = start(
+    let (_p, rx, log) = start(
         &config,
         &[
             ("KUBECONFIG", kubeconfig.to_str().unwrap_or_default()),
             ("NODE_NAME", "node-d"),
         ],
     );
+    // Said once the pod watch is up and before the loop starts: no recorder exists, so no Event can
+    // be posted later either (node_mode_posts_kubernetes_events_on_the_pod sees "on" and its Events).
+    let line = wait_log(&log, "Kubernetes Events: ");
+    assert!(
+        line.contains("Kubernetes Events: off") && line.contains("dry_run=true"),
+        "{line}"
+    );
     let crit = next_event(&rx, "critical", |e| {
         e["container_id"] == cid.as_str() && e["severity"] == "critical"
     });
+    // The name came through the same API client the Events would use: it works.
     assert_eq!(crit["pod_name"], "cart-2");
-    std::thread::sleep(Duration::from_millis(500));
     assert!(server.events().is_empty(), "{:?}", server.events());
+    assert!(
+        !server
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("POST") && r.contains("events")),
+        "{:?}",
+        server.requests()
+    );
 }
 
 #[test]
@@ -264,7 +301,7 @@ fn sidecar_names_its_containers_from_its_own_pod() {
     );
     let kubeconfig = server.write_kubeconfig(dir.path()).expect("kubeconfig");
     let config = config_file(dir.path(), "cgroup", &cg_root, json!({}));
-    let (_p, rx) = start(
+    let (_p, rx, _log) = start(
         &config,
         &[
             ("KUBECONFIG", kubeconfig.to_str().unwrap_or_default()),
@@ -331,7 +368,7 @@ fn sidecar_without_access_to_its_pod_keeps_container_ids() {
     v2_tree(&cg_root, &uid, &cid, 200 * MIB, 256 * MIB);
     let kubeconfig = server.write_kubeconfig(dir.path()).expect("kubeconfig");
     let config = config_file(dir.path(), "cgroup", &cg_root, json!({}));
-    let (_p, rx) = start(
+    let (_p, rx, _log) = start(
         &config,
         &[
             ("KUBECONFIG", kubeconfig.to_str().unwrap_or_default()),
@@ -358,9 +395,9 @@ fn node_mode_goes_on_without_a_live_api_server() {
     drop(rt);
     let cg_root = dir.path().join("cgroup");
     std::fs::create_dir_all(&cg_root).expect("mkdir");
-    v2_tree(&cg_root, &uid, &cid, 230 * MIB, 256 * MIB);
+    let container = v2_tree(&cg_root, &uid, &cid, 230 * MIB, 256 * MIB);
     let config = config_file(dir.path(), "node", &cg_root, json!({}));
-    let (mut p, rx) = start(
+    let (mut p, rx, log) = start(
         &config,
         &[
             ("KUBECONFIG", kubeconfig.to_str().unwrap_or_default()),
@@ -374,7 +411,13 @@ fn node_mode_goes_on_without_a_live_api_server() {
     });
     assert_eq!(crit["pod_uid"], uid.as_str());
     assert!(crit["pod_name"].is_null(), "{crit}");
-    std::thread::sleep(Duration::from_millis(500));
+    // The pod watch has failed against the refused connection (and retries) ...
+    wait_log(&log, "pod watch failed");
+    // ... and the loop still samples afterwards: an OOM kill written now is reported.
+    write_one_oom_kill(&container);
+    next_event(&rx, "oom_killed after the failed pod watch", |e| {
+        e["container_id"] == cid.as_str() && e["event_type"] == "oom_killed"
+    });
     assert!(
         p.0.try_wait().expect("try_wait").is_none(),
         "pressured exited without an API server"

@@ -4,7 +4,8 @@
 //! The sampling loop runs on a plain thread rather than in the async runtime: a tick is then one
 //! `epoll_wait` that times out, the reads, and nothing else — no runtime to enter, no timer wheel to
 //! turn, no futures to build and drop — which is what a sidecar polling every 100 ms pays 300 times in
-//! 30 s. Ticks keep a fixed grid on the monotonic clock (see `Watcher::run_blocking`).
+//! 30 s. Ticks keep a fixed grid on the monotonic clock (see `Watcher::run`). No timerfd: the
+//! timeout of the one `epoll_wait` is the time left to the next grid point.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -22,9 +23,11 @@ pub(super) struct Waiter {
     notify: Option<RawFd>,
 }
 
-/// Asks a [`Waiter`] to stop; may be used from any thread.
+/// Stops a [`Watcher`](super::Watcher): cloneable, usable from any thread and from async code
+/// (`stop` is one non-blocking `write` to an eventfd). A stop is for good; it also holds when given
+/// before [`Watcher::run`](super::Watcher::run) starts.
 #[derive(Debug, Clone)]
-pub(crate) struct Stopper(Arc<OwnedFd>);
+pub struct StopToken(Arc<OwnedFd>);
 
 /// What ended a [`Waiter::wait`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +81,10 @@ impl Waiter {
 
     /// Also wakes when `fd` (the OOM notifier's epoll descriptor, level-triggered) is readable.
     pub(super) fn watch_notifier(&mut self, fd: RawFd) -> io::Result<()> {
+        // A second `Watcher::run` registers the same descriptor again: already done.
+        if self.notify == Some(fd) {
+            return Ok(());
+        }
         self.add(fd, NOTIFY)?;
         self.notify = Some(fd);
         Ok(())
@@ -98,8 +105,8 @@ impl Waiter {
         }
     }
 
-    pub(super) fn stopper(&self) -> Stopper {
-        Stopper(self.stop.clone())
+    pub(super) fn stop_token(&self) -> StopToken {
+        StopToken(self.stop.clone())
     }
 
     /// Sleeps until `timeout` has passed (rounded up to the millisecond) or something is ready.
@@ -127,9 +134,9 @@ impl Waiter {
     }
 }
 
-impl Stopper {
-    /// Wakes the waiter for good: every later wait reports `stop`.
-    pub(crate) fn stop(&self) {
+impl StopToken {
+    /// Asks the watcher to stop: it returns from `run` at its next wake-up, which this causes at once.
+    pub fn stop(&self) {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a u64 to an eventfd, as eventfd(2) specifies. The counter is
         // never read, so the descriptor stays readable and every later wait sees the stop.
@@ -161,8 +168,8 @@ mod tests {
             "woke early: {:?}",
             start.elapsed()
         );
-        let stopper = waiter.stopper();
-        std::thread::spawn(move || stopper.stop())
+        let token = waiter.stop_token();
+        std::thread::spawn(move || token.stop())
             .join()
             .expect("stop");
         for _ in 0..2 {

@@ -1,30 +1,35 @@
-//! Which cgroups a mode watches and who they are: node (all kubepods), sidecar (own pod), own cgroup.
+//! Which cgroups a scope covers and who they are: node (all kubepods), own pod (sidecar), one cgroup.
 
 use std::sync::Arc;
 
-use pressure_cgroup::{
+use pressure_core::Target;
+
+use crate::{
     CgroupError, CgroupLayout, CgroupRole, KubeCgroup, discover_kubepods, find_pod,
     memory_cgroup_entry, parse_cgroup_path, parse_proc_cgroup, scan_pod,
 };
-use pressure_core::Target;
 
-/// The downward-API environment of a pod (`POD_UID`, `POD_NAME`, `POD_NAMESPACE`, `NODE_NAME`, `POD_IP`).
+/// The downward-API values of the pod the watcher runs in (`POD_UID`, `POD_NAME`, `POD_NAMESPACE`,
+/// `NODE_NAME`, `POD_IP`). The caller reads them; this crate reads no environment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct PodEnv {
-    pub(super) pod_uid: Option<String>,
-    pub(super) pod_name: Option<String>,
-    pub(super) namespace: Option<String>,
-    pub(super) node_name: Option<String>,
-    pub(super) pod_ip: Option<String>,
+#[non_exhaustive]
+pub struct PodEnv {
+    /// `POD_UID`: the pod a sidecar watches (see [`Scope::sidecar`]).
+    pub pod_uid: Option<String>,
+    /// `POD_NAME`: the pod name on sidecar events.
+    pub pod_name: Option<String>,
+    /// `POD_NAMESPACE`: the namespace on sidecar events.
+    pub namespace: Option<String>,
+    /// `NODE_NAME`: the node on every event.
+    pub node_name: Option<String>,
+    /// `POD_IP`: the pod IP on sidecar events.
+    pub pod_ip: Option<String>,
 }
 
 impl PodEnv {
-    /// Reads the variables; empty values count as unset.
-    pub(super) fn from_env() -> Self {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+    /// Builds the values from a lookup by variable name (e.g. `|k| std::env::var(k).ok()`); values
+    /// are trimmed and empty ones count as unset, as an unset `fieldRef` gives an empty variable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
         let get = |name: &str| {
             lookup(name)
                 .map(|v| v.trim().to_owned())
@@ -40,55 +45,81 @@ impl PodEnv {
     }
 }
 
-/// What a mode watches.
+/// Which cgroups a [`Watcher`](super::Watcher) samples.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Scope {
-    /// Every pod and container cgroup under kubepods.
+#[non_exhaustive]
+pub enum Scope {
+    /// Every pod and container cgroup under `kubepods`/`kubepods.slice` (a node DaemonSet).
     Node,
-    /// The own pod: its cgroup (found by UID, then remembered) and its containers.
+    /// One pod by UID: its pod cgroup (looked up until it appears, then remembered) and its
+    /// container cgroups as they come and go (a sidecar).
+    Pod {
+        /// The pod UID, with dashes.
+        uid: String,
+    },
+    /// One cgroup, by its path below the memory root (outside Kubernetes: the own cgroup).
+    Cgroup {
+        /// The path, e.g. `/user.slice`.
+        path: String,
+    },
+}
+
+impl Scope {
+    /// The sidecar's scope: the pod of `POD_UID`, else the pod named by `proc_self_cgroup` (the text
+    /// of `/proc/self/cgroup`), else the own cgroup (the memory root inside a cgroup namespace).
+    pub fn sidecar(layout: &CgroupLayout, env: &PodEnv, proc_self_cgroup: &str) -> Scope {
+        if let Some(uid) = &env.pod_uid {
+            tracing::info!(pod_uid = %uid, "sidecar: own pod from POD_UID");
+            return Scope::Pod {
+                uid: uid.replace('_', "-"),
+            };
+        }
+        let entries = parse_proc_cgroup(proc_self_cgroup);
+        let own_path =
+            memory_cgroup_entry(&entries).map_or_else(|| "/".to_owned(), |e| e.path.clone());
+        if let Some(pod) = parse_cgroup_path(&own_path) {
+            tracing::info!(pod_uid = %pod.pod_uid, cgroup = %own_path, "sidecar: own pod from /proc/self/cgroup");
+            return Scope::Pod { uid: pod.pod_uid };
+        }
+        // Inside a cgroup namespace the own cgroup is `/`, which is the memory root as mounted here.
+        let path = if layout.memory_dir(&own_path).is_dir() {
+            own_path
+        } else {
+            "/".to_owned()
+        };
+        tracing::warn!(
+            cgroup = %path,
+            "no Kubernetes pod found (POD_UID unset, /proc/self/cgroup names no kubelet pod): watching the own cgroup"
+        );
+        Scope::Cgroup { path }
+    }
+}
+
+/// A [`Scope`] with what discovery learnt: the own pod's cgroup once found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Plan {
+    Node,
     Pod {
         pod_uid: String,
         pod_path: Option<String>,
         warned_missing: bool,
     },
-    /// Outside Kubernetes: the own memory cgroup only.
-    Own { path: String },
+    Own {
+        path: String,
+    },
 }
 
-/// Decides the sidecar's scope: `POD_UID`, else the pod named by `/proc/self/cgroup`, else the own cgroup.
-pub(super) fn sidecar_scope(
-    layout: &CgroupLayout,
-    env: &PodEnv,
-    proc_self_cgroup: &str,
-) -> anyhow::Result<Scope> {
-    if let Some(uid) = &env.pod_uid {
-        tracing::info!(pod_uid = %uid, "sidecar: own pod from POD_UID");
-        return Ok(pod_scope(uid.replace('_', "-")));
-    }
-    let entries = parse_proc_cgroup(proc_self_cgroup);
-    let own_path = memory_cgroup_entry(&entries).map_or_else(|| "/".to_owned(), |e| e.path.clone());
-    if let Some(pod) = parse_cgroup_path(&own_path) {
-        tracing::info!(pod_uid = %pod.pod_uid, cgroup = %own_path, "sidecar: own pod from /proc/self/cgroup");
-        return Ok(pod_scope(pod.pod_uid));
-    }
-    // Inside a cgroup namespace the own cgroup is `/`, which is the memory root as mounted here.
-    let path = if layout.memory_dir(&own_path).is_dir() {
-        own_path
-    } else {
-        "/".to_owned()
-    };
-    tracing::warn!(
-        cgroup = %path,
-        "no Kubernetes pod found (POD_UID unset, /proc/self/cgroup names no kubelet pod): watching the own cgroup"
-    );
-    Ok(Scope::Own { path })
-}
-
-fn pod_scope(pod_uid: String) -> Scope {
-    Scope::Pod {
-        pod_uid,
-        pod_path: None,
-        warned_missing: false,
+impl From<Scope> for Plan {
+    fn from(scope: Scope) -> Plan {
+        match scope {
+            Scope::Node => Plan::Node,
+            Scope::Pod { uid } => Plan::Pod {
+                pod_uid: uid,
+                pod_path: None,
+                warned_missing: false,
+            },
+            Scope::Cgroup { path } => Plan::Own { path },
+        }
     }
 }
 
@@ -99,11 +130,8 @@ pub(super) struct Found {
     pub(super) kube: Option<KubeCgroup>,
 }
 
-/// Lists the cgroups of `scope` now; remembers the pod cgroup once found.
-pub(super) fn discover(
-    layout: &CgroupLayout,
-    scope: &mut Scope,
-) -> Result<Vec<Found>, CgroupError> {
+/// Lists the cgroups of `plan` now; remembers the pod cgroup once found.
+pub(super) fn discover(layout: &CgroupLayout, plan: &mut Plan) -> Result<Vec<Found>, CgroupError> {
     let root = layout.memory_root();
     let kube = |list: Vec<KubeCgroup>| {
         list.into_iter()
@@ -113,13 +141,13 @@ pub(super) fn discover(
             })
             .collect()
     };
-    match scope {
-        Scope::Node => Ok(kube(discover_kubepods(root)?)),
-        Scope::Own { path } => Ok(vec![Found {
+    match plan {
+        Plan::Node => Ok(kube(discover_kubepods(root)?)),
+        Plan::Own { path } => Ok(vec![Found {
             path: path.clone(),
             kube: None,
         }]),
-        Scope::Pod {
+        Plan::Pod {
             pod_uid,
             pod_path,
             warned_missing,
@@ -154,7 +182,7 @@ pub(super) fn discover(
 }
 
 /// Who a cgroup is, with the names this mode knows.
-pub(super) fn target(scope: &Scope, env: &PodEnv, found: &Found) -> Target {
+pub(super) fn target(plan: &Plan, env: &PodEnv, found: &Found) -> Target {
     let mut target = Target {
         cgroup_path: Some(found.path.clone()),
         node_name: env.node_name.as_deref().map(Arc::from),
@@ -164,7 +192,7 @@ pub(super) fn target(scope: &Scope, env: &PodEnv, found: &Found) -> Target {
         target.pod_uid = Some(kube.identity.pod_uid.as_str().into());
         target.container_id = kube.identity.container_id.as_deref().map(Arc::from);
     }
-    if matches!(scope, Scope::Pod { .. } | Scope::Own { .. }) {
+    if matches!(plan, Plan::Pod { .. } | Plan::Own { .. }) {
         target.namespace = env.namespace.as_deref().map(Arc::from);
         target.pod_name = env.pod_name.as_deref().map(Arc::from);
         target.pod_ip = env.pod_ip.as_deref().map(Arc::from);
@@ -227,13 +255,13 @@ mod tests {
             ("POD_NAME", "web-0"),
             ("POD_NAMESPACE", "shop"),
         ]);
-        let mut scope = sidecar_scope(&layout, &e, "4:memory:/\n").expect("scope");
+        let mut scope = Plan::from(Scope::sidecar(&layout, &e, "4:memory:/\n"));
         let found = discover(&layout, &mut scope).expect("discover");
         let paths: Vec<&str> = found.iter().map(|f| f.path.as_str()).collect();
         let pod = format!("/kubepods/burstable/pod{UID}");
         let ctr = format!("{pod}/{ID}");
         assert_eq!(paths, vec![pod.as_str(), ctr.as_str()]);
-        assert!(matches!(&scope, Scope::Pod { pod_path: Some(p), .. } if *p == pod));
+        assert!(matches!(&scope, Plan::Pod { pod_path: Some(p), .. } if *p == pod));
         let t = target(&scope, &e, &found[1]);
         assert_eq!(t.pod_uid.as_deref(), Some(UID));
         assert_eq!(t.container_id.as_deref(), Some(ID));
@@ -246,25 +274,28 @@ mod tests {
     fn sidecar_by_proc_self_cgroup_v1_and_v2() {
         let (_dir, layout) = v1_tree();
         let v1 = format!("9:pids:/\n4:memory:/kubepods/burstable/pod{UID}/{ID}\n0::/\n");
-        let scope = sidecar_scope(&layout, &PodEnv::default(), &v1).expect("scope");
-        assert!(matches!(&scope, Scope::Pod { pod_uid, .. } if pod_uid == UID));
+        let scope = Scope::sidecar(&layout, &PodEnv::default(), &v1);
+        assert!(matches!(&scope, Scope::Pod { uid } if uid == UID));
 
         let uid_ = UID.replace('-', "_");
         let v2 = format!(
             "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid_}.slice/cri-containerd-{ID}.scope\n"
         );
-        let scope = sidecar_scope(&layout, &PodEnv::default(), &v2).expect("scope");
-        assert!(matches!(&scope, Scope::Pod { pod_uid, .. } if pod_uid == UID));
+        let scope = Scope::sidecar(&layout, &PodEnv::default(), &v2);
+        assert!(matches!(&scope, Scope::Pod { uid } if uid == UID));
     }
 
     #[test]
     fn outside_kubernetes_watches_own_cgroup() {
         let (dir, layout) = v1_tree();
-        let mut scope =
-            sidecar_scope(&layout, &PodEnv::default(), "4:memory:/user.slice\n").expect("scope");
+        let mut scope = Plan::from(Scope::sidecar(
+            &layout,
+            &PodEnv::default(),
+            "4:memory:/user.slice\n",
+        ));
         assert_eq!(
             scope,
-            Scope::Own {
+            Plan::Own {
                 path: "/user.slice".to_owned()
             }
         );
@@ -279,11 +310,10 @@ mod tests {
         assert_eq!(t.cgroup_path.as_deref(), Some("/user.slice"));
 
         // A cgroup namespace shows `0::/`; a path not visible here falls back to the root.
-        let scope =
-            sidecar_scope(&layout, &PodEnv::default(), "4:memory:/elsewhere\n").expect("scope");
+        let scope = Scope::sidecar(&layout, &PodEnv::default(), "4:memory:/elsewhere\n");
         assert_eq!(
             scope,
-            Scope::Own {
+            Scope::Cgroup {
                 path: "/".to_owned()
             }
         );
@@ -294,11 +324,13 @@ mod tests {
     fn pod_not_there_yet_then_appears() {
         let (dir, layout) = v1_tree();
         let late = "abcdef01-a56e-4278-987a-22de18008dbe";
-        let mut scope = pod_scope(late.to_owned());
+        let mut scope = Plan::from(Scope::Pod {
+            uid: late.to_owned(),
+        });
         assert!(discover(&layout, &mut scope).expect("discover").is_empty());
         assert!(matches!(
             scope,
-            Scope::Pod {
+            Plan::Pod {
                 warned_missing: true,
                 ..
             }
@@ -309,17 +341,17 @@ mod tests {
         // Pod removed: forgotten, then looked up again.
         fs::remove_dir_all(dir.path().join(format!("memory/kubepods/pod{late}"))).expect("rm");
         assert!(discover(&layout, &mut scope).expect("discover").is_empty());
-        assert!(matches!(scope, Scope::Pod { pod_path: None, .. }));
+        assert!(matches!(scope, Plan::Pod { pod_path: None, .. }));
     }
 
     #[test]
     fn node_mode_sees_only_kubepods() {
         let (_dir, layout) = v1_tree();
-        let found = discover(&layout, &mut Scope::Node).expect("discover");
+        let found = discover(&layout, &mut Plan::Node).expect("discover");
         assert_eq!(found.len(), 3, "{found:?}");
         assert!(found.iter().all(|f| f.path.starts_with("/kubepods/")));
         let t = target(
-            &Scope::Node,
+            &Plan::Node,
             &env(&[("POD_NAME", "pressured-x"), ("NODE_NAME", "n1")]),
             &found[0],
         );
