@@ -139,7 +139,7 @@ impl Cluster {
             client,
             summaries,
             scope,
-            engine: Engine::new(config),
+            engine: Engine::new(&config.thresholds, config.dry_run),
             interval: Duration::from_millis(config.source.effective_poll_interval_ms().max(1)),
             recorder,
             oom: OomTracker::new(),

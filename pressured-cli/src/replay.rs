@@ -19,7 +19,7 @@ pub(crate) async fn run(config: &Config, path: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("opening replay file {}", path.display()))?;
         Box::new(std::io::BufReader::new(file))
     };
-    let mut engine = Engine::new(config);
+    let mut engine = Engine::new(&config.thresholds, config.dry_run);
     let mut sink = EventSink::new(config)?;
     let mut events = Vec::new();
     let mut last_t: Option<f64> = None;

@@ -203,7 +203,7 @@ impl Watcher {
             layout,
             scope,
             env,
-            engine: Engine::new(config),
+            engine: Engine::new(&config.thresholds, config.dry_run),
             interval,
             watched: HashMap::new(),
             by_path: HashMap::new(),
