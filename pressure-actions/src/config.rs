@@ -1,8 +1,52 @@
 //! Configuration sections of the actions: `plugins` (Lua), `storage` and `actions` (exec, webhook,
-//! heap-profile capture). Owned by `pressure-actions`; the model lives here so `Config` can validate all
-//! keys in one pass without I/O.
+//! heap-profile capture), and [`DispatchConfig`], the document made of them.
+//!
+//! Parsed like every section of the `pressured` file ([`pressure_core::from_json_strict`]: unknown keys
+//! rejected with the full path and the nearest valid key), then checked by the sections' `validate`,
+//! which names the key at fault. Every default is in the section's `Default` impl.
 
+use pressure_core::{ConfigError, from_json_strict};
 use serde::{Deserialize, Serialize};
+
+/// The event types an `events` filter may name.
+const EVENT_TYPES: [&str; 5] = [
+    "memory_pressure",
+    "recovered",
+    "oom_killed",
+    "predicted_oom",
+    "heap_profile",
+];
+
+/// What a [`Dispatcher`](crate::Dispatcher) is built from: the `dry_run`, `plugins`, `storage` and
+/// `actions` keys of a `pressured` configuration file (its other keys are `pressure_core::Config`'s).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatchConfig {
+    /// `dry_run` [false]: actions receive `ctx.dry_run = true`, built-in actions write nothing.
+    pub dry_run: bool,
+    /// `plugins`: Lua scripting.
+    pub plugins: PluginsConfig,
+    /// `storage`: local or S3.
+    pub storage: StorageConfig,
+    /// `actions`: exec, webhook, heap-profile capture.
+    pub actions: ActionsConfig,
+}
+
+impl DispatchConfig {
+    /// Parses and validates a JSON document with only this struct's keys.
+    pub fn from_json(text: &str) -> Result<DispatchConfig, ConfigError> {
+        let config: DispatchConfig = from_json_strict(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values of every section.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.plugins.validate()?;
+        self.storage.validate()?;
+        self.actions.validate()
+    }
+}
 
 /// `plugins`: scripting plugins.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -10,6 +54,24 @@ use serde::{Deserialize, Serialize};
 pub struct PluginsConfig {
     /// `plugins.lua`: Lua scripts run on every event.
     pub lua: LuaConfig,
+}
+
+impl PluginsConfig {
+    /// Checks values: the Lua time and memory caps non-zero.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, v) in [
+            ("plugins.lua.timeout_ms", self.lua.timeout_ms),
+            (
+                "plugins.lua.memory_limit_bytes",
+                self.lua.memory_limit_bytes,
+            ),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::invalid(key, "must not be zero"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `plugins.lua`: Lua 5.4 scripts with the original pressured API.
@@ -44,17 +106,50 @@ impl Default for LuaConfig {
 }
 
 /// `storage`: where scripts and the heap-dump action store objects.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// `storage.enabled` [false].
     pub enabled: bool,
     /// `storage.backend`: `local` \[default\] or `s3`.
     pub backend: StorageBackend,
-    /// `storage.path`: root directory of the local backend (or env `PRESSURED_STORAGE_PATH`).
-    pub path: Option<String>,
+    /// `storage.path` [/var/lib/pressured]: root directory of the local backend.
+    pub path: String,
     /// `storage.s3`: the S3 backend.
     pub s3: S3Config,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            enabled: false,
+            backend: StorageBackend::Local,
+            path: "/var/lib/pressured".to_string(),
+            s3: S3Config::default(),
+        }
+    }
+}
+
+impl StorageConfig {
+    /// Checks values: an enabled backend has what it needs (`storage.path`, `storage.s3.bucket`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        match self.backend {
+            StorageBackend::S3 if self.s3.bucket.as_deref().unwrap_or("").is_empty() => {
+                Err(ConfigError::invalid(
+                    "storage.s3.bucket",
+                    "is required when storage.backend is s3",
+                ))
+            }
+            StorageBackend::Local if self.path.is_empty() => Err(ConfigError::invalid(
+                "storage.path",
+                "must not be empty when storage.backend is local",
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// `storage.backend`.
@@ -97,6 +192,59 @@ pub struct ActionsConfig {
     pub webhook: Vec<WebhookAction>,
     /// `actions.heap_profile`: built-in heap-profile capture of annotated Go pods.
     pub heap_profile: HeapProfileConfig,
+}
+
+impl ActionsConfig {
+    /// Checks values: exec commands name a program, webhook URLs are http(s), `events` filters name
+    /// known event types, the queue and the heap-profile limits are non-zero.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (i, e) in self.exec.iter().enumerate() {
+            if e.command.is_empty() || e.command[0].is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("actions.exec[{i}].command"),
+                    "must name a program",
+                ));
+            }
+        }
+        for (i, w) in self.webhook.iter().enumerate() {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return Err(ConfigError::invalid(
+                    format!("actions.webhook[{i}].url"),
+                    format!("{:?} is not an http(s) URL", w.url),
+                ));
+            }
+        }
+        let filters = (self.exec.iter().map(|e| &e.events))
+            .enumerate()
+            .map(|(i, f)| (format!("actions.exec[{i}].events"), f))
+            .chain(
+                (self.webhook.iter().map(|w| &w.events))
+                    .enumerate()
+                    .map(|(i, f)| (format!("actions.webhook[{i}].events"), f)),
+            );
+        for (key, filter) in filters {
+            if let Some(bad) = filter.iter().find(|t| !EVENT_TYPES.contains(&t.as_str())) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("unknown event type {bad:?}; expected one of {EVENT_TYPES:?}"),
+                ));
+            }
+        }
+        let h = &self.heap_profile;
+        for (key, v) in [
+            ("actions.heap_profile.timeout_ms", h.timeout_ms),
+            ("actions.heap_profile.max_bytes", h.max_bytes),
+            (
+                "actions.queue_capacity",
+                self.queue_capacity.unwrap_or(1) as u64,
+            ),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::invalid(key, "must not be zero"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `actions.heap_profile`: on `critical` or `predicted_oom` for a pod annotated
@@ -158,4 +306,80 @@ pub struct WebhookAction {
     pub timeout_ms: Option<u64>,
     /// Retries after the first attempt \[3\].
     pub retries: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_document_gives_documented_defaults() {
+        let c = DispatchConfig::from_json("{}").unwrap();
+        assert_eq!(c, DispatchConfig::default());
+        assert!(!c.dry_run);
+        assert_eq!(c.plugins.lua.timeout_ms, 5000);
+        assert_eq!(c.plugins.lua.memory_limit_bytes, 64 << 20);
+        assert!(!c.storage.enabled);
+        assert_eq!(c.storage.backend, StorageBackend::Local);
+        assert_eq!(c.storage.path, "/var/lib/pressured");
+        assert_eq!(c.actions.queue_capacity, None);
+        assert!(c.actions.heap_profile.enabled);
+        assert_eq!(c.actions.heap_profile.max_bytes, 32 << 20);
+    }
+
+    #[test]
+    fn unknown_key_names_full_path_and_nearest_key() {
+        let e = DispatchConfig::from_json(r#"{"storage":{"pth":"/x"}}"#).unwrap_err();
+        assert_eq!(e.key(), "storage.pth");
+        assert!(e.to_string().contains("`storage.path`"), "{e}");
+        let e = DispatchConfig::from_json(r#"{"plugins":{"lua":{"timeout":1}}}"#).unwrap_err();
+        assert_eq!(e.key(), "plugins.lua.timeout");
+        assert!(e.to_string().contains("`plugins.lua.timeout_ms`"), "{e}");
+        let e = DispatchConfig::from_json(r#"{"actions":{"exec":[{"cmd":["x"]}]}}"#).unwrap_err();
+        assert_eq!(e.key(), "actions.exec[0].cmd");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let cases = [
+            (
+                r#"{"storage":{"enabled":true,"backend":"s3"}}"#,
+                "storage.s3.bucket",
+            ),
+            (r#"{"storage":{"enabled":true,"path":""}}"#, "storage.path"),
+            (
+                r#"{"actions":{"exec":[{"command":[]}]}}"#,
+                "actions.exec[0].command",
+            ),
+            (
+                r#"{"actions":{"webhook":[{"url":"ftp://x"}]}}"#,
+                "actions.webhook[0].url",
+            ),
+            (
+                r#"{"actions":{"webhook":[{"url":"http://x","events":["critical"]}]}}"#,
+                "actions.webhook[0].events",
+            ),
+            (
+                r#"{"actions":{"heap_profile":{"max_bytes":0}}}"#,
+                "actions.heap_profile.max_bytes",
+            ),
+            (
+                r#"{"actions":{"queue_capacity":0}}"#,
+                "actions.queue_capacity",
+            ),
+            (
+                r#"{"plugins":{"lua":{"timeout_ms":0}}}"#,
+                "plugins.lua.timeout_ms",
+            ),
+            (
+                r#"{"plugins":{"lua":{"memory_limit_bytes":0}}}"#,
+                "plugins.lua.memory_limit_bytes",
+            ),
+        ];
+        for (doc, key) in cases {
+            let e = DispatchConfig::from_json(doc).unwrap_err();
+            assert!(matches!(e, ConfigError::Invalid { .. }), "{doc}: {e}");
+            assert_eq!(e.key(), key, "{doc}: {e}");
+        }
+    }
 }
