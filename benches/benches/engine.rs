@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use benches::ThreadCpuTime;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use pressure_core::{Config, Engine, Reading, SlotId, Target};
+use pressure_core::{Engine, Reading, SlotId, Target, ThresholdsConfig};
 
 const LIMIT: u64 = 1 << 30;
 
@@ -77,7 +77,7 @@ impl Table {
 }
 
 fn setup(n: usize) -> (Engine, Vec<SlotId>) {
-    let mut engine = Engine::new(&Config::default());
+    let mut engine = Engine::new(&ThresholdsConfig::default(), false);
     let ids = (0..n)
         .map(|i| {
             engine.track(&Target {

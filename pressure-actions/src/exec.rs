@@ -8,7 +8,7 @@ use pressure_core::Event;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::ActionsError;
-use crate::dispatch::{Action, ActionContext};
+use crate::action::{Action, ActionContext};
 
 /// `actions.exec[].timeout_ms` default.
 const DEFAULT_TIMEOUT_MS: u64 = 10_000;
@@ -23,11 +23,11 @@ pub(crate) fn matches(filter: &[String], event: &Event) -> bool {
 /// One `actions.exec[]` entry.
 #[derive(Debug)]
 pub(crate) struct ExecAction {
-    config: pressure_core::ExecAction,
+    config: crate::config::ExecAction,
 }
 
 impl ExecAction {
-    pub(crate) fn new(config: pressure_core::ExecAction) -> Self {
+    pub(crate) fn new(config: crate::config::ExecAction) -> Self {
         ExecAction { config }
     }
 }

@@ -7,11 +7,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use pressure_actions::DispatchConfig;
 use pressure_actions::{ANNOTATION_PPROF_ENABLED, ANNOTATION_PPROF_PORT, Dispatcher};
-use pressure_core::{Config, Event, EventType, Severity};
+use pressure_core::{Event, EventType, Severity};
 use serde_json::json;
 
-use crate::util::{Rclone, assert_no_failures, config, event, require};
+use crate::util::{Rclone, assert_no_failures, config, event};
 
 /// The Go program, built once per test into a temp dir and killed on drop.
 struct HeapApp {
@@ -29,14 +30,7 @@ impl Drop for HeapApp {
 
 impl HeapApp {
     fn start() -> Option<HeapApp> {
-        let go = Command::new("go")
-            .arg("version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !require("go (Debian golang-go)", go) {
-            return None;
-        }
+        pressure_testkit::require("the heap-profile tests", &pressure_testkit::Capability::GO)?;
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("heapapp");
         let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/heapapp/main.go");
@@ -83,12 +77,12 @@ impl HeapApp {
 
 /// Runs one dispatcher over `events` and returns the follow-up events and the shutdown report.
 async fn capture(
-    config: &Config,
+    config: &DispatchConfig,
     extra: Option<Arc<dyn pressure_actions::Storage>>,
     events: Vec<Event>,
     expect_followups: usize,
 ) -> (Vec<Event>, pressure_actions::ShutdownReport) {
-    let mut b = Dispatcher::builder(config).storage_path_env(None);
+    let mut b = Dispatcher::builder(config);
     if let Some(s) = extra {
         b = b.storage("s3", 100, s);
     }

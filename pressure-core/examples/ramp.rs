@@ -10,7 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Any pressured JSON config works; unknown keys and bad values are rejected naming the key.
     let config =
         Config::from_json(r#"{"thresholds": {"warn_percent": 70, "cooldown_seconds": 30}}"#)?;
-    let mut engine = Engine::new(&config);
+    let mut engine = Engine::new(&config.thresholds, config.dry_run);
     let target = Target {
         namespace: Some("shop".into()),
         pod_name: Some("cart-0".into()),

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::config::{Config, Signal, ThresholdsConfig};
+use crate::config::{Signal, ThresholdsConfig};
 use crate::event::{Event, EventType, Severity};
 use crate::sample::{Reading, Sample, Target};
 use crate::trend::{Epoch, Trend};
@@ -235,10 +235,10 @@ struct Meta {
 /// three cycles are forgotten.
 ///
 /// ```
-/// use pressure_core::{Config, Engine, Reading, Sample, Target, EventType};
+/// use pressure_core::{Engine, EventType, Reading, Sample, Target, ThresholdsConfig};
 /// use std::time::UNIX_EPOCH;
 ///
-/// let mut engine = Engine::new(&Config::default());
+/// let mut engine = Engine::new(&ThresholdsConfig::default(), false);
 /// let target = Target { pod_uid: Some("uid-1".into()), ..Target::default() };
 /// let mut events = Vec::new();
 /// let reading = Reading::new(UNIX_EPOCH, 90, Some(100));
@@ -267,12 +267,15 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine with the thresholds and dry-run flag of `config`.
-    pub fn new(config: &Config) -> Engine {
-        let global = config.thresholds;
+    /// An engine with the global `thresholds` (the `thresholds` section of the configuration).
+    ///
+    /// `dry_run` is not used by the state machine: it is stamped on every event (`Event::dry_run`), so
+    /// that the actions and the event consumers downstream see the run's flag without a second pass.
+    pub fn new(thresholds: &ThresholdsConfig, dry_run: bool) -> Engine {
+        let global = *thresholds;
         Engine {
             global,
-            dry_run: config.dry_run,
+            dry_run,
             states: Vec::new(),
             meta: Vec::new(),
             thresholds: vec![global],
@@ -704,9 +707,11 @@ mod tests {
         // The trends' origin moves every few windows (hundreds of times here). A container watched for four
         // hours and one watched for the last 20 time constants, fed the same series (noisy and flat at
         // 32 GiB, then a 100 MiB/s ramp to a 64 GiB limit), predict at the same samples, the same eta.
-        let mut config = Config::default();
-        config.thresholds.cooldown_seconds = 0.0;
-        let mut engine = Engine::new(&config);
+        let thresholds = ThresholdsConfig {
+            cooldown_seconds: 0.0,
+            ..ThresholdsConfig::default()
+        };
+        let mut engine = Engine::new(&thresholds, false);
         let target = |uid: &str| Target {
             pod_uid: Some(uid.into()),
             ..Target::default()
@@ -767,7 +772,7 @@ mod tests {
 
     #[test]
     fn threshold_sets_nobody_uses_are_dropped_when_the_table_fills() {
-        let mut engine = Engine::new(&Config::default());
+        let mut engine = Engine::new(&ThresholdsConfig::default(), false);
         let pod = |uid: &str, warn: &str| Target {
             pod_uid: Some(uid.into()),
             annotations: std::collections::BTreeMap::from([(

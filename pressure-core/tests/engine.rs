@@ -1,6 +1,6 @@
 //! Scenario tests of the threshold engine.
 
-use pressure_core::{Config, Engine, EventType, Sample, Severity};
+use pressure_core::{Config, Engine, EventType, Sample, Severity, ThresholdsConfig};
 
 use crate::util::{Drive, MIB, annotated, kinds, reading, target};
 
@@ -67,7 +67,7 @@ fn repeats_every_cooldown_while_it_lasts() {
 
 #[test]
 fn unlimited_is_tracked_but_never_warns() {
-    let mut engine = Engine::new(&Config::default());
+    let mut engine = Engine::new(&ThresholdsConfig::default(), false);
     let mut out = Vec::new();
     for t in 0..50 {
         let r = reading(t as f64, (t as u64 + 1) * 1024 * MIB, None, Some(0));
@@ -230,7 +230,7 @@ fn working_set_is_the_default_signal_and_usage_can_be_chosen() {
 
 #[test]
 fn containers_not_seen_for_three_cycles_are_forgotten() {
-    let mut engine = Engine::new(&no_predict());
+    let mut engine = Engine::new(&no_predict().thresholds, false);
     let mut out = Vec::new();
     let s = Sample {
         target: target("gone"),
@@ -252,7 +252,7 @@ fn containers_not_seen_for_three_cycles_are_forgotten() {
 
 #[test]
 fn only_the_containers_not_seen_are_forgotten() {
-    let mut engine = Engine::new(&no_predict());
+    let mut engine = Engine::new(&no_predict().thresholds, false);
     let mut out = Vec::new();
     let r = reading(0.0, MIB, Some(100 * MIB), None);
     let stays = engine.track(&target("stays"));

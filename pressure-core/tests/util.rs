@@ -43,7 +43,7 @@ pub(crate) struct Drive {
 impl Drive {
     pub(crate) fn new(config: &Config) -> Drive {
         Drive {
-            engine: Engine::new(config),
+            engine: Engine::new(&config.thresholds, config.dry_run),
             target: target("u1"),
         }
     }

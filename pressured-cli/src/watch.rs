@@ -13,10 +13,10 @@ use pressure_core::{Config, Engine, Event, SourceMode};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cluster::{KubeEvents, NodePods};
-use crate::sink::EventSink;
+use crate::sink::{ActionsSetup, EventSink};
 
 /// Runs the cgroup-based modes until SIGTERM/SIGINT.
-pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
+pub(crate) async fn run(config: Config, actions: &ActionsSetup) -> anyhow::Result<()> {
     let root = PathBuf::from(&config.source.cgroup.path);
     let layout = CgroupLayout::detect(&root)
         .with_context(|| format!("source.cgroup.path = {}", root.display()))?;
@@ -31,7 +31,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     if let Err(e) = raise_nofile_limit() {
         tracing::warn!("cannot raise the open-file limit: {e}");
     }
-    let sink = EventSink::new(&config)?;
+    let sink = EventSink::new(actions)?;
     let pods = match (&scope, env.node_name.clone()) {
         (Scope::Node, Some(node)) => NodePods::connect(&node, Duration::from_secs(5)).await,
         (Scope::Pod { .. }, _) => {
@@ -51,7 +51,11 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let mut options = WatchOptions::new(scope);
     options.interval = Duration::from_millis(config.source.effective_poll_interval_ms());
     options.pod = env;
-    let mut watcher = Watcher::new(layout, Engine::new(&config), options)?;
+    let mut watcher = Watcher::new(
+        layout,
+        Engine::new(&config.thresholds, config.dry_run),
+        options,
+    )?;
     if let Some(pods) = pods {
         watcher = watcher.with_enrich(move |target: &mut _| pods.enrich(target));
     }

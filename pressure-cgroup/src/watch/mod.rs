@@ -14,10 +14,10 @@
 //!
 //! ```no_run
 //! use pressure_cgroup::{CgroupLayout, Scope, WatchOptions, Watcher};
-//! use pressure_core::{Config, Engine, Event};
+//! use pressure_core::{Engine, Event, ThresholdsConfig};
 //!
 //! let layout = CgroupLayout::detect("/sys/fs/cgroup".as_ref())?;
-//! let engine = Engine::new(&Config::default());
+//! let engine = Engine::new(&ThresholdsConfig::default(), false);
 //! let mut watcher = Watcher::new(layout, engine, WatchOptions::new(Scope::Node))?;
 //! let stop = watcher.stop_token(); // e.g. for a signal handler or another thread
 //! watcher.run(&mut |event: &Event| println!("{}", event.to_json_line()))?;
@@ -642,7 +642,7 @@ mod tests {
         let mut options = WatchOptions::new(Scope::Node);
         options.interval = Duration::from_millis(10);
         options.pod = PodEnv::from_lookup(|k| (k == "NODE_NAME").then(|| "n1".to_owned()));
-        let engine = Engine::new(&pressure_core::Config::default());
+        let engine = Engine::new(&Default::default(), false);
         let mut watcher = Watcher::new(layout, engine, options)
             .expect("watcher")
             .with_enrich(|t: &mut Target| {
@@ -673,7 +673,7 @@ mod tests {
     #[test]
     fn a_stop_before_run_ends_it_before_the_first_tick() {
         let (_dir, layout) = v2_tree();
-        let engine = Engine::new(&pressure_core::Config::default());
+        let engine = Engine::new(&Default::default(), false);
         let mut watcher =
             Watcher::new(layout, engine, WatchOptions::new(Scope::Node)).expect("watcher");
         let stop = watcher.stop_token();
