@@ -20,8 +20,9 @@ mod trend;
 
 pub use config::{
     ActionsConfig, CgroupSourceConfig, Config, ConfigError, ExecAction, HeapProfileConfig,
-    KubeletSourceConfig, LogLevel, LuaConfig, PluginsConfig, S3Config, Signal, SourceConfig,
-    SourceMode, StorageBackend, StorageConfig, ThresholdsConfig, WebhookAction,
+    KubeletSourceConfig, KubernetesConfig, LeaderElectionConfig, LogLevel, LuaConfig,
+    PluginsConfig, S3Config, Signal, SourceConfig, SourceMode, StorageBackend, StorageConfig,
+    ThresholdsConfig, WebhookAction,
 };
 pub use engine::{
     ANNOTATION_COOLDOWN_SECONDS, ANNOTATION_CRITICAL_PERCENT, ANNOTATION_HYSTERESIS_PERCENT,

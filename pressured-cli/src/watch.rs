@@ -54,17 +54,22 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let mut sink = EventSink::new(&config)?;
     let pods = match (&scope, env.node_name.clone()) {
         (Scope::Node, Some(node)) => {
-            crate::cluster::NodePods::connect(&node, Duration::from_secs(5)).await
+            pressure_kubelet::PodDirectory::connect(&node, Duration::from_secs(5)).await
         }
         (Scope::Pod { .. }, _) => {
-            crate::cluster::NodePods::own_pod(env.namespace.as_deref(), env.pod_name.as_deref())
-                .await
+            pressure_kubelet::PodDirectory::own_pod(
+                env.namespace.as_deref(),
+                env.pod_name.as_deref(),
+            )
+            .await
         }
         _ => None,
     };
     // Node mode posts Kubernetes Events through the pod watch's client; the sidecar does not.
     let kube_events = match scope {
-        Scope::Node => pods.as_ref().and_then(|p| p.kube_events(&config)),
+        Scope::Node => pods
+            .as_ref()
+            .and_then(|p| crate::cluster::kube_events(p.client(), &config)),
         _ => None,
     };
     let mut watcher = Watcher::new(&config, layout, scope, env)?;
@@ -122,7 +127,7 @@ fn trim(stage: &str) {
 
 /// Hands one event on: a JSON line on stdout and the action dispatcher (`pressure-actions`), and
 /// (node mode) a Kubernetes Event, recorded on its own task so the loop does not wait for the API.
-fn dispatch(sink: &mut EventSink, kube: Option<&crate::cluster::KubeEvents>, event: &Event) {
+fn dispatch(sink: &mut EventSink, kube: Option<&pressure_kubelet::EventRecorder>, event: &Event) {
     sink.emit(event);
     if let Some(kube) = kube {
         kube.post(event);
@@ -181,7 +186,7 @@ struct Watcher {
     start: Instant,
     last_rescan: Option<Instant>,
     /// This node's pods from the API (node mode): names, IP and annotations for the targets.
-    pods: Option<crate::cluster::NodePods>,
+    pods: Option<pressure_kubelet::PodDirectory>,
 }
 
 impl Watcher {
