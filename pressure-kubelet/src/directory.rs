@@ -132,6 +132,12 @@ impl PodDirectory {
                 return None;
             }
         };
+        Some(Self::node(client, node, sync).await)
+    }
+
+    /// [`PodDirectory::connect`] with a given client: starts the watch of `node`'s pods and waits up to
+    /// `sync` for its first list (then goes on; names follow as the list arrives).
+    pub async fn node(client: Client, node: &str, sync: Duration) -> PodDirectory {
         let cache = PodCache::spawn(client.clone(), &PodScope::node(node));
         if tokio::time::timeout(sync, cache.ready()).await.is_err() {
             tracing::warn!(
@@ -144,10 +150,10 @@ impl PodDirectory {
             pods = cache.len(),
             "node mode: watching this node's pods for names, IPs and annotations"
         );
-        Some(PodDirectory {
+        PodDirectory {
             client,
             source: PodsSource::Node(cache),
-        })
+        }
     }
 
     /// Sidecar mode: reads the own pod (`POD_NAMESPACE`/`POD_NAME`) once, so container cgroups get
@@ -170,6 +176,11 @@ impl PodDirectory {
                 return None;
             }
         };
+        Self::own_pod_with(client, namespace, name).await
+    }
+
+    /// [`PodDirectory::own_pod`] with a given client and the pod's namespace and name.
+    pub async fn own_pod_with(client: Client, namespace: &str, name: &str) -> Option<PodDirectory> {
         let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
         let pod = match tokio::time::timeout(OWN_POD_TIMEOUT, api.get(name)).await {
             Ok(Ok(pod)) => PodInfo::from(&pod),

@@ -1,8 +1,10 @@
-//! `ClusterPoller` against the fake API server, through the `cluster_poller` example's own code.
+//! `ClusterPoller` (through the `cluster_poller` example's own code) and `PodDirectory` against the
+//! fake API server.
 
 use std::time::Duration;
 
-use pressure_kubelet::PollerOptions;
+use pressure_core::Target;
+use pressure_kubelet::{ClientSource, PodDirectory, PollerOptions};
 use pressure_testkit::{ContainerUsage, FakeApiServer, World};
 
 #[path = "../examples/cluster_poller.rs"]
@@ -73,4 +75,38 @@ async fn example_cluster_poller() {
         .expect("the poller stops")
         .expect("no panic");
     assert_eq!(ended, Ok(()));
+}
+
+#[tokio::test]
+async fn pod_directory_names_this_nodes_pods_only() {
+    let server = FakeApiServer::start(World::synthetic(2, 1))
+        .await
+        .expect("server");
+    let client = ClientSource::Proxy {
+        url: server.url().to_owned(),
+    }
+    .connect()
+    .await
+    .expect("client");
+    let pods = PodDirectory::node(client, "node-0", Duration::from_secs(20)).await;
+    // A cgroup-derived target: the UID (underscores on systemd paths) and the cgroup path only.
+    let mut mine = Target {
+        pod_uid: Some("00000000_0000_4000_8000_000000000000".into()),
+        cgroup_path: Some("/kubepods/pod00000000".into()),
+        ..Target::default()
+    };
+    assert!(pods.enrich(&mut mine));
+    assert_eq!(mine.pod_name.as_deref(), Some("pod-0-0"));
+    assert_eq!(mine.namespace.as_deref(), Some("ns-0"));
+    assert_eq!(mine.node_name.as_deref(), Some("node-0"));
+    assert_eq!(mine.cgroup_path.as_deref(), Some("/kubepods/pod00000000"));
+    let mut other = Target {
+        pod_uid: Some("00000001-0000-4000-8000-000000000000".into()),
+        ..Target::default()
+    };
+    assert!(
+        !pods.enrich(&mut other),
+        "a pod of node-1 is not in node-0's directory"
+    );
+    assert_eq!(other.pod_name, None);
 }
