@@ -22,9 +22,10 @@ SERVER_PID=$!
 for _ in $(seq 100); do [[ -s "$work/url" ]] && break; sleep 0.1; done
 echo "fake API server: $(cat "$work/url") with $NODES nodes x $PODS pods, ${LATENCY} ms per request"
 cat >"$work/config.json" <<JSON
-{"source": {"mode": "cluster", "poll_interval_ms": 1000}, "thresholds": {"predict_seconds": 0}}
+{"source": {"mode": "cluster", "poll_interval_ms": 1000, "kubelet": {"log_cycles": true}},
+ "thresholds": {"predict_seconds": 0}}
 JSON
-KUBECONFIG="$work/kubeconfig" PRESSURED_LOG_CYCLES=1 \
+KUBECONFIG="$work/kubeconfig" \
   target/release/pressured -c "$work/config.json" --log-format text >"$work/events.jsonl" 2>"$work/pressured.log" &
 PRESSURED_PID=$!
 sleep "$SECONDS_TO_RUN"

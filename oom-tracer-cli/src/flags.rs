@@ -153,23 +153,6 @@ pub(crate) fn parse_annotation(raw: &str) -> anyhow::Result<Option<Annotation>> 
     }))
 }
 
-/// `:8080` (Go's all-interfaces form), `host:port` or `[v6]:port`; empty disables.
-pub(crate) fn parse_bind_address(raw: &str) -> anyhow::Result<Option<SocketAddr>> {
-    let raw = raw.trim();
-    if raw.is_empty() || raw == "\"\"" {
-        return Ok(None);
-    }
-    let full = if raw.starts_with(':') {
-        format!("0.0.0.0{raw}")
-    } else {
-        raw.to_owned()
-    };
-    let addr = full
-        .parse()
-        .with_context(|| format!("--metrics_bind_address {raw:?}: expected [host]:port"))?;
-    Ok(Some(addr))
-}
-
 impl Config {
     /// Validates `args`; `env` looks up environment variables (injectable for tests).
     pub(crate) fn from_args(
@@ -206,7 +189,8 @@ impl Config {
             kube_client_qps: args.kube_client_qps,
             kube_client_burst: args.kube_client_burst,
             node_name,
-            metrics_addr: parse_bind_address(&args.metrics_bind_address)?,
+            metrics_addr: pressure_kubelet::parse_bind_address(&args.metrics_bind_address)
+                .context("--metrics_bind_address")?,
             annotation,
             annotate,
             kubernetes,
@@ -321,13 +305,13 @@ mod tests {
 
     #[test]
     fn metrics_address_forms() {
-        assert_eq!(parse_bind_address("").unwrap(), None);
-        assert_eq!(parse_bind_address("\"\"").unwrap(), None);
         assert_eq!(
-            parse_bind_address("[::1]:80").unwrap(),
-            Some("[::1]:80".parse().unwrap())
+            parse(&["--metrics_bind_address", ":9"])
+                .unwrap()
+                .metrics_addr,
+            Some("0.0.0.0:9".parse().unwrap())
         );
-        assert!(parse_bind_address("nope").is_err());
+        assert!(parse(&["--metrics_bind_address", "nope"]).is_err());
         assert_eq!(
             parse(&["--metrics_bind_address", ""]).unwrap().metrics_addr,
             None

@@ -6,7 +6,6 @@
 mod flags;
 mod kube;
 mod metrics;
-mod server;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -82,7 +81,16 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::new());
     metrics.sync(&stats);
     if let Some(addr) = cfg.metrics_addr {
-        let local = server::spawn(addr, metrics.clone(), stats.clone()).await?;
+        let (m, s, ready) = (metrics.clone(), stats.clone(), stats.clone());
+        // Ready once the probe is attached (or the kernel log is read) and while the reader runs.
+        let probes = pressure_kubelet::ProbeServer::new(
+            move || {
+                m.sync(&s);
+                m.encode()
+            },
+            move || ready.is_running(),
+        );
+        let local = probes.spawn(addr).await?;
         tracing::info!(address = %local, "metrics endpoint listening");
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -65,6 +65,8 @@ pub struct Config {
     pub dry_run: bool,
     /// `log_level` \[info\].
     pub log_level: LogLevel,
+    /// `kubernetes`: what pressured writes to the Kubernetes API.
+    pub kubernetes: KubernetesConfig,
 }
 
 impl Default for Config {
@@ -74,7 +76,23 @@ impl Default for Config {
             thresholds: ThresholdsConfig::default(),
             dry_run: false,
             log_level: LogLevel::Info,
+            kubernetes: KubernetesConfig::default(),
         }
+    }
+}
+
+/// `kubernetes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    /// `kubernetes.events` \[true\]: post Kubernetes Events (critical, predicted_oom, oom_killed) on the
+    /// pods in node and cluster mode; never in dry run.
+    pub events: bool,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        KubernetesConfig { events: true }
     }
 }
 
@@ -160,6 +178,38 @@ pub struct KubeletSourceConfig {
     pub namespace_filter: Option<String>,
     /// `source.kubelet.label_selector`: Kubernetes label selector for pods.
     pub label_selector: Option<String>,
+    /// `source.kubelet.leader_election`: one acting replica among several.
+    pub leader_election: LeaderElectionConfig,
+    /// `source.kubelet.log_cycles` \[false\]: log every poll cycle at info (else every 10th).
+    pub log_cycles: bool,
+}
+
+/// `source.kubelet.leader_election`: a `coordination.k8s.io/v1` Lease held by the acting replica
+/// (identity `POD_NAME`); the others keep their pod cache warm and poll nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaderElectionConfig {
+    /// `source.kubelet.leader_election.enabled` \[false\].
+    pub enabled: bool,
+    /// `source.kubelet.leader_election.lease_name` \[pressured\].
+    pub lease_name: String,
+    /// `source.kubelet.leader_election.lease_namespace`: unset = the pod's own namespace
+    /// (`POD_NAMESPACE`), else `default`.
+    pub lease_namespace: Option<String>,
+    /// `source.kubelet.leader_election.lease_duration_seconds` \[15\]: how long a Lease not renewed
+    /// stays with its holder; the holder renews every third of it.
+    pub lease_duration_seconds: u64,
+}
+
+impl Default for LeaderElectionConfig {
+    fn default() -> Self {
+        LeaderElectionConfig {
+            enabled: false,
+            lease_name: "pressured".to_string(),
+            lease_namespace: None,
+            lease_duration_seconds: 15,
+        }
+    }
 }
 
 impl KubeletSourceConfig {
@@ -360,9 +410,28 @@ impl SourceConfig {
                 "source.kubelet.poll_interval_ms",
                 s.kubelet.poll_interval_ms,
             ),
+            (
+                "source.kubelet.leader_election.lease_duration_seconds",
+                Some(s.kubelet.leader_election.lease_duration_seconds),
+            ),
         ] {
             if v == Some(0) {
                 return Err(ConfigError::invalid(key, "must not be zero"));
+            }
+        }
+        let le = &s.kubelet.leader_election;
+        for (key, v) in [
+            (
+                "source.kubelet.leader_election.lease_name",
+                Some(&le.lease_name),
+            ),
+            (
+                "source.kubelet.leader_election.lease_namespace",
+                le.lease_namespace.as_ref(),
+            ),
+        ] {
+            if v.is_some_and(|v| v.trim().is_empty()) {
+                return Err(ConfigError::invalid(key, "must not be empty"));
             }
         }
         if s.cgroup.path.is_empty() {
@@ -548,6 +617,14 @@ mod tests {
                 "source.kubelet.poll_interval_ms",
             ),
             (
+                r#"{"source":{"kubelet":{"leader_election":{"lease_duration_seconds":0}}}}"#,
+                "source.kubelet.leader_election.lease_duration_seconds",
+            ),
+            (
+                r#"{"source":{"kubelet":{"leader_election":{"lease_name":" "}}}}"#,
+                "source.kubelet.leader_election.lease_name",
+            ),
+            (
                 r#"{"thresholds":{"cooldown_seconds":-5}}"#,
                 "thresholds.cooldown_seconds",
             ),
@@ -557,6 +634,38 @@ mod tests {
             assert!(matches!(e, ConfigError::Invalid { .. }), "{doc}: {e}");
             assert_eq!(e.key(), key, "{doc}: {e}");
         }
+    }
+
+    #[test]
+    fn kubernetes_keys_and_their_defaults() {
+        let d = Config::default();
+        assert!(d.kubernetes.events);
+        let le = &d.source.kubelet.leader_election;
+        assert!(!le.enabled && !d.source.kubelet.log_cycles);
+        assert_eq!(
+            (
+                le.lease_name.as_str(),
+                le.lease_namespace.as_deref(),
+                le.lease_duration_seconds
+            ),
+            ("pressured", None, 15)
+        );
+        let c = Config::from_json(
+            r#"{"kubernetes":{"events":false},"source":{"kubelet":{"log_cycles":true,
+                "leader_election":{"enabled":true,"lease_name":"l","lease_namespace":"ns","lease_duration_seconds":2}}}}"#,
+        )
+        .unwrap();
+        assert!(!c.kubernetes.events && c.source.kubelet.log_cycles);
+        let le = &c.source.kubelet.leader_election;
+        assert!(le.enabled);
+        assert_eq!(
+            (
+                le.lease_name.as_str(),
+                le.lease_namespace.as_deref(),
+                le.lease_duration_seconds
+            ),
+            ("l", Some("ns"), 2)
+        );
     }
 
     #[test]

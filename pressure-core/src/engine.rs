@@ -1,6 +1,7 @@
 //! The threshold state machine: samples and a clock value in, events out.
 
 use std::collections::{HashMap, HashSet};
+use std::time::SystemTime;
 
 use crate::config::{Signal, ThresholdsConfig};
 use crate::event::{Event, EventType, Severity};
@@ -524,6 +525,60 @@ impl Engine {
         true
     }
 
+    /// Feeds an OOM kill known without a memory reading (cluster mode: a kill in pod status before any
+    /// summary reading of the container): `count` is the container's OOM-kill counter after it.
+    ///
+    /// Emits one `oom_killed` whose usage and working set are `None` (no reading is made up) and whose
+    /// severity stays what it was; the counter becomes the baseline that later readings compare
+    /// with. Unlike a reading's first counter value, a first `count` here is not a silent baseline: the
+    /// caller reports a kill it knows to be new. A `count` the engine already saw (a repeated report)
+    /// emits nothing. `limit_bytes` is the container's limit as far as the caller knows it (pod spec).
+    pub fn observe_oom_kills(
+        &mut self,
+        target: &Target,
+        count: u64,
+        limit_bytes: Option<u64>,
+        timestamp: SystemTime,
+        out: &mut Vec<Event>,
+    ) {
+        let id = self.track(target);
+        let i = id.index as usize;
+        let st = &mut self.states[i];
+        if st.seen_cycle != self.cycle as u32 {
+            st.seen_cycle = self.cycle as u32;
+            self.seen += 1;
+        }
+        if st.has_oom_baseline && count <= st.oom_baseline {
+            return;
+        }
+        st.has_oom_baseline = true;
+        st.oom_baseline = count;
+        let target = &self.meta[i].as_ref().expect("live slot has meta").target;
+        out.push(Event {
+            timestamp,
+            event_type: EventType::OomKilled,
+            severity: st.severity,
+            previous_severity: st.severity,
+            namespace: target.namespace.clone(),
+            pod_name: target.pod_name.clone(),
+            pod_uid: target.pod_uid.clone(),
+            container_name: target.container_name.clone(),
+            container_id: target.container_id.clone(),
+            node_name: target.node_name.clone(),
+            pod_ip: target.pod_ip.clone(),
+            usage_bytes: None,
+            working_set_bytes: None,
+            limit_bytes: limit_bytes.filter(|&l| l > 0),
+            usage_percent: None,
+            oom_kill_count: Some(count),
+            eta_seconds: None,
+            psi_some_avg10: None,
+            annotations: target.annotations.clone(),
+            dry_run: self.dry_run,
+            profile: None,
+        });
+    }
+
     /// Moves the trends' epoch to clock value `now`, rebasing every trend when its origin moves (rare:
     /// every few prediction windows, or when the clock jumps).
     #[cold]
@@ -644,8 +699,8 @@ impl EventMaker<'_> {
             container_id: target.container_id.clone(),
             node_name: target.node_name.clone(),
             pod_ip: target.pod_ip.clone(),
-            usage_bytes: reading.usage_bytes,
-            working_set_bytes: reading.working_set_bytes,
+            usage_bytes: Some(reading.usage_bytes),
+            working_set_bytes: Some(reading.working_set_bytes),
             limit_bytes: reading.limit_bytes,
             usage_percent: usage_percent.map(|p| ((p * 100.0).round() / 100.0).clamp(0.0, 100.0)),
             oom_kill_count: reading.oom_kill_count,
@@ -792,5 +847,68 @@ mod tests {
         assert_eq!(engine.thresholds.len(), 3, "global, kept's and fresh's");
         assert_eq!(engine.thresholds(kept).unwrap().warn_percent, 50.0);
         assert_eq!(engine.thresholds(fresh).unwrap().warn_percent, 55.0);
+    }
+
+    /// Issue 14 item 6: an OOM kill without a reading is reported with no usage, leaves the severity
+    /// as it was, and becomes the counter baseline for the readings that follow.
+    #[test]
+    fn an_oom_kill_without_a_reading_makes_up_no_usage() {
+        let mut engine = Engine::new(&ThresholdsConfig::default(), false);
+        let target = Target {
+            pod_uid: Some("uid-1".into()),
+            container_name: Some("app".into()),
+            ..Target::default()
+        };
+        let mut out = Vec::new();
+        engine.observe_oom_kills(&target, 1, Some(100), UNIX_EPOCH, &mut out);
+        assert_eq!(out.len(), 1);
+        let e = &out[0];
+        assert_eq!(e.event_type, EventType::OomKilled);
+        assert_eq!(
+            (e.severity, e.previous_severity),
+            (Severity::Ok, Severity::Ok)
+        );
+        assert_eq!((e.usage_bytes, e.working_set_bytes), (None, None));
+        assert_eq!(
+            (e.limit_bytes, e.usage_percent, e.oom_kill_count),
+            (Some(100), None, Some(1))
+        );
+        let json: serde_json::Value = serde_json::from_str(&e.to_json_line()).unwrap();
+        assert!(json["usage_bytes"].is_null() && json["working_set_bytes"].is_null());
+        // The same report again: nothing.
+        out.clear();
+        engine.observe_oom_kills(&target, 1, Some(100), UNIX_EPOCH, &mut out);
+        assert!(out.is_empty());
+        // A reading with the same counter is not a new kill; its usage classifies as usual.
+        let mut reading = Reading::new(UNIX_EPOCH, 50, Some(100));
+        reading.oom_kill_count = Some(1);
+        engine.observe_sample(
+            &Sample {
+                target: target.clone(),
+                reading,
+            },
+            1.0,
+            &mut out,
+        );
+        assert!(out.is_empty(), "{out:?}");
+        // At critical, a kill without a reading keeps critical.
+        reading.usage_bytes = 95;
+        reading.working_set_bytes = 95;
+        engine.observe_sample(
+            &Sample {
+                target: target.clone(),
+                reading,
+            },
+            2.0,
+            &mut out,
+        );
+        assert_eq!(out.pop().map(|e| e.severity), Some(Severity::Critical));
+        engine.observe_oom_kills(&target, 2, Some(100), UNIX_EPOCH, &mut out);
+        assert_eq!(
+            out.iter()
+                .map(|e| (e.event_type, e.severity, e.oom_kill_count))
+                .collect::<Vec<_>>(),
+            [(EventType::OomKilled, Severity::Critical, Some(2))]
+        );
     }
 }

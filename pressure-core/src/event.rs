@@ -114,10 +114,11 @@ pub struct Event {
     pub node_name: Option<Arc<str>>,
     /// Pod IP.
     pub pod_ip: Option<Arc<str>>,
-    /// Raw usage in bytes.
-    pub usage_bytes: u64,
-    /// Working set in bytes.
-    pub working_set_bytes: u64,
+    /// Raw usage in bytes; `null` when no reading is known (an OOM kill seen in pod status before any
+    /// reading of the container, see [`Engine::observe_oom_kills`](crate::Engine::observe_oom_kills)).
+    pub usage_bytes: Option<u64>,
+    /// Working set in bytes; `null` when no reading is known, as for `usage_bytes`.
+    pub working_set_bytes: Option<u64>,
     /// Limit in bytes; `null` when unlimited.
     pub limit_bytes: Option<u64>,
     /// The threshold signal as a percentage of the limit (0–100); `null` when unlimited.

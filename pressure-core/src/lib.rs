@@ -21,8 +21,9 @@ mod sample;
 mod trend;
 
 pub use config::{
-    CgroupSourceConfig, Config, ConfigError, KubeletSourceConfig, LogLevel, Signal, SourceConfig,
-    SourceMode, ThresholdsConfig, from_json_strict,
+    CgroupSourceConfig, Config, ConfigError, KubeletSourceConfig, KubernetesConfig,
+    LeaderElectionConfig, LogLevel, Signal, SourceConfig, SourceMode, ThresholdsConfig,
+    from_json_strict,
 };
 pub use engine::{
     ANNOTATION_COOLDOWN_SECONDS, ANNOTATION_CRITICAL_PERCENT, ANNOTATION_HYSTERESIS_PERCENT,

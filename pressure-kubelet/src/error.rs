@@ -69,6 +69,24 @@ pub enum KubeletError {
         /// The `Retry-After` delay, when the answer had one in seconds.
         retry_after: Option<std::time::Duration>,
     },
+    /// A pod watch ended (the cache's watch tasks stopped).
+    #[error("the pod watch stopped")]
+    WatchStopped,
+    /// A bind address is not `host:port` or `:port`.
+    #[error("bind address {text:?} is not host:port or :port")]
+    BindAddress {
+        /// The text as given.
+        text: String,
+    },
+    /// The probe endpoint could not listen.
+    #[error("binding the metrics endpoint {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// Retries were used up.
     #[error("{what}: gave up after {attempts} attempts: {last}")]
     GaveUp {

@@ -1,8 +1,10 @@
 //! An Events recorder (`events.k8s.io/v1`) that folds repeats of the same event on the same object
 //! into a series (`series.count`, `series.lastObservedTime`) instead of creating new objects, the way
-//! client-go's `EventRecorder` does.
+//! client-go's `EventRecorder` does, and [`event_spec`]: the one place that words the Events both
+//! binaries post (engine events of `pressured`, OOM-kill victims of `oom-tracer`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -11,10 +13,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
+use pressure_core::EventType;
 use serde_json::json;
 use tokio::sync::Mutex;
 
 use crate::KubeletError;
+use crate::pods::{PodInfo, memory_limit};
+use crate::victim::Victim;
 
 /// `Normal` or `Warning`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,12 +81,15 @@ struct Series {
 }
 
 /// Records Events as `reporting_controller` / `reporting_instance`.
+///
+/// Clones share the series, so a clone handed to a task folds repeats with the original.
+#[derive(Clone)]
 pub struct EventRecorder {
     client: Client,
-    controller: String,
-    instance: String,
+    controller: Arc<str>,
+    instance: Arc<str>,
     window: Duration,
-    series: Mutex<HashMap<String, Series>>,
+    series: Arc<Mutex<HashMap<String, Series>>>,
 }
 
 impl std::fmt::Debug for EventRecorder {
@@ -103,10 +111,10 @@ impl EventRecorder {
         // client-go folds repeats seen within 6 minutes (events.k8s.io series semantics).
         Self {
             client,
-            controller: controller.to_owned(),
-            instance: instance.to_owned(),
+            controller: controller.into(),
+            instance: instance.into(),
             window: Duration::from_secs(6 * 60),
-            series: Mutex::new(HashMap::new()),
+            series: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -130,6 +138,21 @@ impl EventRecorder {
             spec.action,
             spec.note
         )
+    }
+
+    /// Posts the Kubernetes Event for an engine event when it is one that gets posted (see
+    /// [`event_spec`]), on its own task: returns at once, so a sampling loop never waits for the API
+    /// server. A failure is logged. Must be called inside a tokio runtime.
+    pub fn post(&self, event: &pressure_core::Event) {
+        let Some(spec) = event_spec(EventSubject::Pressure(event)) else {
+            return;
+        };
+        let recorder = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = recorder.record(&spec).await {
+                tracing::warn!(error = %e, "posting a Kubernetes Event failed");
+            }
+        });
     }
 
     /// Creates the Event, or folds it into the series of an identical recent one.
@@ -192,8 +215,8 @@ impl EventRecorder {
             note: Some(note),
             type_: Some(spec.kind.as_str().to_owned()),
             regarding: Some(spec.regarding.clone()),
-            reporting_controller: Some(self.controller.clone()),
-            reporting_instance: Some(self.instance.clone()),
+            reporting_controller: Some(self.controller.to_string()),
+            reporting_instance: Some(self.instance.to_string()),
             ..Event::default()
         };
         api.create(&PostParams::default(), &ev)
@@ -208,5 +231,281 @@ impl EventRecorder {
             },
         );
         Ok(Recorded::Created { name })
+    }
+}
+
+/// What a Kubernetes Event is about: see [`event_spec`].
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum EventSubject<'a> {
+    /// An engine event of `pressured`: critical pressure, a predicted OOM and an OOM kill get an Event.
+    Pressure(&'a pressure_core::Event),
+    /// An OOM-kill victim `oom-tracer` found in `pod` (`container` when known).
+    Victim {
+        /// The victim's pod.
+        pod: &'a PodInfo,
+        /// The victim's container, when known.
+        container: Option<&'a str>,
+        /// The victim.
+        victim: &'a Victim,
+    },
+}
+
+/// The Kubernetes Event for `subject`, `None` when it gets none (a warn or a recovery, or an engine
+/// event without a pod name).
+///
+/// Always a Warning on the Pod (`fieldPath` names the container): `MemoryPressureCritical`,
+/// `PredictedOOM` and `OOMKilled` (action `Observed`) for engine events; `OOMKilled` or `SystemOOM`
+/// for a global OOM (action `Killed`) for victims, naming the process and the limit.
+pub fn event_spec(subject: EventSubject<'_>) -> Option<EventSpec> {
+    let mib = |b: u64| b >> 20;
+    let (pod, container, reason, action, note) = match subject {
+        EventSubject::Pressure(event) => {
+            let reason = match (event.event_type, event.severity) {
+                (EventType::MemoryPressure, pressure_core::Severity::Critical) => {
+                    "MemoryPressureCritical"
+                }
+                (EventType::PredictedOom, _) => "PredictedOOM",
+                (EventType::OomKilled, _) => "OOMKilled",
+                _ => return None,
+            };
+            let pod = PodRef {
+                name: event.pod_name.as_deref()?,
+                namespace: event.namespace.as_deref(),
+                uid: event.pod_uid.as_deref(),
+            };
+            let container = event.container_name.as_deref();
+            // Node mode also watches pod cgroups (the pod's own limit): those events name no container.
+            let who = container.map_or_else(|| "the pod".to_owned(), |c| format!("container {c}"));
+            let limit = event.limit_bytes.map_or_else(
+                || "no limit".to_owned(),
+                |l| format!("{} MiB limit", mib(l)),
+            );
+            // An OOM kill seen before any reading has no working set: the note says nothing of one.
+            let working_set = event
+                .working_set_bytes
+                .map_or_else(String::new, |w| format!(" (working set {} MiB)", mib(w)));
+            let note = match event.event_type {
+                EventType::OomKilled => format!("{who} was OOM-killed ({limit})"),
+                EventType::PredictedOom => format!(
+                    "{who} is predicted to reach its {limit} in {:.0}s{working_set}",
+                    event.eta_seconds.unwrap_or(0.0),
+                ),
+                _ => format!(
+                    "{who} at {:.1}% of its {limit}{working_set}",
+                    event.usage_percent.unwrap_or(0.0),
+                ),
+            };
+            (pod, container, reason, "Observed", note)
+        }
+        EventSubject::Victim {
+            pod,
+            container,
+            victim: v,
+        } => {
+            let who =
+                container.map_or_else(|| "a container".to_owned(), |c| format!("container {c}"));
+            let (reason, note) = if v.global {
+                (
+                    "SystemOOM",
+                    format!(
+                        "process {} (pid {}) in {who} was killed by a global OOM: the node ran out of memory",
+                        v.comm, v.pid
+                    ),
+                )
+            } else {
+                let limit = container.and_then(|c| memory_limit(pod, c)).map_or_else(
+                    || "its memory limit".to_owned(),
+                    |l| format!("its memory limit of {} MiB", mib(l)),
+                );
+                let cg = v
+                    .oom_memcg
+                    .as_deref()
+                    .map(|c| format!(" (cgroup {c})"))
+                    .unwrap_or_default();
+                (
+                    "OOMKilled",
+                    format!(
+                        "process {} (pid {}) in {who} was OOM-killed: it hit {limit}{cg}",
+                        v.comm, v.pid
+                    ),
+                )
+            };
+            let pod = PodRef {
+                name: &pod.name,
+                namespace: Some(&pod.namespace),
+                uid: Some(&pod.uid),
+            };
+            (pod, container, reason, "Killed", note)
+        }
+    };
+    Some(EventSpec {
+        regarding: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(pod.name.to_owned()),
+            namespace: pod.namespace.map(str::to_owned),
+            uid: pod.uid.map(str::to_owned),
+            field_path: container.map(|c| format!("spec.containers{{{c}}}")),
+            ..ObjectReference::default()
+        },
+        kind: EventKind::Warning,
+        reason: reason.into(),
+        action: action.into(),
+        note,
+    })
+}
+
+/// The pod an Event is about.
+struct PodRef<'a> {
+    name: &'a str,
+    namespace: Option<&'a str>,
+    uid: Option<&'a str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use k8s_openapi::api::core::v1::Pod;
+    use pressure_core::{Event, Severity};
+    use serde_json::json;
+
+    use super::*;
+
+    fn engine_event() -> Event {
+        Event {
+            timestamp: SystemTime::UNIX_EPOCH,
+            event_type: EventType::MemoryPressure,
+            severity: Severity::Warn,
+            previous_severity: Severity::Ok,
+            namespace: Some("shop".into()),
+            pod_name: Some("web-1".into()),
+            pod_uid: Some("u-1".into()),
+            container_name: Some("app".into()),
+            container_id: None,
+            node_name: None,
+            pod_ip: None,
+            usage_bytes: Some(60 << 20),
+            working_set_bytes: Some(60 << 20),
+            limit_bytes: Some(64 << 20),
+            usage_percent: Some(93.75),
+            oom_kill_count: None,
+            eta_seconds: None,
+            psi_some_avg10: None,
+            annotations: Default::default(),
+            dry_run: false,
+            profile: None,
+        }
+    }
+
+    fn spec(event: &Event) -> Option<EventSpec> {
+        event_spec(EventSubject::Pressure(event))
+    }
+
+    #[test]
+    fn kubernetes_events_for_critical_predicted_and_oom_only() {
+        let base = engine_event();
+        assert!(spec(&base).is_none(), "warn is not posted");
+        let crit = spec(&Event {
+            severity: Severity::Critical,
+            ..base.clone()
+        })
+        .unwrap();
+        assert_eq!(crit.reason, "MemoryPressureCritical");
+        assert_eq!(
+            (crit.kind, crit.action.as_str()),
+            (EventKind::Warning, "Observed")
+        );
+        assert_eq!(
+            crit.note,
+            "container app at 93.8% of its 64 MiB limit (working set 60 MiB)"
+        );
+        assert_eq!(crit.regarding.uid.as_deref(), Some("u-1"));
+        assert_eq!(
+            crit.regarding.field_path.as_deref(),
+            Some("spec.containers{app}")
+        );
+        let oom = spec(&Event {
+            event_type: EventType::OomKilled,
+            ..base.clone()
+        })
+        .unwrap();
+        assert_eq!(oom.reason, "OOMKilled");
+        assert_eq!(oom.note, "container app was OOM-killed (64 MiB limit)");
+        let pred = spec(&Event {
+            event_type: EventType::PredictedOom,
+            eta_seconds: Some(42.0),
+            ..base.clone()
+        })
+        .unwrap();
+        assert_eq!(pred.reason, "PredictedOOM");
+        assert!(pred.note.contains("in 42s"));
+        assert!(
+            spec(&Event {
+                event_type: EventType::Recovered,
+                severity: Severity::Ok,
+                ..base.clone()
+            })
+            .is_none()
+        );
+        // A pod cgroup's event (node mode) names the pod; no reading means no working set in the note.
+        let pod = spec(&Event {
+            severity: Severity::Critical,
+            container_name: None,
+            usage_bytes: None,
+            working_set_bytes: None,
+            ..base
+        })
+        .unwrap();
+        assert_eq!(pod.note, "the pod at 93.8% of its 64 MiB limit");
+        assert_eq!(pod.regarding.field_path, None);
+    }
+
+    #[test]
+    fn victims_get_killed_events_naming_process_and_limit() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "namespace": "shop", "uid": "u-1"},
+            "spec": {"containers": [{"name": "app", "image": "x", "resources": {"limits": {"memory": "64Mi"}}}]},
+        }))
+        .unwrap();
+        let pod = PodInfo::from(&pod);
+        let victim = Victim {
+            comm: "java".into(),
+            pid: 7,
+            oom_memcg: Some("/kubepods/podu-1/abc".into()),
+            ..Victim::default()
+        };
+        let s = event_spec(EventSubject::Victim {
+            pod: &pod,
+            container: Some("app"),
+            victim: &victim,
+        })
+        .unwrap();
+        assert_eq!(
+            (s.reason.as_str(), s.action.as_str()),
+            ("OOMKilled", "Killed")
+        );
+        assert_eq!(
+            s.note,
+            "process java (pid 7) in container app was OOM-killed: it hit its memory limit of 64 MiB (cgroup /kubepods/podu-1/abc)"
+        );
+        assert_eq!(s.regarding.namespace.as_deref(), Some("shop"));
+        let global = Victim {
+            global: true,
+            ..victim
+        };
+        let s = event_spec(EventSubject::Victim {
+            pod: &pod,
+            container: None,
+            victim: &global,
+        })
+        .unwrap();
+        assert_eq!(s.reason, "SystemOOM");
+        assert!(
+            s.note.contains("in a container was killed by a global OOM"),
+            "{}",
+            s.note
+        );
     }
 }

@@ -9,10 +9,17 @@
 //! - [`Quantity`] parses resource quantities exactly (`Ki`..`Ei`, `k`..`E`, `m`, exponents).
 //! - [`SummarySource`] reads the kubelet [`Summary`] through the API server or from the kubelet and
 //!   turns it into `pressure_core::Sample`s.
-//! - [`OomTracker`] finds OOM kills ([`OomKill`]) in pod status, each reported once.
-//! - [`EventRecorder`] records `events.k8s.io/v1` Events, folding repeats into a series.
+//! - [`OomTracker`] finds OOM kills ([`StatusOomKill`]) in pod status, each reported once.
+//! - [`EventRecorder`] records `events.k8s.io/v1` Events, folding repeats into a series; [`event_spec`]
+//!   words the Event of an engine event or an OOM-kill victim ([`EventSubject`]) for both binaries.
 //! - [`Annotator`] adds an annotation only when absent, retrying 409/429/5xx with [`Backoff`].
 //! - [`LeaderElector`] elects one leader among replicas with a `coordination.k8s.io/v1` Lease.
+//! - [`ClusterPoller`] is cluster mode's loop: summaries of every node that hosts a watched pod, fed to
+//!   a `pressure_core::Engine`, with optional leader election ([`PollerOptions`], [`LeaseOptions`]),
+//!   until a stop future completes.
+//! - [`PodDirectory`] names cgroup-derived targets (pod, container, IP, annotations) from this node's
+//!   pods or the own pod, for the cgroup watch loops.
+//! - [`ProbeServer`] serves `/metrics`, `/healthz`, `/readyz`; [`parse_bind_address`] reads its address.
 //! - [`VictimMarker`] maps an OOM-kill [`Victim`] to its pod (UID, else container ID), annotates it and
 //!   posts a Warning Event.
 //!
@@ -22,31 +29,37 @@
 
 mod annotate;
 mod client;
+mod directory;
 mod error;
 mod events;
 mod lease;
 mod oom;
 mod pods;
+mod poller;
+mod probes;
 mod quantity;
 mod summary;
 mod victim;
 
 pub use annotate::{AnnotateOutcome, Annotator, Backoff};
 pub use client::{ClientSource, SERVICE_ACCOUNT_DIR};
+pub use directory::PodDirectory;
 pub use error::KubeletError;
-pub use events::{EventKind, EventRecorder, EventSpec, Recorded};
+pub use events::{EventKind, EventRecorder, EventSpec, EventSubject, Recorded, event_spec};
 pub use lease::LeaderElector;
-pub use oom::{OomKill, OomTracker};
+pub use oom::{OomTracker, StatusOomKill};
 pub use pods::{
     ContainerInfo, PodCache, PodInfo, PodScope, PodUpdate, Termination, bare_container_id,
     container_ids, current_container_id, memory_limit, target_for,
 };
+pub use poller::{ClusterPoller, LeaseOptions, MAX_IN_FLIGHT, PollerOptions};
+pub use probes::{ProbeServer, parse_bind_address};
 pub use quantity::{Quantity, parse_bytes};
 pub use summary::{
-    ContainerStats, MemoryStats, NodeStats, PodReference, PodStats, PsiData, PsiStats, Summary,
+    ContainerStats, NodeStats, PodReference, PodStats, PsiData, PsiStats, Summary, SummaryMemory,
     SummarySource,
 };
-pub use victim::{Victim, VictimMarker, VictimOutcome, event_for};
+pub use victim::{Victim, VictimMarker, VictimOutcome};
 
 /// Re-exported so callers name the same types.
 pub use k8s_openapi;

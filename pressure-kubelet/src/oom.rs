@@ -7,9 +7,10 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::pods::{ContainerInfo, PodInfo, Termination};
 
-/// One OOM kill of a container, as pod status shows it.
+/// One OOM kill of a container, as pod status shows it (named apart from `pressure_ebpf::OomKill`,
+/// the kernel's view of a kill).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OomKill {
+pub struct StatusOomKill {
     /// Pod namespace.
     pub namespace: String,
     /// Pod name.
@@ -57,7 +58,7 @@ impl OomTracker {
 
     /// New OOM kills in `pod`'s status. With `baseline` (pods of the first list at startup) kills are
     /// only remembered, so a restart of the watcher does not report history again.
-    pub fn observe(&mut self, pod: &PodInfo, baseline: bool) -> Vec<OomKill> {
+    pub fn observe(&mut self, pod: &PodInfo, baseline: bool) -> Vec<StatusOomKill> {
         if pod.uid.is_empty() {
             return Vec::new();
         }
@@ -77,7 +78,7 @@ impl OomTracker {
                     seen.pop_front();
                 }
                 if !baseline {
-                    out.push(OomKill {
+                    out.push(StatusOomKill {
                         namespace: pod.namespace.clone(),
                         pod: pod.name.clone(),
                         pod_uid: pod.uid.clone(),
@@ -94,7 +95,7 @@ impl OomTracker {
     }
 
     /// [`OomTracker::observe`] for an API object, e.g. one a watch event carries.
-    pub fn observe_pod(&mut self, pod: &Pod, baseline: bool) -> Vec<OomKill> {
+    pub fn observe_pod(&mut self, pod: &Pod, baseline: bool) -> Vec<StatusOomKill> {
         self.observe(&PodInfo::from(pod), baseline)
     }
 

@@ -30,7 +30,7 @@ pub struct NodeStats {
     /// Node name.
     pub node_name: String,
     /// Node memory.
-    pub memory: Option<MemoryStats>,
+    pub memory: Option<SummaryMemory>,
 }
 
 /// Statistics of one pod.
@@ -42,7 +42,7 @@ pub struct PodStats {
     /// Its containers.
     pub containers: Vec<ContainerStats>,
     /// Pod-level memory (the pod cgroup).
-    pub memory: Option<MemoryStats>,
+    pub memory: Option<SummaryMemory>,
 }
 
 /// Pod identity in a summary.
@@ -64,13 +64,14 @@ pub struct ContainerStats {
     /// Container name.
     pub name: String,
     /// Memory.
-    pub memory: Option<MemoryStats>,
+    pub memory: Option<SummaryMemory>,
 }
 
-/// Memory statistics.
+/// Memory statistics of a container, pod or node in a kubelet Summary (named apart from
+/// `pressure_cgroup::MemoryStats`, the cgroup files' view).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub struct MemoryStats {
+pub struct SummaryMemory {
     /// Limit minus working set, when a limit is set.
     pub available_bytes: Option<u64>,
     /// Total usage including cache.

@@ -5,11 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ObjectReference;
-
 use crate::annotate::{AnnotateOutcome, Annotator};
-use crate::events::{EventKind, EventRecorder, EventSpec};
-use crate::pods::{PodCache, PodInfo, bare_container_id, memory_limit};
+use crate::events::{EventRecorder, EventSubject, event_spec};
+use crate::pods::{PodCache, PodInfo, bare_container_id};
 
 /// What is known about one OOM-kill victim.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -146,61 +144,17 @@ impl VictimMarker {
             };
         }
         if let Some(recorder) = &self.recorder {
-            let spec = event_for(&pod, container.as_deref(), v);
-            if let Err(e) = recorder.record(&spec).await {
+            let subject = EventSubject::Victim {
+                pod: &pod,
+                container: container.as_deref(),
+                victim: v,
+            };
+            if let Some(spec) = event_spec(subject)
+                && let Err(e) = recorder.record(&spec).await
+            {
                 tracing::warn!(pod = %shown, error = %e, "posting the OOM event failed");
             }
         }
         outcome
-    }
-}
-
-/// The Warning Event for a victim: which process, which container, which limit.
-pub fn event_for(pod: &PodInfo, container: Option<&str>, v: &Victim) -> EventSpec {
-    let regarding = ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("Pod".into()),
-        name: Some(pod.name.clone()),
-        namespace: Some(pod.namespace.clone()),
-        uid: Some(pod.uid.clone()),
-        field_path: container.map(|c| format!("spec.containers{{{c}}}")),
-        ..ObjectReference::default()
-    };
-    let who = match container {
-        Some(c) => format!("container {c}"),
-        None => "a container".to_owned(),
-    };
-    let (reason, note) = if v.global {
-        (
-            "SystemOOM",
-            format!(
-                "process {} (pid {}) in {who} was killed by a global OOM: the node ran out of memory",
-                v.comm, v.pid
-            ),
-        )
-    } else {
-        let limit = container.and_then(|c| memory_limit(pod, c)).map_or_else(
-            || "its memory limit".to_owned(),
-            |l| format!("its memory limit of {} MiB", l >> 20),
-        );
-        let cg = v
-            .oom_memcg
-            .as_deref()
-            .map(|c| format!(" (cgroup {c})"))
-            .unwrap_or_default();
-        (
-            "OOMKilled",
-            format!(
-                "process {} (pid {}) in {who} was OOM-killed: it hit {limit}{cg}",
-                v.comm, v.pid
-            ),
-        )
-    };
-    EventSpec {
-        regarding,
-        kind: EventKind::Warning,
-        reason: reason.into(),
-        action: "Killed".into(),
-        note,
     }
 }

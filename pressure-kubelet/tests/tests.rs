@@ -1,3 +1,4 @@
 //! pressure-kubelet against the fake API server.
 
 mod api;
+mod poller;

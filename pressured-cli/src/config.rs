@@ -1,11 +1,13 @@
 //! The `pressured` configuration file: `pressure-core`'s sections (`source`, `thresholds`, `dry_run`,
-//! `log_level`) and `pressure-actions`' (`plugins`, `storage`, `actions`) in one JSON document.
+//! `log_level`, `kubernetes`) and `pressure-actions`' (`plugins`, `storage`, `actions`) in one JSON document.
 //!
-//! One struct with all seven keys, because serde cannot reject unknown keys across a flattened struct;
+//! One struct with all eight keys, because serde cannot reject unknown keys across a flattened struct;
 //! each section keeps its own defaults (`Default`) and checks (`validate`) in its crate.
 
 use pressure_actions::{ActionsConfig, DispatchConfig, PluginsConfig, StorageConfig};
-use pressure_core::{ConfigError, LogLevel, SourceConfig, ThresholdsConfig, from_json_strict};
+use pressure_core::{
+    ConfigError, KubernetesConfig, LogLevel, SourceConfig, ThresholdsConfig, from_json_strict,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::sink::ActionsSetup;
@@ -22,6 +24,7 @@ pub(crate) struct FileConfig {
     pub(crate) plugins: PluginsConfig,
     pub(crate) storage: StorageConfig,
     pub(crate) actions: ActionsConfig,
+    pub(crate) kubernetes: KubernetesConfig,
 }
 
 impl FileConfig {
@@ -56,6 +59,7 @@ impl FileConfig {
             thresholds: self.thresholds,
             dry_run: self.dry_run,
             log_level: self.log_level,
+            kubernetes: self.kubernetes,
         };
         let actions = ActionsSetup {
             config: DispatchConfig {

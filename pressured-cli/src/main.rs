@@ -92,14 +92,28 @@ fn main() -> ExitCode {
         eprintln!("pressured: {err:#}");
         return ExitCode::FAILURE;
     }
-    let metrics = match server::parse_bind_address(&args.metrics_bind_address) {
+    let metrics = match pressure_kubelet::parse_bind_address(&args.metrics_bind_address) {
         Ok(addr) => addr,
         Err(err) => {
-            eprintln!("pressured: {err:#}");
+            eprintln!("pressured: --metrics-bind-address: {err}");
             return ExitCode::FAILURE;
         }
     };
     report(run(config, args.replay, metrics))
+}
+
+/// A future that completes on the first SIGTERM or SIGINT (logged): the stop of the watch loops.
+/// Installs the handlers at once, so a signal that arrives before the future is polled still counts.
+pub(crate) fn stop_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        }
+    })
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {

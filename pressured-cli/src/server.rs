@@ -1,4 +1,5 @@
-//! `/metrics` (Prometheus text), `/healthz` and `/readyz` over HTTP, for probes and scraping.
+//! `pressured`'s metrics and readiness, served by [`pressure_kubelet::ProbeServer`] at `/metrics`,
+//! `/healthz` and `/readyz`.
 //!
 //! The process-wide [`Telemetry`] is fed by the event sink: counts of emitted events by type and
 //! severity, and readiness (set once the mode's source is set up and the sink exists).
@@ -7,12 +8,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use anyhow::Context;
-use axum::Router;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use pressure_core::Event;
+use pressure_kubelet::ProbeServer;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -101,55 +98,11 @@ impl Telemetry {
     }
 }
 
-async fn metrics_page() -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        telemetry().encode(),
-    )
-}
-
-async fn readyz() -> impl IntoResponse {
-    if telemetry().ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    }
-}
-
-/// Parses `:8080`, `0.0.0.0:8080` or `[::1]:8080`; an empty string disables the endpoint.
-pub(crate) fn parse_bind_address(text: &str) -> anyhow::Result<Option<SocketAddr>> {
-    let text = text.trim();
-    if text.is_empty() || text == "\"\"" {
-        return Ok(None);
-    }
-    let full = if text.starts_with(':') {
-        format!("0.0.0.0{text}")
-    } else {
-        text.to_string()
-    };
-    full.parse()
-        .map(Some)
-        .with_context(|| format!("--metrics-bind-address {text:?} is not host:port or :port"))
-}
-
-/// Binds `addr` and serves in the background; returns the bound address.
+/// Binds `addr` and serves the probes in the background; returns the bound address.
 pub(crate) async fn spawn(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the metrics endpoint {addr}"))?;
-    let local = listener.local_addr().context("metrics endpoint address")?;
-    let app = Router::new()
-        .route("/metrics", get(metrics_page))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz));
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("metrics endpoint stopped: {e}");
-        }
-    });
-    tracing::info!(address = %local, "serving /metrics, /healthz, /readyz");
-    Ok(local)
+    let probes = ProbeServer::new(
+        || telemetry().encode(),
+        || telemetry().ready.load(Ordering::Relaxed),
+    );
+    Ok(probes.spawn(addr).await?)
 }

@@ -10,10 +10,9 @@ use pressure_cgroup::{
     CgroupLayout, Observer, PodEnv, Scope, WatchOptions, Watcher, raise_nofile_limit,
 };
 use pressure_core::{Config, Engine, Event, SourceMode};
-use tokio::signal::unix::{SignalKind, signal};
 
-use crate::cluster::{KubeEvents, NodePods};
 use crate::sink::{ActionsSetup, EventSink};
+use pressure_kubelet::{EventRecorder, PodDirectory};
 
 /// Runs the cgroup-based modes until SIGTERM/SIGINT.
 pub(crate) async fn run(config: Config, actions: &ActionsSetup) -> anyhow::Result<()> {
@@ -33,15 +32,17 @@ pub(crate) async fn run(config: Config, actions: &ActionsSetup) -> anyhow::Resul
     }
     let sink = EventSink::new(actions)?;
     let pods = match (&scope, env.node_name.clone()) {
-        (Scope::Node, Some(node)) => NodePods::connect(&node, Duration::from_secs(5)).await,
+        (Scope::Node, Some(node)) => PodDirectory::connect(&node, Duration::from_secs(5)).await,
         (Scope::Pod { .. }, _) => {
-            NodePods::own_pod(env.namespace.as_deref(), env.pod_name.as_deref()).await
+            PodDirectory::own_pod(env.namespace.as_deref(), env.pod_name.as_deref()).await
         }
         _ => None,
     };
     // Node mode posts Kubernetes Events through the pod watch's client; the sidecar does not.
     let kube = match scope {
-        Scope::Node => pods.as_ref().and_then(|p| p.kube_events(&config)),
+        Scope::Node => pods
+            .as_ref()
+            .and_then(|p| crate::cluster::kube_events(p.client(), &config)),
         _ => None,
     };
     if matches!(scope, Scope::Node) && pods.is_some() {
@@ -60,8 +61,7 @@ pub(crate) async fn run(config: Config, actions: &ActionsSetup) -> anyhow::Resul
         watcher = watcher.with_enrich(move |target: &mut _| pods.enrich(target));
     }
     let stop = watcher.stop_token();
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let stop_signal = crate::stop_signal()?;
     // The loop runs on its own thread; this runtime meanwhile runs the actions, the pod watch and
     // the Kubernetes Events, and waits for a signal. Tasks spawned on the loop's thread (Events, the
     // sidecar's re-reads of its own pod) go to it.
@@ -80,14 +80,7 @@ pub(crate) async fn run(config: Config, actions: &ActionsSetup) -> anyhow::Resul
         .context("starting the sampling thread")?;
     let ended = tokio::select! {
         ended = &mut done => Some(ended),
-        _ = term.recv() => {
-            tracing::info!("SIGTERM: stopping");
-            None
-        }
-        _ = int.recv() => {
-            tracing::info!("SIGINT: stopping");
-            None
-        }
+        () = stop_signal => None,
     };
     let ended = match ended {
         Some(ended) => ended,
@@ -113,7 +106,7 @@ fn trim(stage: &str) {
 /// Kubernetes Event, recorded on its own task so the loop does not wait for the API.
 struct Out {
     sink: EventSink,
-    kube: Option<KubeEvents>,
+    kube: Option<EventRecorder>,
 }
 
 impl Observer for Out {

@@ -77,6 +77,7 @@ true
 
 {{/*
 The JSON configuration: `config` with source.mode from `mode`, source.cgroup.path from the node mount,
+source.kubelet.leader_election from `leaderElection`, kubernetes.events from `kubeEvents`,
 plugins.lua from `lua` and storage from `storage`. Keys are pressure-core's; it rejects unknown ones.
 */}}
 {{- define "pressured.config" -}}
@@ -89,7 +90,19 @@ plugins.lua from `lua` and storage from `storage`. Keys are pressure-core's; it 
 {{- $_ := set $cgroup "path" .Values.node.cgroupMountPath -}}
 {{- $_ := set $source "cgroup" $cgroup -}}
 {{- end -}}
+{{- if include "pressured.leaderElection" . -}}
+{{- /* Leader election: one Lease in the release namespace, held by POD_NAME (README, cluster mode). */ -}}
+{{- $kubelet := deepCopy (get $source "kubelet" | default dict) -}}
+{{- $le := dict "enabled" true "lease_name" (include "pressured.leaseName" .) "lease_namespace" .Release.Namespace -}}
+{{- $_ := set $kubelet "leader_election" (merge $le (get $kubelet "leader_election" | default dict)) -}}
+{{- $_ := set $source "kubelet" $kubelet -}}
+{{- end -}}
 {{- $_ := set $cfg "source" $source -}}
+{{- if not .Values.kubeEvents -}}
+{{- $kubernetes := deepCopy (get $cfg "kubernetes" | default dict) -}}
+{{- $_ := set $kubernetes "events" false -}}
+{{- $_ := set $cfg "kubernetes" $kubernetes -}}
+{{- end -}}
 {{- if .Values.lua.enabled -}}
 {{- $lua := dict "enabled" true "timeout_ms" (int .Values.lua.timeoutMs) -}}
 {{- if .Values.lua.inlineScript -}}

@@ -42,19 +42,6 @@ spec:
         {{- end }}
       env:
         {{- include "pressured.downwardEnv" . | nindent 8 }}
-        {{- if not .Values.kubeEvents }}
-        - name: PRESSURED_KUBE_EVENTS
-          value: "off"
-        {{- end }}
-        {{- if include "pressured.leaderElection" . }}
-        # Leader election: one Lease, held by POD_NAME (see the README's cluster mode).
-        - name: PRESSURED_LEADER_ELECTION
-          value: "true"
-        - name: PRESSURED_LEASE_NAME
-          value: {{ include "pressured.leaseName" . | quote }}
-        - name: PRESSURED_LEASE_NAMESPACE
-          value: {{ .Release.Namespace | quote }}
-        {{- end }}
         {{- if and .Values.storage.enabled (eq .Values.storage.backend "s3") }}
         {{- with .Values.storage.s3.region }}
         - name: AWS_REGION
