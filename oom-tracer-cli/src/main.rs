@@ -15,7 +15,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use futures::StreamExt;
-use pressure_ebpf::{KillSink, OomTracer, SourceMode, TracerOptions, handle_kill};
+use pressure_ebpf::{KillSink, OomTracer, TraceSource, TracerOptions, handle_kill};
 
 use crate::flags::{Args, Config};
 
@@ -64,9 +64,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     };
     let opts = TracerOptions {
         mode: if cfg.kmsg_only {
-            SourceMode::KmsgOnly
+            TraceSource::KmsgOnly
         } else {
-            SourceMode::Auto
+            TraceSource::Auto
         },
         kmsg_path: cfg.kmsg_path.clone(),
         replay_kmsg: cfg.replay_kmsg,

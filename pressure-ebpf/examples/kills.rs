@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::StreamExt;
-use pressure_ebpf::{HostPaths, OomKill, OomTracer, SourceMode, TracerOptions};
+use pressure_ebpf::{HostPaths, OomKill, OomTracer, TraceSource, TracerOptions};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn Error>> {
@@ -35,7 +35,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             // A regular file is read once from its start. Empty host paths keep this machine's
             // processes and cgroups out of a log captured elsewhere.
             let opts = TracerOptions {
-                mode: SourceMode::KmsgOnly,
+                mode: TraceSource::KmsgOnly,
                 kmsg_path: file,
                 replay_kmsg: true,
                 host: HostPaths {

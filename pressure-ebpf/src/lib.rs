@@ -5,7 +5,7 @@
 //!   `bpf/oom_tracer.bpf.o`, see [`BPF_OBJECT`]), attaches it at `tp_btf/mark_victim` (or the plain
 //!   `oom/mark_victim` tracepoint), reads `/dev/kmsg` from its end, pairs the two by victim pid and
 //!   yields typed [`OomKill`]s on a [`KillStream`]. When BPF cannot load it uses the kernel log
-//!   alone ([`SourceMode`]). [`TracerStats`] counts ring-buffer drops and unparsable records.
+//!   alone ([`TraceSource`]). [`TracerStats`] counts ring-buffer drops and unparsable records.
 //! - [`FakeKillSource`] feeds a [`KillStream`] in tests.
 //! - [`handle_kill`] applies the original oom-tracer's victim policy ([`AnnotateKills`]) and hands
 //!   victims to a [`KillSink`], the seam for pod annotation and Kubernetes Events.
@@ -34,7 +34,7 @@ pub use sink::{
     handle_kill,
 };
 pub use tracer::{
-    ActiveSources, FakeKillSource, KillStream, OomTracer, SourceMode, TracerOptions, TracerStats,
+    ActiveSources, FakeKillSource, KillStream, OomTracer, TraceSource, TracerOptions, TracerStats,
 };
 
 /// The raw-record flag bits (`OOM_F_*` in `bpf/oom_tracer.h`).

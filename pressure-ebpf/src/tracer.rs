@@ -22,10 +22,11 @@ use crate::kmsg::{parse_kmsg_record, parse_oom_message};
 use crate::probe::{AttachMode, BPF_OBJECT, BpfProbe};
 use crate::raw::RawOomEvent;
 
-/// Which sources to use.
+/// Which kernel sources an [`OomTracer`] reads (named apart from `pressure_core::SourceMode`, the
+/// `source.mode` of the `pressured` configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
-pub enum SourceMode {
+pub enum TraceSource {
     /// BPF plus the kernel log; the kernel log alone when BPF cannot load.
     #[default]
     Auto,
@@ -39,7 +40,7 @@ pub enum SourceMode {
 #[derive(Debug, Clone)]
 pub struct TracerOptions {
     /// Sources to use.
-    pub mode: SourceMode,
+    pub mode: TraceSource,
     /// The kernel log device (`/dev/kmsg`); a regular file is read once from its start (replays
     /// of captured logs).
     pub kmsg_path: PathBuf,
@@ -61,7 +62,7 @@ impl Default for TracerOptions {
     /// Auto mode, `/dev/kmsg` from its end, `tp_btf` allowed, 500 ms / 2 s waits.
     fn default() -> Self {
         Self {
-            mode: SourceMode::Auto,
+            mode: TraceSource::Auto,
             kmsg_path: PathBuf::from("/dev/kmsg"),
             replay_kmsg: false,
             allow_tp_btf: true,
@@ -167,9 +168,9 @@ impl OomTracer {
     pub fn start(opts: TracerOptions) -> Result<(KillStream, TracerStats), TracerError> {
         let stats = TracerStats::default();
         let probe = match opts.mode {
-            SourceMode::KmsgOnly => None,
-            SourceMode::Bpf => Some(BpfProbe::load(opts.object, opts.allow_tp_btf)?),
-            SourceMode::Auto => match BpfProbe::load(opts.object, opts.allow_tp_btf) {
+            TraceSource::KmsgOnly => None,
+            TraceSource::Bpf => Some(BpfProbe::load(opts.object, opts.allow_tp_btf)?),
+            TraceSource::Auto => match BpfProbe::load(opts.object, opts.allow_tp_btf) {
                 Ok(p) => Some(p),
                 Err(e) => {
                     tracing::warn!(error = %e, "BPF unavailable, using the kernel log alone");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use pressure_ebpf::{
-    EventSource, HostPaths, KillKind, OomKill, OomTracer, SourceMode, TracerOptions,
+    EventSource, HostPaths, KillKind, OomKill, OomTracer, TraceSource, TracerOptions,
 };
 
 fn fixture(name: &str) -> PathBuf {
@@ -18,7 +18,7 @@ fn fixture(name: &str) -> PathBuf {
 async fn replay(name: &str) -> Vec<OomKill> {
     let empty = tempfile::tempdir().unwrap();
     let opts = TracerOptions {
-        mode: SourceMode::KmsgOnly,
+        mode: TraceSource::KmsgOnly,
         kmsg_path: fixture(name),
         replay_kmsg: true,
         host: HostPaths {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use pressure_ebpf::{
-    AttachMode, EventSource, KillKind, KillStream, OomKill, OomTracer, SourceMode, TracerOptions,
+    AttachMode, EventSource, KillKind, KillStream, OomKill, OomTracer, TraceSource, TracerOptions,
     TracerStats,
 };
 use tokio::sync::Mutex;
@@ -23,7 +23,7 @@ const RATELIMIT_WINDOW: Duration = Duration::from_secs(6);
 /// Serialises the system tests; holds when the last burst ended.
 static SERIAL: Mutex<Option<Instant>> = Mutex::const_new(None);
 
-fn start(mode: SourceMode) -> (KillStream, TracerStats) {
+fn start(mode: TraceSource) -> (KillStream, TracerStats) {
     let (stream, stats) = OomTracer::start(TracerOptions {
         mode,
         ..TracerOptions::default()
@@ -31,7 +31,7 @@ fn start(mode: SourceMode) -> (KillStream, TracerStats) {
     .expect("start tracer");
     let sources = stats.sources().expect("sources");
     match mode {
-        SourceMode::KmsgOnly => assert_eq!(sources.bpf, None),
+        TraceSource::KmsgOnly => assert_eq!(sources.bpf, None),
         _ => assert!(sources.bpf.is_some(), "BPF attached"),
     }
     assert!(sources.kmsg);
@@ -72,7 +72,7 @@ async fn collect(
     }
 }
 
-async fn single_memcg_kill(mode: SourceMode) {
+async fn single_memcg_kill(mode: TraceSource) {
     if !have_root_v1() {
         return;
     }
@@ -129,7 +129,7 @@ async fn single_memcg_kill(mode: SourceMode) {
     );
     assert_eq!(k.uid, Some(0));
     match mode {
-        SourceMode::KmsgOnly => assert_eq!(k.source, EventSource::Kmsg),
+        TraceSource::KmsgOnly => assert_eq!(k.source, EventSource::Kmsg),
         _ => {
             assert_eq!(k.source, EventSource::Bpf);
             // Memory is charged by the hog itself: it triggers the OOM killer.
@@ -144,7 +144,7 @@ async fn single_memcg_kill(mode: SourceMode) {
     assert_eq!(stats.kmsg_parse_errors(), 0);
 }
 
-async fn burst(mode: SourceMode, n: usize) {
+async fn burst(mode: TraceSource, n: usize) {
     if !have_root_v1() {
         return;
     }
@@ -186,7 +186,7 @@ async fn burst(mode: SourceMode, n: usize) {
         // BPF reads the victim's cgroup in the kernel: always attributed. The kernel log names it
         // only in the rate-limited summary (10 per 5 s); the rest come from /proc/<pid>/cgroup,
         // which reads "/" once the victim has exited: there attribution is best effort.
-        if mode != SourceMode::KmsgOnly || k.pod_uid.is_some() {
+        if mode != TraceSource::KmsgOnly || k.pod_uid.is_some() {
             assert_eq!(k.pod_uid.as_ref(), Some(&cg.pod_uid), "pod of {}", k.pid);
             assert_eq!(k.container_id.as_ref(), Some(&cg.container_id));
             assert_eq!(k.task_memcg.as_deref(), Some(cg.container_path().as_str()));
@@ -195,7 +195,7 @@ async fn burst(mode: SourceMode, n: usize) {
         assert_eq!(k.kind, KillKind::Memcg);
         assert_eq!(k.comm, "tail");
         assert!(seen.insert(k.pid), "duplicate event for {}", k.pid);
-        let want = if mode == SourceMode::KmsgOnly {
+        let want = if mode == TraceSource::KmsgOnly {
             EventSource::Kmsg
         } else {
             EventSource::Bpf
@@ -213,20 +213,20 @@ async fn burst(mode: SourceMode, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bpf_single_memcg_kill_in_kubelet_v1_cgroup() {
-    single_memcg_kill(SourceMode::Bpf).await;
+    single_memcg_kill(TraceSource::Bpf).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kmsg_only_single_memcg_kill_in_kubelet_v1_cgroup() {
-    single_memcg_kill(SourceMode::KmsgOnly).await;
+    single_memcg_kill(TraceSource::KmsgOnly).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bpf_burst_of_50_memcg_kills() {
-    burst(SourceMode::Bpf, 50).await;
+    burst(TraceSource::Bpf, 50).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kmsg_only_burst_of_50_memcg_kills() {
-    burst(SourceMode::KmsgOnly, 50).await;
+    burst(TraceSource::KmsgOnly, 50).await;
 }
