@@ -1,16 +1,17 @@
 //! The dispatcher: a bounded queue between sampling and the actions, drained by one worker task.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures::future::{BoxFuture, join_all};
+use futures::future::join_all;
 use pressure_core::{Config, Event, StorageBackend};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::action::{Action, ActionContext};
+use crate::counters::{DispatchStats, Failure, Shared};
 use crate::registry::Registry;
 use crate::storage::{LocalStorage, ObjectStorage, Storage};
 use crate::{ActionsError, exec, heap, lua, webhook};
@@ -19,8 +20,6 @@ use crate::{ActionsError, exec, heap, lua, webhook};
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 /// Capacity of the follow-up channel (`heap_profile` events) handed to the caller.
 const FOLLOWUP_CAPACITY: usize = 256;
-/// Failures kept for [`Dispatcher::recent_failures`].
-const RECENT_FAILURES: usize = 64;
 
 /// Built-in priorities: the heap capture starts first, then Lua, exec, webhooks.
 const PRIORITY_HEAP: i32 = 200;
@@ -30,101 +29,6 @@ const PRIORITY_WEBHOOK: i32 = 40;
 /// Built-in storage priorities (the original's: S3 100, local 50).
 const PRIORITY_S3: i32 = 100;
 const PRIORITY_LOCAL: i32 = 50;
-
-/// Something done about an event. Register your own with [`DispatcherBuilder::action`].
-///
-/// An action must not block the async runtime (use `spawn_blocking` for blocking work) and should bound
-/// its own run time; errors are logged and counted by the dispatcher, never propagated.
-pub trait Action: Send + Sync + std::fmt::Debug {
-    /// Runs the action for one event.
-    fn handle<'a>(
-        &'a self,
-        event: &'a Event,
-        ctx: &'a ActionContext,
-    ) -> BoxFuture<'a, Result<(), ActionsError>>;
-}
-
-/// What an action gets besides the event: dry run, storage, follow-up events, failure reports.
-#[derive(Debug, Clone)]
-pub struct ActionContext {
-    dry_run: bool,
-    storages: Arc<Registry<dyn Storage>>,
-    shared: Arc<Shared>,
-    /// Follow-ups for the other actions; the worker takes them before new events and drains them at
-    /// shutdown, so a follow-up emitted during shutdown is still handled.
-    requeue: mpsc::UnboundedSender<Event>,
-    followups: Option<mpsc::Sender<Event>>,
-}
-
-impl ActionContext {
-    /// Whether actions must not change anything (config `dry_run` or the event's own flag).
-    pub fn dry_run(&self) -> bool {
-        self.dry_run
-    }
-
-    /// The highest-priority storage (`storage`), if any is configured.
-    pub fn storage(&self) -> Option<Arc<dyn Storage>> {
-        self.storages.resolve("storage")
-    }
-
-    /// A storage by spec: `storage` or `storage:<name>`.
-    pub fn storage_by_spec(&self, spec: &str) -> Option<Arc<dyn Storage>> {
-        self.storages.resolve(spec)
-    }
-
-    /// Emits a follow-up event: to the other actions (before any newer event), and to the caller's
-    /// follow-up channel. Never waits; the caller's channel drops (and counts) when full.
-    pub fn emit(&self, event: Event) {
-        if self.requeue.send(event.clone()).is_ok() {
-            self.shared.queued.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Some(tx) = &self.followups
-            && tx.try_send(event.clone()).is_err()
-        {
-            self.shared
-                .followups_dropped
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                "follow-up channel full or closed: {} event dropped",
-                event.event_type.as_str()
-            );
-        }
-    }
-
-    /// Records a failure of `action` (logged at error level and counted).
-    pub fn report_failure(&self, action: &str, error: &ActionsError) {
-        self.shared.failure(action, error);
-    }
-
-    /// Whether the dispatcher is shutting down past its deadline (long actions should stop).
-    pub fn cancelled(&self) -> bool {
-        self.shared.cancel.load(Ordering::Relaxed)
-    }
-}
-
-/// One recorded action failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// The action (`lua:<script>`, `exec[0]`, `webhook[1]`, `heap_profile`, or an embedder's name).
-    pub action: String,
-    /// The error message.
-    pub message: String,
-}
-
-/// Counters of a dispatcher.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DispatchStats {
-    /// Events accepted into the queue.
-    pub queued: u64,
-    /// Events dropped because the queue was full or closed.
-    pub dropped: u64,
-    /// Events whose actions all finished.
-    pub processed: u64,
-    /// Action failures (each script, program and URL counts on its own).
-    pub failures: u64,
-    /// Follow-up events the caller's channel had no room for.
-    pub followups_dropped: u64,
-}
 
 /// What [`Dispatcher::shutdown`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,75 +41,6 @@ pub struct ShutdownReport {
     pub abandoned: u64,
     /// The last (up to 64) action failures, oldest first.
     pub failures: Vec<Failure>,
-}
-
-#[derive(Debug)]
-struct Shared {
-    queued: AtomicU64,
-    dropped: AtomicU64,
-    processed: AtomicU64,
-    failures: AtomicU64,
-    followups_dropped: AtomicU64,
-    cancel: Arc<AtomicBool>,
-    recent: Mutex<VecDeque<Failure>>,
-}
-
-impl Shared {
-    fn new() -> Self {
-        Shared {
-            queued: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            processed: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            followups_dropped: AtomicU64::new(0),
-            cancel: Arc::new(AtomicBool::new(false)),
-            recent: Mutex::new(VecDeque::new()),
-        }
-    }
-
-    fn submit(&self, tx: &mpsc::Sender<Event>, event: Event) -> bool {
-        match tx.try_send(event) {
-            Ok(()) => {
-                self.queued.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            Err(e) => {
-                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                // Log the first drop and then every 100th, so a flood does not flood the log too.
-                if n == 1 || n.is_multiple_of(100) {
-                    let why = match e {
-                        mpsc::error::TrySendError::Full(_) => "action queue full",
-                        mpsc::error::TrySendError::Closed(_) => "dispatcher shut down",
-                    };
-                    tracing::warn!(dropped_total = n, "{why}: event dropped");
-                }
-                false
-            }
-        }
-    }
-
-    fn failure(&self, action: &str, error: &ActionsError) {
-        self.failures.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(action, "action failed: {error}");
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        if recent.len() == RECENT_FAILURES {
-            recent.pop_front();
-        }
-        recent.push_back(Failure {
-            action: action.to_string(),
-            message: error.to_string(),
-        });
-    }
-
-    fn stats(&self) -> DispatchStats {
-        DispatchStats {
-            queued: self.queued.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
-            processed: self.processed.load(Ordering::Relaxed),
-            failures: self.failures.load(Ordering::Relaxed),
-            followups_dropped: self.followups_dropped.load(Ordering::Relaxed),
-        }
-    }
 }
 
 /// Builds a [`Dispatcher`]: the configured built-ins plus an embedder's own storages and actions.
@@ -341,13 +176,13 @@ impl DispatcherBuilder {
                 (tx, Some(rx))
             }
         };
-        let ctx = ActionContext {
-            dry_run: config.dry_run,
+        let ctx = ActionContext::new(
+            config.dry_run,
             storages,
-            shared: Arc::clone(&shared),
-            requeue: requeue_tx,
-            followups: Some(followups),
-        };
+            Arc::clone(&shared),
+            requeue_tx,
+            Some(followups),
+        );
         let actions: Vec<(String, Arc<dyn Action>)> = self
             .actions
             .iter()
@@ -355,7 +190,7 @@ impl DispatcherBuilder {
             .collect();
         tracing::info!(
             actions = ?actions.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
-            storages = ?ctx.storages.iter().map(|(n, _, _)| n).collect::<Vec<_>>(),
+            storages = ?ctx.storage_names(),
             capacity,
             "action dispatcher started"
         );
@@ -393,8 +228,7 @@ async fn worker(
 }
 
 async fn run_actions(actions: &[(String, Arc<dyn Action>)], ctx: &ActionContext, event: Event) {
-    let mut ctx = ctx.clone();
-    ctx.dry_run = ctx.dry_run || event.dry_run;
+    let ctx = ctx.for_event(&event);
     let runs = actions.iter().map(|(name, action)| {
         let ctx = &ctx;
         let event = &event;
@@ -405,7 +239,7 @@ async fn run_actions(actions: &[(String, Arc<dyn Action>)], ctx: &ActionContext,
         }
     });
     join_all(runs).await;
-    ctx.shared.processed.fetch_add(1, Ordering::Relaxed);
+    ctx.shared().processed.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Runs the configured actions off the sampling path.

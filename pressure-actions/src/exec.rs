@@ -8,7 +8,7 @@ use pressure_core::Event;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::ActionsError;
-use crate::dispatch::{Action, ActionContext};
+use crate::action::{Action, ActionContext};
 
 /// `actions.exec[].timeout_ms` default.
 const DEFAULT_TIMEOUT_MS: u64 = 10_000;

@@ -10,7 +10,7 @@ use pressure_core::{Event, EventType, HeapProfileConfig, ProfileSummary, Severit
 use pressure_pprof::{Limits, Profile, TopOptions};
 
 use crate::ActionsError;
-use crate::dispatch::{Action, ActionContext};
+use crate::action::{Action, ActionContext};
 use crate::storage::validate_key;
 
 /// Opt-in annotation: `"true"` enables the capture for the pod.

@@ -43,6 +43,8 @@
 //! ```
 #![deny(missing_docs)]
 
+mod action;
+mod counters;
 mod dispatch;
 mod error;
 mod exec;
@@ -52,10 +54,9 @@ mod registry;
 mod storage;
 mod webhook;
 
-pub use dispatch::{
-    Action, ActionContext, DEFAULT_QUEUE_CAPACITY, DispatchStats, Dispatcher, DispatcherBuilder,
-    Failure, ShutdownReport,
-};
+pub use action::{Action, ActionContext};
+pub use counters::{DispatchStats, Failure};
+pub use dispatch::{DEFAULT_QUEUE_CAPACITY, Dispatcher, DispatcherBuilder, ShutdownReport};
 pub use error::{ActionsError, StorageError};
 pub use heap::{ANNOTATION_PPROF_ENABLED, ANNOTATION_PPROF_PATH, ANNOTATION_PPROF_PORT};
 pub use registry::Registry;

@@ -6,7 +6,7 @@ use futures::future::BoxFuture;
 use pressure_core::Event;
 
 use crate::ActionsError;
-use crate::dispatch::{Action, ActionContext};
+use crate::action::{Action, ActionContext};
 use crate::exec::matches;
 
 /// `actions.webhook[].timeout_ms` default.

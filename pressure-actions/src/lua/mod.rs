@@ -20,7 +20,7 @@ use mlua::{
 use pressure_core::{Config, Event};
 
 use crate::ActionsError;
-use crate::dispatch::{Action, ActionContext};
+use crate::action::{Action, ActionContext};
 use crate::registry::Registry;
 use crate::storage::Storage;
 
