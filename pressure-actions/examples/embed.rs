@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
-use pressure_actions::{Action, ActionContext, ActionsError, Dispatcher};
-use pressure_core::{Config, Event, EventType, Severity};
+use pressure_actions::{Action, ActionContext, ActionsError, DispatchConfig, Dispatcher};
+use pressure_core::{Event, EventType, Severity};
 
 /// Prints every event it sees and counts them; any embedder's own reaction goes here.
 #[derive(Debug, Default)]
@@ -51,7 +51,7 @@ end
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     let dir = tempfile::tempdir()?;
-    let config = Config::from_json(
+    let config = DispatchConfig::from_json(
         &serde_json::json!({
             "plugins": {"lua": {"enabled": true, "inline_script": SCRIPT}},
             "storage": {"enabled": true, "backend": "local", "path": dir.path()},

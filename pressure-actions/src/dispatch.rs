@@ -6,11 +6,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::future::join_all;
-use pressure_core::{Config, Event, StorageBackend};
+use pressure_core::Event;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::action::{Action, ActionContext};
+use crate::config::{DispatchConfig, StorageBackend};
 use crate::counters::{DispatchStats, Failure, Shared};
 use crate::registry::Registry;
 use crate::storage::{LocalStorage, ObjectStorage, Storage};
@@ -46,11 +47,11 @@ pub struct ShutdownReport {
 /// Builds a [`Dispatcher`]: the configured built-ins plus an embedder's own storages and actions.
 #[derive(Debug)]
 pub struct DispatcherBuilder {
-    config: Config,
+    config: DispatchConfig,
+    script_config: Option<serde_json::Value>,
     storages: Registry<dyn Storage>,
     actions: Registry<dyn Action>,
     followups: Option<mpsc::Sender<Event>>,
-    storage_path_env: Option<String>,
     builtin_storage: bool,
 }
 
@@ -76,10 +77,10 @@ impl DispatcherBuilder {
         self
     }
 
-    /// Overrides the `PRESSURED_STORAGE_PATH` environment variable (the local root when `storage.path`
-    /// is unset); `None` means unset.
-    pub fn storage_path_env(mut self, value: Option<String>) -> Self {
-        self.storage_path_env = value;
+    /// The document Lua scripts see as their global `config` (the original's API: the whole
+    /// configuration file); without it, this dispatcher's own sections.
+    pub fn script_config(mut self, document: serde_json::Value) -> Self {
+        self.script_config = Some(document);
         self
     }
 
@@ -107,18 +108,14 @@ impl DispatcherBuilder {
                     self.storages.register("s3", PRIORITY_S3, Arc::new(s3));
                 }
                 _ => {
-                    let root = config
-                        .storage
-                        .path
-                        .clone()
-                        .filter(|p| !p.is_empty())
-                        .or(self.storage_path_env.clone())
-                        .ok_or_else(|| ActionsError::Config {
+                    // `validate` rejects an empty path; a config built in code may skip it.
+                    if config.storage.path.is_empty() {
+                        return Err(ActionsError::Config {
                             key: "storage.path".into(),
-                            message: "local storage needs storage.path or PRESSURED_STORAGE_PATH"
-                                .into(),
-                        })?;
-                    let local = LocalStorage::new(PathBuf::from(root))?;
+                            message: "local storage needs a root directory".into(),
+                        });
+                    }
+                    let local = LocalStorage::new(PathBuf::from(&config.storage.path))?;
                     self.storages
                         .register("local", PRIORITY_LOCAL, Arc::new(local));
                 }
@@ -136,8 +133,16 @@ impl DispatcherBuilder {
             );
         }
         if config.plugins.lua.enabled {
+            let script_config = match self.script_config.take() {
+                Some(document) => document,
+                None => serde_json::to_value(config).map_err(|e| ActionsError::Config {
+                    key: "plugins.lua".into(),
+                    message: format!("config to Lua: {e}"),
+                })?,
+            };
             let (action, load_failures) = lua::LuaAction::load(
-                config,
+                &config.plugins.lua,
+                &script_config,
                 Arc::clone(&storages),
                 runtime.clone(),
                 Arc::clone(&shared.cancel),
@@ -259,20 +264,20 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// A builder with the built-ins `config` asks for; add your own storages and actions to it.
-    pub fn builder(config: &Config) -> DispatcherBuilder {
+    pub fn builder(config: &DispatchConfig) -> DispatcherBuilder {
         DispatcherBuilder {
             config: config.clone(),
+            script_config: None,
             storages: Registry::new("storage"),
             actions: Registry::new("action"),
             followups: None,
-            storage_path_env: std::env::var("PRESSURED_STORAGE_PATH").ok(),
             builtin_storage: true,
         }
     }
 
     /// The dispatcher `config` describes (`plugins.lua`, `storage`, `actions`); see
     /// [`DispatcherBuilder::build`].
-    pub fn from_config(config: &Config) -> Result<Dispatcher, ActionsError> {
+    pub fn from_config(config: &DispatchConfig) -> Result<Dispatcher, ActionsError> {
         Dispatcher::builder(config).build()
     }
 

@@ -23,11 +23,11 @@ pub(crate) fn matches(filter: &[String], event: &Event) -> bool {
 /// One `actions.exec[]` entry.
 #[derive(Debug)]
 pub(crate) struct ExecAction {
-    config: pressure_core::ExecAction,
+    config: crate::config::ExecAction,
 }
 
 impl ExecAction {
-    pub(crate) fn new(config: pressure_core::ExecAction) -> Self {
+    pub(crate) fn new(config: crate::config::ExecAction) -> Self {
         ExecAction { config }
     }
 }

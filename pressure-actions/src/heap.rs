@@ -6,7 +6,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::future::BoxFuture;
-use pressure_core::{Event, EventType, HeapProfileConfig, ProfileSummary, Severity, TopConsumer};
+use pressure_core::{Event, EventType, ProfileSummary, Severity, TopConsumer};
+
+use crate::config::HeapProfileConfig;
 use pressure_pprof::{Limits, Profile, TopOptions};
 
 use crate::ActionsError;

@@ -5,6 +5,8 @@
 //!   waits (a bounded queue; full means dropped and counted), one worker runs every action per event,
 //!   and [`Dispatcher::shutdown`] drains the queue with a deadline. Follow-up events (`heap_profile`)
 //!   arrive on [`Dispatcher::take_followups`].
+//! - [`DispatchConfig`] is the `dry_run`, `plugins`, `storage` and `actions` part of the `pressured`
+//!   configuration, parsed and validated like `pressure_core::Config` (errors name the key).
 //! - Built-in actions, from the config: Lua 5.4 scripts with the original pressured API (`plugins.lua`,
 //!   sandboxed, time- and memory-capped), `exec` and `webhook` (`actions.exec`, `actions.webhook`) and the
 //!   heap-profile capture of annotated Go pods (`actions.heap_profile`).
@@ -16,11 +18,10 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use pressure_actions::Dispatcher;
-//! use pressure_core::Config;
+//! use pressure_actions::{DispatchConfig, Dispatcher};
 //!
 //! # async fn run(events: Vec<pressure_core::Event>) -> Result<(), Box<dyn std::error::Error>> {
-//! let config = Config::from_json(r#"{
+//! let config = DispatchConfig::from_json(r#"{
 //!     "plugins": {"lua": {"enabled": true,
 //!         "inline_script": "function on_event(e, ctx) log.info(e.event_type) end"}},
 //!     "storage": {"enabled": true, "backend": "local", "path": "/var/lib/pressured"}
@@ -44,6 +45,7 @@
 #![deny(missing_docs)]
 
 mod action;
+mod config;
 mod counters;
 mod dispatch;
 mod error;
@@ -55,6 +57,10 @@ mod storage;
 mod webhook;
 
 pub use action::{Action, ActionContext};
+pub use config::{
+    ActionsConfig, DispatchConfig, ExecAction, HeapProfileConfig, LuaConfig, PluginsConfig,
+    S3Config, StorageBackend, StorageConfig, WebhookAction,
+};
 pub use counters::{DispatchStats, Failure};
 pub use dispatch::{DEFAULT_QUEUE_CAPACITY, Dispatcher, DispatcherBuilder, ShutdownReport};
 pub use error::{ActionsError, StorageError};

@@ -20,14 +20,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// One `actions.webhook[]` entry.
 #[derive(Debug)]
 pub(crate) struct WebhookAction {
-    config: pressure_core::WebhookAction,
+    config: crate::config::WebhookAction,
     /// Built on the first call, as for heap capture: building a client loads the system's CA
     /// certificates, and a system without them must fail the webhook, not the start-up.
     client: std::sync::OnceLock<Result<reqwest::Client, String>>,
 }
 
 impl WebhookAction {
-    pub(crate) fn new(config: pressure_core::WebhookAction) -> Self {
+    pub(crate) fn new(config: crate::config::WebhookAction) -> Self {
         WebhookAction {
             config,
             client: std::sync::OnceLock::new(),

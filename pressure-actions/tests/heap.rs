@@ -7,8 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use pressure_actions::DispatchConfig;
 use pressure_actions::{ANNOTATION_PPROF_ENABLED, ANNOTATION_PPROF_PORT, Dispatcher};
-use pressure_core::{Config, Event, EventType, Severity};
+use pressure_core::{Event, EventType, Severity};
 use serde_json::json;
 
 use crate::util::{Rclone, assert_no_failures, config, event, require};
@@ -83,12 +84,12 @@ impl HeapApp {
 
 /// Runs one dispatcher over `events` and returns the follow-up events and the shutdown report.
 async fn capture(
-    config: &Config,
+    config: &DispatchConfig,
     extra: Option<Arc<dyn pressure_actions::Storage>>,
     events: Vec<Event>,
     expect_followups: usize,
 ) -> (Vec<Event>, pressure_actions::ShutdownReport) {
-    let mut b = Dispatcher::builder(config).storage_path_env(None);
+    let mut b = Dispatcher::builder(config);
     if let Some(s) = extra {
         b = b.storage("s3", 100, s);
     }

@@ -10,8 +10,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
-use pressure_actions::{Dispatcher, ShutdownReport};
-use pressure_core::{Config, Event, EventType, Severity};
+use pressure_actions::{DispatchConfig, Dispatcher, ShutdownReport};
+use pressure_core::{Event, EventType, Severity};
 
 /// One request the server saw.
 #[derive(Debug, Clone)]
@@ -165,16 +165,13 @@ pub(crate) fn event() -> Event {
 }
 
 /// Parses a config from JSON built with `serde_json::json!`.
-pub(crate) fn config(v: serde_json::Value) -> Config {
-    Config::from_json(&v.to_string()).unwrap()
+pub(crate) fn config(v: serde_json::Value) -> DispatchConfig {
+    DispatchConfig::from_json(&v.to_string()).unwrap()
 }
 
-/// Builds a dispatcher (no `PRESSURED_STORAGE_PATH`), submits the events, shuts down (30 s deadline).
-pub(crate) async fn run(config: &Config, events: Vec<Event>) -> ShutdownReport {
-    let d = Dispatcher::builder(config)
-        .storage_path_env(None)
-        .build()
-        .unwrap();
+/// Builds a dispatcher, submits the events, shuts down (30 s deadline).
+pub(crate) async fn run(config: &DispatchConfig, events: Vec<Event>) -> ShutdownReport {
+    let d = Dispatcher::builder(config).build().unwrap();
     for e in events {
         assert!(d.submit(e));
     }
@@ -275,7 +272,7 @@ impl Rclone {
         prefix: &str,
         secret: &str,
     ) -> pressure_actions::ObjectStorage {
-        let s3 = pressure_core::S3Config {
+        let s3 = pressure_actions::S3Config {
             bucket: Some(bucket.to_string()),
             region: Some("us-east-1".into()),
             prefix: Some(prefix.to_string()),

@@ -1,7 +1,9 @@
 //! The pure core of `pressure`: configuration, the threshold state machine, and its events.
 //!
-//! - [`Config`] is the `pressured` JSON configuration (keys of the original `pressured`), parsed with
-//!   unknown keys rejected and values validated, every error naming the key at fault.
+//! - [`Config`] is the sampling side of the `pressured` JSON configuration (`source`, `thresholds`,
+//!   `dry_run`, `log_level`; keys of the original `pressured`), parsed with unknown keys rejected and
+//!   values validated, every error naming the key at fault. [`from_json_strict`] parses any section
+//!   the same way (`pressure-actions` uses it for `plugins`, `storage` and `actions`).
 //! - [`Sample`] is what a source saw: a [`Target`] (who) and a [`Reading`] (what).
 //! - [`Engine`] keeps one state per container and turns readings plus a clock value into [`Event`]s:
 //!   warn/critical with hysteresis and cooldown, `recovered`, `oom_killed` and `predicted_oom`, with
@@ -19,9 +21,8 @@ mod sample;
 mod trend;
 
 pub use config::{
-    ActionsConfig, CgroupSourceConfig, Config, ConfigError, ExecAction, HeapProfileConfig,
-    KubeletSourceConfig, LogLevel, LuaConfig, PluginsConfig, S3Config, Signal, SourceConfig,
-    SourceMode, StorageBackend, StorageConfig, ThresholdsConfig, WebhookAction,
+    CgroupSourceConfig, Config, ConfigError, KubeletSourceConfig, LogLevel, Signal, SourceConfig,
+    SourceMode, ThresholdsConfig, from_json_strict,
 };
 pub use engine::{
     ANNOTATION_COOLDOWN_SECONDS, ANNOTATION_CRITICAL_PERCENT, ANNOTATION_HYSTERESIS_PERCENT,

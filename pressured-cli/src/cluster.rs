@@ -30,7 +30,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::MissedTickBehavior;
 
-use crate::sink::EventSink;
+use crate::sink::{ActionsSetup, EventSink};
 
 /// Summary requests in flight at once.
 pub(crate) const MAX_IN_FLIGHT: usize = 32;
@@ -38,7 +38,7 @@ pub(crate) const MAX_IN_FLIGHT: usize = 32;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Runs cluster mode until SIGTERM/SIGINT.
-pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
+pub(crate) async fn run(config: Config, actions: &ActionsSetup) -> anyhow::Result<()> {
     let source = ClientSource::infer();
     let client = source
         .connect()
@@ -50,7 +50,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("connecting to the API server (KUBECONFIG or in-cluster service account)")?;
     let leader = leader_election(&client);
-    let mut sink = EventSink::new(&config)?;
+    let mut sink = EventSink::new(actions)?;
     let mut cluster = Cluster::new(client, summaries, &config);
     cluster.leader = leader;
     let result = cluster.run(&mut |e| sink.emit(e)).await;

@@ -3,6 +3,7 @@
 //! Thin on purpose: parse flags, build the typed config, run the chosen mode, map errors to exit codes.
 
 mod cluster;
+mod config;
 mod logging;
 mod pprof_cmd;
 mod replay;
@@ -16,7 +17,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{ArgAction, Parser, Subcommand};
-use pressure_core::{Config, LogLevel, SourceMode};
+use pressure_core::{LogLevel, SourceMode};
+
+use crate::config::FileConfig;
 
 /// Watches container memory (cgroup v1/v2, kubelet Summary API) and acts before the kernel OOM-kills.
 #[derive(Debug, Parser)]
@@ -110,14 +113,14 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 }
 
 /// Reads the config file (if any) and applies the flags on top; flags win.
-fn load_config(args: &Args) -> anyhow::Result<Config> {
+fn load_config(args: &Args) -> anyhow::Result<FileConfig> {
     let mut config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading config {}", path.display()))?;
-            Config::from_json(&text).with_context(|| format!("in {}", path.display()))?
+            FileConfig::from_json(&text).with_context(|| format!("in {}", path.display()))?
         }
-        None => Config::default(),
+        None => FileConfig::default(),
     };
     if let Some(level) = args.log_level {
         config.log_level = level;
@@ -129,10 +132,11 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
 }
 
 fn run(
-    config: Config,
+    config: FileConfig,
     replay: Option<PathBuf>,
     metrics: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
+    let (config, actions) = config.split();
     // The cgroup and node modes are one sampling loop on its own thread (see `watch`) beside a
     // single-threaded runtime for the actions and the API, which sleeps while there is nothing to do:
     // what the sidecar footprint goal (≤ 0.035 s CPU per 30 s at 100 ms) needs. Blocking action work
@@ -164,11 +168,11 @@ fn run(
             server::spawn(addr).await?;
         }
         if let Some(path) = replay {
-            return replay::run(&config, &path).await;
+            return replay::run(&config, &actions, &path).await;
         }
         match config.source.mode {
-            SourceMode::Cgroup | SourceMode::Node => watch::run(config).await,
-            SourceMode::Kubelet => cluster::run(config).await,
+            SourceMode::Cgroup | SourceMode::Node => watch::run(config, &actions).await,
+            SourceMode::Kubelet => cluster::run(config, &actions).await,
             other => anyhow::bail!("source.mode {other:?} is not supported by this build"),
         }
     })

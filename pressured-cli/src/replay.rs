@@ -6,12 +6,16 @@ use std::path::Path;
 use anyhow::Context;
 use pressure_core::{Config, Engine, replay};
 
-use crate::sink::EventSink;
+use crate::sink::{ActionsSetup, EventSink};
 
 /// Replays `path` (`-` = stdin). Malformed lines are reported with their number and field and skipped;
 /// the run goes on and fails at the end if any were skipped. The configured actions run for every event,
 /// and the replay waits for them before returning.
-pub(crate) async fn run(config: &Config, path: &Path) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    config: &Config,
+    actions: &ActionsSetup,
+    path: &Path,
+) -> anyhow::Result<()> {
     let reader: Box<dyn BufRead> = if path == Path::new("-") {
         Box::new(std::io::stdin().lock())
     } else {
@@ -20,7 +24,7 @@ pub(crate) async fn run(config: &Config, path: &Path) -> anyhow::Result<()> {
         Box::new(std::io::BufReader::new(file))
     };
     let mut engine = Engine::new(&config.thresholds, config.dry_run);
-    let mut sink = EventSink::new(config)?;
+    let mut sink = EventSink::new(actions)?;
     let mut events = Vec::new();
     let mut last_t: Option<f64> = None;
     let mut bad = 0usize;

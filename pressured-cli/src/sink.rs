@@ -6,12 +6,22 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
-use pressure_actions::Dispatcher;
-use pressure_core::{Config, Event};
+use pressure_actions::{DispatchConfig, Dispatcher};
+use pressure_core::Event;
 use tokio::task::JoinHandle;
 
 /// How long a shutdown waits for queued actions before abandoning them.
 pub(crate) const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// What the sink's actions are built from: the actions' sections of the file, and the whole file,
+/// which Lua scripts see as `config`.
+#[derive(Debug, Clone)]
+pub(crate) struct ActionsSetup {
+    /// `dry_run`, `plugins`, `storage`, `actions`.
+    pub(crate) config: DispatchConfig,
+    /// The effective configuration file as JSON.
+    pub(crate) script_config: serde_json::Value,
+}
 
 /// Writes events as JSON lines to stdout and hands them to the actions.
 #[derive(Debug)]
@@ -21,9 +31,12 @@ pub(crate) struct EventSink {
 }
 
 impl EventSink {
-    /// A sink with the actions `config` asks for. Must be called inside a tokio runtime.
-    pub(crate) fn new(config: &Config) -> anyhow::Result<EventSink> {
-        let mut dispatcher = Dispatcher::from_config(config).context("setting up the actions")?;
+    /// A sink with the actions `setup` asks for. Must be called inside a tokio runtime.
+    pub(crate) fn new(setup: &ActionsSetup) -> anyhow::Result<EventSink> {
+        let mut dispatcher = Dispatcher::builder(&setup.config)
+            .script_config(setup.script_config.clone())
+            .build()
+            .context("setting up the actions")?;
         let followups = dispatcher.take_followups().map(|mut rx| {
             tokio::spawn(async move {
                 while let Some(event) = rx.recv().await {

@@ -23,7 +23,7 @@ use pressure_cgroup::{
 use pressure_core::{Config, Engine, Event, Psi, Reading, SlotId, SourceMode};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::sink::EventSink;
+use crate::sink::{ActionsSetup, EventSink};
 use plan::{Found, PodEnv, Scope};
 
 /// How long after an OOM wake-up a cgroup is re-sampled waiting for its `oom_kill` counter.
@@ -38,7 +38,7 @@ const MIN_RESCAN: Duration = Duration::from_secs(1);
 const FULL_READ_PERIOD: Duration = Duration::from_secs(1);
 
 /// Runs the cgroup-based modes until SIGTERM/SIGINT.
-pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
+pub(crate) async fn run(config: Config, actions: &ActionsSetup) -> anyhow::Result<()> {
     let root = PathBuf::from(&config.source.cgroup.path);
     let layout = CgroupLayout::detect(&root)
         .with_context(|| format!("source.cgroup.path = {}", root.display()))?;
@@ -51,7 +51,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     if let Err(e) = raise_nofile_limit() {
         tracing::warn!("cannot raise the open-file limit: {e}");
     }
-    let mut sink = EventSink::new(&config)?;
+    let mut sink = EventSink::new(actions)?;
     let pods = match (&scope, env.node_name.clone()) {
         (Scope::Node, Some(node)) => {
             crate::cluster::NodePods::connect(&node, Duration::from_secs(5)).await

@@ -17,10 +17,11 @@ use futures::future::BoxFuture;
 use mlua::{
     Function, HookTriggers, Lua, LuaOptions, LuaSerdeExt, MultiValue, StdLib, Table, Value, VmState,
 };
-use pressure_core::{Config, Event};
+use pressure_core::Event;
 
 use crate::ActionsError;
 use crate::action::{Action, ActionContext};
+use crate::config::LuaConfig;
 use crate::registry::Registry;
 use crate::storage::Storage;
 
@@ -127,7 +128,8 @@ impl Script {
     fn load(
         name: &str,
         source: &str,
-        config: &Config,
+        settings: &LuaConfig,
+        config_value: &serde_json::Value,
         env_base: &EnvBase,
     ) -> Result<Script, ActionsError> {
         let lua_err = |e: mlua::Error| ActionsError::Lua {
@@ -147,7 +149,7 @@ impl Script {
         let control = Arc::new(Control {
             base: Instant::now(),
             deadline_ms: AtomicU64::new(u64::MAX),
-            timeout: Duration::from_millis(config.plugins.lua.timeout_ms),
+            timeout: Duration::from_millis(settings.timeout_ms),
             cancel: Arc::clone(&env_base.cancel),
         });
         let env = Arc::new(ScriptEnv {
@@ -156,18 +158,14 @@ impl Script {
             client: env_base.client.clone(),
             storages: Arc::clone(&env_base.storages),
             control: Arc::clone(&control),
-            max_body: config.plugins.lua.memory_limit_bytes,
+            max_body: settings.memory_limit_bytes,
         });
         register_log(&lua, &env).map_err(lua_err)?;
         register_ctx(&lua).map_err(lua_err)?;
         http::register(&lua, &env).map_err(lua_err)?;
         storage::register(&lua, &env).map_err(lua_err)?;
-        let config_value = serde_json::to_value(config).map_err(|e| ActionsError::Lua {
-            script: name.to_string(),
-            message: format!("config to Lua: {e}"),
-        })?;
         lua.globals()
-            .set("config", to_lua(&lua, &config_value).map_err(lua_err)?)
+            .set("config", to_lua(&lua, config_value).map_err(lua_err)?)
             .map_err(lua_err)?;
         lua.load(SANDBOX)
             .set_name("=sandbox")
@@ -175,7 +173,7 @@ impl Script {
             .map_err(lua_err)?;
 
         let hook_control = Arc::clone(&control);
-        let timeout_ms = config.plugins.lua.timeout_ms;
+        let timeout_ms = settings.timeout_ms;
         lua.set_global_hook(
             // Calls too: a runaway that catches the timeout with pcall in a loop is stopped when it
             // calls pcall again, outside the protected call.
@@ -193,7 +191,7 @@ impl Script {
             },
         )
         .map_err(lua_err)?;
-        let limit = usize::try_from(config.plugins.lua.memory_limit_bytes).unwrap_or(usize::MAX);
+        let limit = usize::try_from(settings.memory_limit_bytes).unwrap_or(usize::MAX);
         // Set after the bindings and the config table are in place: the cap is for the script.
         let used = lua.used_memory();
         lua.set_memory_limit(used.saturating_add(limit))
@@ -262,14 +260,15 @@ pub(crate) struct LuaAction {
 
 impl LuaAction {
     /// Loads the scripts of `plugins.lua`; returns the action and the scripts that failed to load (as
-    /// `(action name, error)`), which are skipped.
+    /// `(action name, error)`), which are skipped. Scripts see `config_value` as their global `config`.
     pub(crate) fn load(
-        config: &Config,
+        settings: &LuaConfig,
+        config_value: &serde_json::Value,
         storages: Arc<Registry<dyn Storage>>,
         runtime: tokio::runtime::Handle,
         cancel: Arc<AtomicBool>,
     ) -> Result<(LuaAction, Vec<(String, ActionsError)>), ActionsError> {
-        let lc = &config.plugins.lua;
+        let lc = settings;
         let mut sources: Vec<(String, String)> = Vec::new();
         if let Some(path) = lc.script.as_deref().filter(|s| !s.is_empty()) {
             let path = Path::new(path);
@@ -325,7 +324,7 @@ impl LuaAction {
                     sources
                         .into_iter()
                         .map(|(name, source)| {
-                            let r = Script::load(&name, &source, config, &base);
+                            let r = Script::load(&name, &source, settings, config_value, &base);
                             (name, r)
                         })
                         .collect()

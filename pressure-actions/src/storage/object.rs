@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::S3Config;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -13,7 +14,6 @@ use object_store::path::Path;
 use object_store::{
     BackoffConfig, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
 };
-use pressure_core::S3Config;
 
 use super::{ObjectReader, ObjectWriter, Storage, validate_key};
 use crate::StorageError;

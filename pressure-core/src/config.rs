@@ -1,19 +1,16 @@
 //! The `pressured` configuration: a JSON document with the keys of the original `pressured`.
 //!
-//! Two steps, as the style guide asks: [`Config::from_json`] deserializes with unknown keys rejected (the
-//! error names the full key path and the nearest valid key), then [`Config::validate`] checks values and
-//! names the key at fault. Every default is in one place: the `Default` impls below.
-
-mod actions;
+//! This crate owns the sections of the sampling side (`source`, `thresholds`, `dry_run`,
+//! `log_level`); `pressure-actions` owns `plugins`, `storage` and `actions`, and the binary puts the
+//! whole file together. Every section is parsed the same way, in two steps as the style guide asks:
+//! [`from_json_strict`] deserializes with unknown keys rejected (the error names the full key path and
+//! the nearest valid key), then the section's `validate` checks values and names the key at fault.
+//! Every default is in one place: the `Default` impls below.
 
 use std::fmt;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-
-pub use actions::{
-    ActionsConfig, ExecAction, HeapProfileConfig, LuaConfig, PluginsConfig, S3Config,
-    StorageBackend, StorageConfig, WebhookAction,
-};
 
 /// A configuration error; the message names the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +35,14 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// An [`Invalid`](ConfigError::Invalid) value at `key` (full dotted path).
+    pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
     /// The full key path at fault.
     pub fn key(&self) -> &str {
         match self {
@@ -46,7 +51,9 @@ impl ConfigError {
     }
 }
 
-/// The whole configuration.
+/// The sampling side of the configuration: `source`, `thresholds`, `dry_run`, `log_level`.
+///
+/// A document with only these keys; the `pressured` file adds the sections of `pressure-actions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -58,12 +65,6 @@ pub struct Config {
     pub dry_run: bool,
     /// `log_level` \[info\].
     pub log_level: LogLevel,
-    /// `plugins`: Lua scripting.
-    pub plugins: PluginsConfig,
-    /// `storage`: local or S3.
-    pub storage: StorageConfig,
-    /// `actions`: exec, webhook.
-    pub actions: ActionsConfig,
 }
 
 impl Default for Config {
@@ -73,9 +74,6 @@ impl Default for Config {
             thresholds: ThresholdsConfig::default(),
             dry_run: false,
             log_level: LogLevel::Info,
-            plugins: PluginsConfig::default(),
-            storage: StorageConfig::default(),
-            actions: ActionsConfig::default(),
         }
     }
 }
@@ -278,14 +276,9 @@ impl std::str::FromStr for LogLevel {
 }
 
 impl Config {
-    /// Parses and validates a JSON document.
+    /// Parses and validates a JSON document with only this struct's keys (see [`from_json_strict`]).
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
-        let mut de = serde_json::Deserializer::from_str(text);
-        let config: Config = serde_path_to_error::deserialize(&mut de).map_err(parse_error)?;
-        de.end().map_err(|e| ConfigError::Parse {
-            key: ".".into(),
-            message: e.to_string(),
-        })?;
+        let config: Config = from_json_strict(text)?;
         config.validate()?;
         Ok(config)
     }
@@ -295,15 +288,19 @@ impl Config {
         serde_json::to_string_pretty(self).expect("config always serializes")
     }
 
-    /// Checks values: percents in 0–100, warn < critical, hysteresis < warn, intervals non-zero.
+    /// Checks values of every section (see [`ThresholdsConfig::validate`], [`SourceConfig::validate`]).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: String| {
-            Err(ConfigError::Invalid {
-                key: key.to_string(),
-                message,
-            })
-        };
-        let t = &self.thresholds;
+        self.thresholds.validate()?;
+        self.source.validate()
+    }
+}
+
+impl ThresholdsConfig {
+    /// Checks values: percents in 0–100, warn < critical, hysteresis < warn, durations non-negative,
+    /// the prediction window positive.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| Err(ConfigError::invalid(key, message));
+        let t = self;
         for (key, v) in [
             ("thresholds.warn_percent", t.warn_percent),
             ("thresholds.critical_percent", t.critical_percent),
@@ -348,7 +345,14 @@ impl Config {
                 ),
             );
         }
-        let s = &self.source;
+        Ok(())
+    }
+}
+
+impl SourceConfig {
+    /// Checks values: poll intervals non-zero, the cgroup root not empty.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = self;
         for (key, v) in [
             ("source.poll_interval_ms", Some(s.poll_interval_ms)),
             ("source.cgroup.poll_interval_ms", s.cgroup.poll_interval_ms),
@@ -356,82 +360,34 @@ impl Config {
                 "source.kubelet.poll_interval_ms",
                 s.kubelet.poll_interval_ms,
             ),
-            ("plugins.lua.timeout_ms", Some(self.plugins.lua.timeout_ms)),
         ] {
             if v == Some(0) {
-                return invalid(key, "must not be zero".to_string());
+                return Err(ConfigError::invalid(key, "must not be zero"));
             }
         }
         if s.cgroup.path.is_empty() {
-            return invalid("source.cgroup.path", "must not be empty".to_string());
-        }
-        if self.storage.enabled
-            && self.storage.backend == StorageBackend::S3
-            && self.storage.s3.bucket.as_deref().unwrap_or("").is_empty()
-        {
-            return invalid(
-                "storage.s3.bucket",
-                "is required when storage.backend is s3".to_string(),
-            );
-        }
-        for (i, e) in self.actions.exec.iter().enumerate() {
-            if e.command.is_empty() || e.command[0].is_empty() {
-                return invalid(
-                    &format!("actions.exec[{i}].command"),
-                    "must name a program".to_string(),
-                );
-            }
-        }
-        for (i, w) in self.actions.webhook.iter().enumerate() {
-            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-                return invalid(
-                    &format!("actions.webhook[{i}].url"),
-                    format!("{:?} is not an http(s) URL", w.url),
-                );
-            }
-        }
-        const EVENT_TYPES: [&str; 5] = [
-            "memory_pressure",
-            "recovered",
-            "oom_killed",
-            "predicted_oom",
-            "heap_profile",
-        ];
-        let filters = (self.actions.exec.iter().map(|e| &e.events))
-            .enumerate()
-            .map(|(i, f)| (format!("actions.exec[{i}].events"), f))
-            .chain(
-                (self.actions.webhook.iter().map(|w| &w.events))
-                    .enumerate()
-                    .map(|(i, f)| (format!("actions.webhook[{i}].events"), f)),
-            );
-        for (key, filter) in filters {
-            if let Some(bad) = filter.iter().find(|t| !EVENT_TYPES.contains(&t.as_str())) {
-                return invalid(
-                    &key,
-                    format!("unknown event type {bad:?}; expected one of {EVENT_TYPES:?}"),
-                );
-            }
-        }
-        let h = &self.actions.heap_profile;
-        for (key, v) in [
-            ("actions.heap_profile.timeout_ms", h.timeout_ms),
-            ("actions.heap_profile.max_bytes", h.max_bytes),
-            (
-                "plugins.lua.memory_limit_bytes",
-                self.plugins.lua.memory_limit_bytes,
-            ),
-            (
-                "actions.queue_capacity",
-                self.actions.queue_capacity.unwrap_or(1) as u64,
-            ),
-        ] {
-            if v == 0 {
-                return invalid(key, "must not be zero".to_string());
-            }
+            return Err(ConfigError::invalid(
+                "source.cgroup.path",
+                "must not be empty",
+            ));
         }
         Ok(())
     }
+}
+
+/// Deserializes a configuration document (or a section of one) with unknown keys rejected.
+///
+/// For any type with `#[serde(deny_unknown_fields)]`: an error names the full dotted key path, and an
+/// unknown key the nearest valid one at its level (`did you mean `thresholds.warn_percent`?`), so that
+/// every crate's sections report errors alike. Checks types only; values are the caller's `validate`.
+pub fn from_json_strict<T: DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(parse_error)?;
+    de.end().map_err(|e| ConfigError::Parse {
+        key: ".".into(),
+        message: e.to_string(),
+    })?;
+    Ok(value)
 }
 
 /// Turns a serde error into one naming the full key, with the nearest valid key for unknown ones.
@@ -501,7 +457,6 @@ mod tests {
         assert_eq!(c.thresholds.predict_seconds, 60.0);
         assert!(!c.dry_run);
         assert_eq!(c.log_level, LogLevel::Info);
-        assert_eq!(c.plugins.lua.timeout_ms, 5000);
     }
 
     #[test]
@@ -595,26 +550,6 @@ mod tests {
             (
                 r#"{"thresholds":{"cooldown_seconds":-5}}"#,
                 "thresholds.cooldown_seconds",
-            ),
-            (
-                r#"{"storage":{"enabled":true,"backend":"s3"}}"#,
-                "storage.s3.bucket",
-            ),
-            (
-                r#"{"actions":{"exec":[{"command":[]}]}}"#,
-                "actions.exec[0].command",
-            ),
-            (
-                r#"{"actions":{"webhook":[{"url":"http://x","events":["critical"]}]}}"#,
-                "actions.webhook[0].events",
-            ),
-            (
-                r#"{"actions":{"heap_profile":{"max_bytes":0}}}"#,
-                "actions.heap_profile.max_bytes",
-            ),
-            (
-                r#"{"actions":{"queue_capacity":0}}"#,
-                "actions.queue_capacity",
             ),
         ];
         for (doc, key) in cases {
