@@ -167,11 +167,10 @@ fn real_oom_kill_annotates_exactly_the_victims_pod_and_posts_an_event() {
         assert_eq!(pod["metadata"]["annotations"][KEY], "true");
         assert_eq!(pod["metadata"]["uid"], victim.pod_uid.as_str());
     } else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "kubectl is required in CI"
+        pressure_testkit::skip_or_fail(
+            "the kubectl check of the annotation (checked through the server only)",
+            "kubectl is not installed",
         );
-        eprintln!("kubectl missing: checked the annotation through the server only");
     }
 
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -12,7 +12,7 @@ use pressure_actions::{ANNOTATION_PPROF_ENABLED, ANNOTATION_PPROF_PORT, Dispatch
 use pressure_core::{Event, EventType, Severity};
 use serde_json::json;
 
-use crate::util::{Rclone, assert_no_failures, config, event, require};
+use crate::util::{Rclone, assert_no_failures, config, event};
 
 /// The Go program, built once per test into a temp dir and killed on drop.
 struct HeapApp {
@@ -30,14 +30,7 @@ impl Drop for HeapApp {
 
 impl HeapApp {
     fn start() -> Option<HeapApp> {
-        let go = Command::new("go")
-            .arg("version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !require("go (Debian golang-go)", go) {
-            return None;
-        }
+        pressure_testkit::require("the heap-profile tests", &pressure_testkit::Capability::GO)?;
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("heapapp");
         let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/heapapp/main.go");

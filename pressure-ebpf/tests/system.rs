@@ -73,7 +73,7 @@ async fn collect(
 }
 
 async fn single_memcg_kill(mode: TraceSource) {
-    if !have_root_v1() {
+    if !have_root_v1(&format!("single_memcg_kill({mode:?})")) {
         return;
     }
     let last_burst = SERIAL.lock().await;
@@ -145,7 +145,7 @@ async fn single_memcg_kill(mode: TraceSource) {
 }
 
 async fn burst(mode: TraceSource, n: usize) {
-    if !have_root_v1() {
+    if !have_root_v1(&format!("burst({mode:?}, {n})")) {
         return;
     }
     let mut last_burst = SERIAL.lock().await;

@@ -1,60 +1,19 @@
 //! Root / cgroup v1 helpers for the system tests: kubelet-shaped cgroups and memory hogs.
+//!
+//! Kept apart from `pressure_testkit::KubeletV1Pod` and `Hog` for now: these tests need a limit on the
+//! pod cgroup, a hog whose `comm` is `tail`, and a victim left a zombie until the test reaps it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const V1_MEMORY: &str = "/sys/fs/cgroup/memory";
 
-/// Skips (returns false) or, under `CI=true`, fails when `what` is missing.
-pub(crate) fn require(ok: bool, what: &str) -> bool {
-    if ok {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but {what} is missing");
-    }
-    eprintln!("skipping: {what} is missing");
-    false
-}
-
-/// Root with the cgroup v1 memory hierarchy mounted.
-pub(crate) fn have_root_v1() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    require(root, "root")
-        && require(
-            Path::new(V1_MEMORY).join("memory.limit_in_bytes").exists(),
-            "cgroup v1 memory hierarchy",
-        )
-}
-
-/// A fresh lowercase UUID-shaped pod UID.
-pub(crate) fn unique_uid() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos() as u64;
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let pid = u64::from(std::process::id());
-    let a = nanos ^ (pid << 40);
-    format!(
-        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-        (a >> 32) as u32,
-        (a >> 16) as u16,
-        n & 0xfff,
-        pid & 0xfff,
-        (a & 0xffff_ffff_ffff) ^ (n << 20)
-    )
-}
-
-/// 64 hex digits, unique per call.
-pub(crate) fn unique_container_id() -> String {
-    let u = unique_uid().replace('-', "");
-    format!("{u}{u}")
+/// Root with the cgroup v1 memory hierarchy mounted; skipped with the reason otherwise, failed under
+/// CI.
+pub(crate) fn have_root_v1(test: &str) -> bool {
+    pressure_testkit::require(test, &pressure_testkit::Capability::V1Memcg).is_some()
 }
 
 /// `kubepods/burstable/pod<uid>/<container id>` in the v1 memory hierarchy; removed on drop.
@@ -77,8 +36,8 @@ impl KubeCgroup {
                 created_parents.push(dir);
             }
         }
-        let pod_uid = unique_uid();
-        let container_id = unique_container_id();
+        let pod_uid = pressure_testkit::unique_pod_uid();
+        let container_id = pressure_testkit::unique_container_id();
         let pod_dir = root
             .join("kubepods/burstable")
             .join(format!("pod{pod_uid}"));

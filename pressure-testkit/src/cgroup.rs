@@ -58,7 +58,7 @@ pub fn unique_container_id() -> String {
 /// Whether real v1 memory cgroups can be made here: root, and a writable memory hierarchy.
 ///
 /// # Errors
-/// Why not, for the skip message (or the failure under `CI=true`).
+/// Why not, for the skip message (or the failure under CI).
 pub fn v1_memcg_available() -> Result<PathBuf, String> {
     let root = PathBuf::from(V1_MEMORY_ROOT);
     if !root.join("memory.limit_in_bytes").is_file() {
@@ -72,22 +72,13 @@ pub fn v1_memcg_available() -> Result<PathBuf, String> {
 }
 
 /// For tests that need real v1 memory cgroups: the memory root, or `None` after printing why the test
-/// is skipped. Under `CI=true` a missing capability fails the test instead.
+/// is skipped. Under CI ([`crate::under_ci`]) a missing capability fails the test instead.
 ///
 /// # Panics
-/// Under `CI=true` when cgroups are unavailable.
+/// Under CI when cgroups are unavailable.
 #[must_use]
 pub fn require_v1_memcg(test: &str) -> Option<PathBuf> {
-    match v1_memcg_available() {
-        Ok(root) => Some(root),
-        Err(reason) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{test}: CI=true but {reason}")
-        }
-        Err(reason) => {
-            eprintln!("skipping {test}: {reason}");
-            None
-        }
-    }
+    crate::require(test, &crate::Capability::V1Memcg).flatten()
 }
 
 /// Directories made under a cgroup hierarchy, removed on drop (the leaves in reverse order, then

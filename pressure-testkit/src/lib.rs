@@ -6,9 +6,13 @@
 //! bookmarks and `410 Expired`, server-side tables, patches with resourceVersion conflicts, Events in
 //! both API groups, Leases, the kubelet Summary API computed from [`ContainerUsage`] that tests
 //! change while it runs, and injected [`Fault`]s. The `fake-apiserver` binary runs it standalone.
+//!
+//! System tests guard what they need of the machine with [`require`] and a [`Capability`]: skipped
+//! with the reason outside CI, failed under CI ([`under_ci`]).
 #![deny(missing_docs)]
 
 mod apiserver;
+mod capability;
 mod cgroup;
 mod hog;
 mod matrix;
@@ -16,6 +20,9 @@ mod matrix;
 pub use apiserver::{
     ContainerUsage, FakeApiError, FakeApiServer, Fault, FaultRule, Options, World, synthetic_node,
     synthetic_pod,
+};
+pub use capability::{
+    Capability, ci_is_strict, find_program, require, require_all, skip_or_fail, under_ci,
 };
 pub use cgroup::{
     CgroupDirs, KubeletV1Pod, OomKillClock, V1_MEMORY_ROOT, remove_cgroup, require_v1_memcg,

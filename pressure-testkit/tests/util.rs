@@ -23,21 +23,9 @@ pub(crate) fn fixture_world() -> World {
     w
 }
 
-/// `kubectl` when installed; with `CI=true` its absence fails the test.
+/// `kubectl` when installed; skipped with the reason otherwise, failed under CI.
 pub(crate) fn kubectl_path() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("kubectl"))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "kubectl is required in CI"
-        );
-        eprintln!("skipping: kubectl is not installed");
-    }
-    found
+    pressure_testkit::require("kubectl tests", &pressure_testkit::Capability::KUBECTL).flatten()
 }
 
 /// Runs `kubectl` against one server with a private discovery cache.

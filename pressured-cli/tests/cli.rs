@@ -276,8 +276,10 @@ fn metrics_health_and_readiness_endpoints() {
     use std::io::BufRead;
     // Sidecar mode outside Kubernetes watches the own cgroup; it needs a readable cgroup filesystem.
     if !std::path::Path::new("/proc/self/cgroup").exists() {
-        assert!(std::env::var("CI").is_err(), "CI needs /proc/self/cgroup");
-        eprintln!("skipping: no /proc/self/cgroup");
+        pressure_testkit::skip_or_fail(
+            "metrics_health_and_readiness_endpoints",
+            "no /proc/self/cgroup",
+        );
         return;
     }
     let mut child = pressured()
