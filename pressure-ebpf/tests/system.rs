@@ -5,6 +5,8 @@
 //! limit-hit cgroup) at most 10 times per 5 s: a single-kill test waits for a burst's window to end.
 
 use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -12,11 +14,54 @@ use pressure_ebpf::{
     AttachMode, EventSource, KillKind, KillStream, OomKill, OomTracer, TraceSource, TracerOptions,
     TracerStats,
 };
+use pressure_testkit::{Hog, HogExit, HogSpec, KubeletV1Pod, require_v1_memcg, v1_oom_kill_count};
 use tokio::sync::Mutex;
 
-use crate::util::{Hog, KubeCgroup, have_root_v1, wait_until};
-
 const MIB: u64 = 1 << 20;
+
+/// A kubelet-shaped burstable pod in the v1 memory hierarchy at `root`, limited at the pod cgroup
+/// (`pod_limit`: the kernel names the pod as the limit-hit cgroup) or at the container.
+fn kube_pod(root: &Path, pod_limit: Option<u64>, container_limit: Option<u64>) -> KubeletV1Pod {
+    let pod = KubeletV1Pod::create(root, "burstable", container_limit.unwrap_or(64 * MIB))
+        .expect("create the pod cgroups");
+    if let Some(limit) = pod_limit {
+        std::fs::write(pod.pod_dir.join("memory.limit_in_bytes"), limit.to_string())
+            .expect("pod limit");
+    }
+    if container_limit.is_none() {
+        // -1 = unlimited in v1: the pod's limit is the one hit.
+        std::fs::write(pod.container_dir.join("memory.limit_in_bytes"), "-1")
+            .expect("lift the container limit");
+    }
+    pod
+}
+
+/// A cgroup directory as a path inside the hierarchy (`/kubepods/burstable/pod…/…`).
+fn in_hierarchy(root: &Path, dir: &Path) -> String {
+    format!(
+        "/{}",
+        dir.strip_prefix(root).expect("under the root").display()
+    )
+}
+
+/// A hog growing 1 MiB per millisecond in the pod's container (it reaches any test limit at once).
+fn spawn_hog(pod: &KubeletV1Pod) -> (Hog, String) {
+    let hog = Hog::spawn_in(
+        &pod.procs(),
+        HogSpec {
+            step_bytes: 1 << 20,
+            interval: Duration::from_millis(1),
+            max_bytes: None,
+        },
+    )
+    .expect("spawn hog");
+    // The forked hog has the test thread's name; the events must report it.
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", hog.pid()))
+        .expect("hog comm")
+        .trim_end()
+        .to_owned();
+    (hog, comm)
+}
 /// `DEFAULT_RATELIMIT_INTERVAL` of the OOM killer's report, plus margin.
 const RATELIMIT_WINDOW: Duration = Duration::from_secs(6);
 
@@ -73,19 +118,20 @@ async fn collect(
 }
 
 async fn single_memcg_kill(mode: TraceSource) {
-    if !have_root_v1(&format!("single_memcg_kill({mode:?})")) {
+    let Some(root) = require_v1_memcg(&format!("single_memcg_kill({mode:?})")) else {
         return;
-    }
+    };
     let last_burst = SERIAL.lock().await;
     if let Some(t) = *last_burst {
         tokio::time::sleep(RATELIMIT_WINDOW.saturating_sub(t.elapsed())).await;
     }
     let (mut stream, stats) = start(mode);
     // The pod's limit is the one hit: the kernel names the pod cgroup as oom_memcg.
-    let cg = KubeCgroup::new(Some(48 * MIB), None);
-    let mut hog = cg.spawn_hog();
+    let cg = kube_pod(&root, Some(48 * MIB), None);
+    let (mut hog, comm) = spawn_hog(&cg);
     assert!(
-        wait_until(Duration::from_secs(60), || hog.is_dead()),
+        hog.wait_exit_unreaped(Duration::from_secs(60))
+            .expect("waitid"),
         "hog was not OOM-killed"
     );
     let pids = HashSet::from([hog.pid()]);
@@ -98,20 +144,31 @@ async fn single_memcg_kill(mode: TraceSource) {
     )
     .await;
     let pid = hog.pid();
-    assert!(hog.reap_killed(), "hog ended by SIGKILL");
-    assert_eq!(cg.oom_kills(), 1, "memory.oom_control oom_kill");
+    assert_eq!(
+        hog.try_wait().expect("reap"),
+        Some(HogExit::Signaled(libc::SIGKILL)),
+        "hog ended by SIGKILL"
+    );
+    assert_eq!(
+        v1_oom_kill_count(&cg.container_dir).expect("memory.oom_control"),
+        1,
+        "memory.oom_control oom_kill"
+    );
     assert_eq!(kills.len(), 1, "exactly one event: {kills:#?}");
     let k = &kills[0];
     eprintln!("{}", serde_json::to_string(k).unwrap());
     assert_eq!(k.pid, pid);
     assert_eq!(k.tgid, pid);
-    assert_eq!(k.comm, "tail");
+    assert_eq!(k.comm, comm);
     assert_eq!(k.kind, KillKind::Memcg);
     assert_eq!(k.constraint.as_deref(), Some("CONSTRAINT_MEMCG"));
-    assert_eq!(k.task_memcg.as_deref(), Some(cg.container_path().as_str()));
+    assert_eq!(
+        k.task_memcg.as_deref(),
+        Some(in_hierarchy(&root, &cg.container_dir).as_str())
+    );
     assert_eq!(
         k.oom_memcg.as_deref(),
-        Some(cg.pod_path().as_str()),
+        Some(in_hierarchy(&root, &cg.pod_dir).as_str()),
         "limit-hit cgroup"
     );
     assert_eq!(k.pod_uid.as_deref(), Some(cg.pod_uid.as_str()));
@@ -119,7 +176,7 @@ async fn single_memcg_kill(mode: TraceSource) {
     assert_eq!(k.qos.as_deref(), Some("Burstable"));
     assert_eq!(
         k.cgroup_id,
-        Some(cg.container_inode()),
+        Some(std::fs::metadata(&cg.container_dir).expect("cgroup").ino()),
         "kernfs id = cgroup inode"
     );
     assert!(
@@ -134,7 +191,7 @@ async fn single_memcg_kill(mode: TraceSource) {
             assert_eq!(k.source, EventSource::Bpf);
             // Memory is charged by the hog itself: it triggers the OOM killer.
             assert_eq!(k.trigger_pid, Some(pid));
-            assert_eq!(k.trigger_comm.as_deref(), Some("tail"));
+            assert_eq!(k.trigger_comm.as_deref(), Some(comm.as_str()));
             if stats.sources().and_then(|s| s.bpf) == Some(AttachMode::TpBtf) {
                 assert!(k.dfl_cgroup_id.is_some());
             }
@@ -145,17 +202,19 @@ async fn single_memcg_kill(mode: TraceSource) {
 }
 
 async fn burst(mode: TraceSource, n: usize) {
-    if !have_root_v1(&format!("burst({mode:?}, {n})")) {
+    let Some(root) = require_v1_memcg(&format!("burst({mode:?}, {n})")) else {
         return;
-    }
+    };
     let mut last_burst = SERIAL.lock().await;
     let (mut stream, stats) = start(mode);
-    let cgs: Vec<KubeCgroup> = (0..n)
-        .map(|_| KubeCgroup::new(None, Some(16 * MIB)))
+    let cgs: Vec<KubeletV1Pod> = (0..n)
+        .map(|_| kube_pod(&root, None, Some(16 * MIB)))
         .collect();
-    let mut hogs: Vec<_> = cgs.iter().map(KubeCgroup::spawn_hog).collect();
-    let all_dead = wait_until(Duration::from_secs(120), || {
-        hogs.iter().all(|h| h.is_dead())
+    let (mut hogs, comms): (Vec<Hog>, Vec<String>) = cgs.iter().map(spawn_hog).unzip();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let all_dead = hogs.iter_mut().all(|h| {
+        h.wait_exit_unreaped(deadline.saturating_duration_since(Instant::now()))
+            .expect("waitid")
     });
     let pids: HashSet<u32> = hogs.iter().map(Hog::pid).collect();
     let kills = collect(
@@ -168,10 +227,20 @@ async fn burst(mode: TraceSource, n: usize) {
     .await;
     *last_burst = Some(Instant::now());
     assert!(all_dead, "every hog OOM-killed");
-    let expected: HashMap<u32, &KubeCgroup> = hogs.iter().map(Hog::pid).zip(&cgs).collect();
-    let oom_kills: u64 = cgs.iter().map(KubeCgroup::oom_kills).sum();
+    let expected: HashMap<u32, (&KubeletV1Pod, &String)> = hogs
+        .iter()
+        .map(Hog::pid)
+        .zip(cgs.iter().zip(&comms))
+        .collect();
+    let oom_kills: u64 = cgs
+        .iter()
+        .map(|cg| v1_oom_kill_count(&cg.container_dir).unwrap_or(0))
+        .sum();
     for h in &mut hogs {
-        assert!(h.reap_killed());
+        assert_eq!(
+            h.try_wait().expect("reap"),
+            Some(HogExit::Signaled(libc::SIGKILL))
+        );
     }
     assert_eq!(oom_kills, n as u64, "sum of memory.oom_control oom_kill");
     assert_eq!(
@@ -182,18 +251,21 @@ async fn burst(mode: TraceSource, n: usize) {
     let mut seen = HashSet::new();
     let mut attributed = 0;
     for k in &kills {
-        let cg = expected[&k.pid];
+        let (cg, comm) = expected[&k.pid];
         // BPF reads the victim's cgroup in the kernel: always attributed. The kernel log names it
         // only in the rate-limited summary (10 per 5 s); the rest come from /proc/<pid>/cgroup,
         // which reads "/" once the victim has exited: there attribution is best effort.
         if mode != TraceSource::KmsgOnly || k.pod_uid.is_some() {
             assert_eq!(k.pod_uid.as_ref(), Some(&cg.pod_uid), "pod of {}", k.pid);
             assert_eq!(k.container_id.as_ref(), Some(&cg.container_id));
-            assert_eq!(k.task_memcg.as_deref(), Some(cg.container_path().as_str()));
+            assert_eq!(
+                k.task_memcg.as_deref(),
+                Some(in_hierarchy(&root, &cg.container_dir).as_str())
+            );
             attributed += 1;
         }
         assert_eq!(k.kind, KillKind::Memcg);
-        assert_eq!(k.comm, "tail");
+        assert_eq!(&k.comm, comm);
         assert!(seen.insert(k.pid), "duplicate event for {}", k.pid);
         let want = if mode == TraceSource::KmsgOnly {
             EventSource::Kmsg

@@ -3,4 +3,3 @@
 mod layout;
 mod replay;
 mod system;
-mod util;

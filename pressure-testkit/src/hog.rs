@@ -167,6 +167,43 @@ impl Hog {
         }
     }
 
+    /// Waits up to `timeout` for the hog to end without reaping it: a zombie, its `/proc/<pid>`
+    /// stays readable (for a tracer that looks the victim up) until [`Hog::try_wait`] or drop
+    /// reaps it. True when it ended.
+    ///
+    /// # Errors
+    /// `waitid` failures.
+    pub fn wait_exit_unreaped(&mut self, timeout: Duration) -> io::Result<bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.exit.is_some() {
+                return Ok(true);
+            }
+            // SAFETY: siginfo_t is plain data; zeroed is its "no child changed state" value.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: our own child; WNOHANG never blocks and WNOWAIT leaves it unreaped.
+            let r = unsafe {
+                libc::waitid(
+                    libc::P_PID,
+                    self.pid as libc::id_t,
+                    &raw mut info,
+                    libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+                )
+            };
+            if r < 0 {
+                return Err(last_error());
+            }
+            // SAFETY: filled in by waitid (0 when nothing changed).
+            if unsafe { info.si_pid() } == self.pid {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Kills (SIGKILL) and reaps the hog; nothing if it already ended.
     pub fn kill(&mut self) {
         if self.exit.is_none() {

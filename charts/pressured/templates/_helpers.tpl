@@ -78,7 +78,8 @@ true
 {{/*
 The JSON configuration: `config` with source.mode from `mode`, source.cgroup.path from the node mount,
 source.kubelet.leader_election from `leaderElection`, kubernetes.events from `kubeEvents`,
-plugins.lua from `lua` and storage from `storage`. Keys are pressure-core's; it rejects unknown ones.
+plugins.lua from `lua` and storage from `storage`. Keys are pressured's (pressure-core's and
+pressure-actions' sections); it rejects unknown ones.
 */}}
 {{- define "pressured.config" -}}
 {{- $cfg := deepCopy (.Values.config | default dict) -}}
