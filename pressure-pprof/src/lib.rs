@@ -27,10 +27,13 @@
 //! input yields a [`PprofError`] naming the field, never a panic.
 #![deny(missing_docs)]
 
+mod decode;
 mod error;
 mod format;
+mod names;
 mod profile;
 mod proto;
+mod pruning;
 mod source;
 mod top;
 
