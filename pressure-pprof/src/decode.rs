@@ -91,7 +91,7 @@ fn too_many(what: &str) -> PprofError {
     PprofError::Invalid(format!("more than {} {what}", u32::MAX))
 }
 
-fn to_u32(n: usize, what: &str) -> Result<u32, PprofError> {
+pub(crate) fn to_u32(n: usize, what: &str) -> Result<u32, PprofError> {
     u32::try_from(n).map_err(|_| too_many(what))
 }
 

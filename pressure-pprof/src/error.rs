@@ -82,6 +82,9 @@ pub enum PprofError {
     /// The profile decodes but is inconsistent (duplicate ids, dangling references, value counts).
     #[error("malformed profile: {0}")]
     Invalid(String),
+    /// A diff base does not fit the profile: other sample or period types.
+    #[error("incompatible profiles for -diff_base: {0}")]
+    Incompatible(String),
     /// Two profiles were concatenated (a second `time_nanos`), which pprof rejects too.
     #[error("concatenated profiles detected")]
     Concatenated,

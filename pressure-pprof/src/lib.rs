@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 
 mod decode;
+mod diff;
 mod error;
 mod format;
 mod names;
