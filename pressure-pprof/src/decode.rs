@@ -1,14 +1,13 @@
 //! The streaming decoder: walks the top-level `Profile` fields as they come out of the source,
 //! keeps compact copies of what reports need, then resolves ids and names into a [`Profile`].
 
-use std::collections::HashMap;
-
 use prost::Message;
 
 use crate::PprofError;
 use crate::format::base_name;
+use crate::fxhash::FxHashMap;
 use crate::names::display_name;
-use crate::profile::{NodeInfo, Profile, SampleType};
+use crate::profile::{Limits, NodeInfo, Profile, SampleType};
 use crate::proto;
 use crate::pruning::{PRUNE, PRUNE_BENEATH, Pruner};
 use crate::source::{Source, varint_from};
@@ -34,12 +33,140 @@ struct RawMapping {
     build_id: i64,
 }
 
+/// The location ids of all samples, as read: 4 bytes each while every id fits (Go numbers its
+/// locations from 1), 8 bytes once one does not.
+enum SampleIds {
+    Narrow(Vec<u32>),
+    Wide(Vec<u64>),
+}
+
+impl SampleIds {
+    fn len(&self) -> usize {
+        match self {
+            SampleIds::Narrow(v) => v.len(),
+            SampleIds::Wide(v) => v.len(),
+        }
+    }
+
+    fn truncate(&mut self, len: usize) {
+        match self {
+            SampleIds::Narrow(v) => v.truncate(len),
+            SampleIds::Wide(v) => v.truncate(len),
+        }
+    }
+
+    fn push(&mut self, id: u64) {
+        match self {
+            SampleIds::Narrow(v) => match u32::try_from(id) {
+                Ok(id) => v.push(id),
+                Err(_) => {
+                    let mut wide: Vec<u64> = v.iter().map(|&x| u64::from(x)).collect();
+                    wide.push(id);
+                    *self = SampleIds::Wide(wide);
+                }
+            },
+            SampleIds::Wide(v) => v.push(id),
+        }
+    }
+}
+
+/// Maps the ids of locations, functions or mappings to their indices: a table when the ids are
+/// dense (as producers number them), a hash map otherwise.
+enum IdIndex {
+    Dense(Vec<u32>),
+    Sparse(FxHashMap<u64, u32>),
+}
+
+impl IdIndex {
+    const NONE: u32 = u32::MAX;
+
+    /// Indexes `ids` (in order); `Err(id)` names the first duplicate.
+    fn new(ids: impl ExactSizeIterator<Item = u64> + Clone) -> Result<IdIndex, u64> {
+        let n = ids.len();
+        let max = ids.clone().max().unwrap_or(0);
+        let mut index = if max <= 2 * n as u64 + 1024 {
+            IdIndex::Dense(vec![Self::NONE; max as usize + 1])
+        } else {
+            IdIndex::Sparse(FxHashMap::with_capacity_and_hasher(n, Default::default()))
+        };
+        for (i, id) in ids.enumerate() {
+            let fresh = match &mut index {
+                IdIndex::Dense(t) => {
+                    let slot = &mut t[id as usize];
+                    let fresh = *slot == Self::NONE;
+                    *slot = i as u32;
+                    fresh
+                }
+                IdIndex::Sparse(m) => m.insert(id, i as u32).is_none(),
+            };
+            if !fresh {
+                return Err(id);
+            }
+        }
+        Ok(index)
+    }
+
+    #[inline]
+    fn get(&self, id: u64) -> Option<u32> {
+        match self {
+            IdIndex::Dense(t) => t
+                .get(usize::try_from(id).ok()?)
+                .copied()
+                .filter(|&i| i != Self::NONE),
+            IdIndex::Sparse(m) => m.get(&id).copied(),
+        }
+    }
+}
+
+/// A varint at the front of `b`, if it is complete and well-formed (at most 10 bytes, the last
+/// of a 10-byte one at most 1, as prost requires).
+#[inline]
+fn fast_varint(b: &[u8]) -> Option<(u64, usize)> {
+    // Ids and small values take one or two bytes.
+    match b {
+        [x, ..] if *x < 0x80 => return Some((u64::from(*x), 1)),
+        [x, y, ..] if *y < 0x80 => return Some((u64::from(x & 0x7f) | u64::from(*y) << 7, 2)),
+        _ => {}
+    }
+    let mut v = 0u64;
+    for (i, &x) in b.iter().take(10).enumerate() {
+        v |= u64::from(x & 0x7f) << (7 * i);
+        if x < 0x80 {
+            if i == 9 && x > 1 {
+                return None;
+            }
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+/// Records the label `[key, str, num_unit]` of sample `index`: the range of string indices used
+/// (checked once the table is known) and the string labels.
+fn record_label(
+    range: &mut Option<(i64, i64)>,
+    str_labels: &mut Vec<(u32, i64, i64)>,
+    index: u32,
+    label: [i64; 3],
+) {
+    let (lo, hi) = range.get_or_insert((0, 0));
+    for s in label {
+        *lo = (*lo).min(s);
+        *hi = (*hi).max(s);
+    }
+    if label[1] != 0 {
+        str_labels.push((index, label[0], label[1]));
+    }
+}
+
 /// Accumulates the fields of a profile as they stream by.
-#[derive(Default)]
 pub(crate) struct Builder {
+    /// Elements decoded so far, and the cap ([`Limits::max_elements`]).
+    elements: u64,
+    max_elements: u64,
     sample_types: Vec<(i64, i64)>,
     sample_offsets: Vec<u32>,
-    sample_locs: Vec<u64>,
+    sample_locs: SampleIds,
     value_offsets: Vec<u32>,
     values: Vec<i64>,
     /// `(sample, key, str)` of string labels.
@@ -96,6 +223,159 @@ pub(crate) fn to_u32(n: usize, what: &str) -> Result<u32, PprofError> {
 }
 
 impl Builder {
+    pub(crate) fn new(limits: &Limits) -> Builder {
+        Builder {
+            elements: 0,
+            max_elements: limits.max_elements,
+            sample_types: Vec::new(),
+            sample_offsets: Vec::new(),
+            sample_locs: SampleIds::Narrow(Vec::new()),
+            value_offsets: Vec::new(),
+            values: Vec::new(),
+            str_labels: Vec::new(),
+            label_strings: None,
+            mappings: Vec::new(),
+            locations: Vec::new(),
+            line_functions: Vec::new(),
+            functions: Vec::new(),
+            strings: Vec::new(),
+            string_offsets: Vec::new(),
+            drop_frames: 0,
+            keep_frames: 0,
+            time_nanos: 0,
+            duration_nanos: 0,
+            period_type: None,
+            period: 0,
+            comments: Vec::new(),
+            default_sample_type: 0,
+        }
+    }
+
+    /// Counts `n` more decoded elements of `field` against the cap.
+    #[inline]
+    fn count(&mut self, n: u64, field: &'static str) -> Result<(), PprofError> {
+        self.elements = self.elements.saturating_add(n);
+        if self.elements > self.max_elements {
+            return Err(PprofError::TooManyElements {
+                limit: self.max_elements,
+                field,
+            });
+        }
+        Ok(())
+    }
+
+    /// Decodes a `Sample` straight into the builder, without a prost message (the hot path: a heap
+    /// profile is mostly samples). `Ok(false)` on anything unusual (unknown fields, ids over
+    /// 32 bits, malformed wire data): the caller rolls back and lets prost decode it, which also
+    /// names any error.
+    fn fast_sample(&mut self, mut b: &[u8], index: u32) -> Result<bool, PprofError> {
+        const FIELD: &str = "Profile.sample";
+        let SampleIds::Narrow(ids) = &mut self.sample_locs else {
+            return Ok(false);
+        };
+        let mut room = self.max_elements.saturating_sub(self.elements);
+        let full = |max_elements| PprofError::TooManyElements {
+            limit: max_elements,
+            field: FIELD,
+        };
+        while !b.is_empty() {
+            let Some((key, n)) = fast_varint(b) else {
+                return Ok(false);
+            };
+            b = &b[n..];
+            // Single (unpacked) ids and values, then packed ones, then labels.
+            if key == 0x08 || key == 0x10 {
+                let Some((v, n)) = fast_varint(b) else {
+                    return Ok(false);
+                };
+                b = &b[n..];
+                if room == 0 {
+                    return Err(full(self.max_elements));
+                }
+                room -= 1;
+                if key == 0x08 {
+                    let Ok(v) = u32::try_from(v) else {
+                        return Ok(false);
+                    };
+                    ids.push(v);
+                } else {
+                    self.values.push(v as i64);
+                }
+                continue;
+            }
+            let Some((len, n)) = fast_varint(b) else {
+                return Ok(false);
+            };
+            let Some(end) = usize::try_from(len)
+                .ok()
+                .and_then(|len| n.checked_add(len))
+                .filter(|&end| end <= b.len())
+            else {
+                return Ok(false);
+            };
+            let mut p = &b[n..end];
+            b = &b[end..];
+            match key {
+                0x0a => {
+                    while !p.is_empty() {
+                        let (v, n) = match fast_varint(p) {
+                            Some((v, n)) if v <= u64::from(u32::MAX) => (v as u32, n),
+                            _ => return Ok(false),
+                        };
+                        p = &p[n..];
+                        if room == 0 {
+                            return Err(full(self.max_elements));
+                        }
+                        room -= 1;
+                        ids.push(v);
+                    }
+                }
+                0x12 => {
+                    while !p.is_empty() {
+                        let Some((v, n)) = fast_varint(p) else {
+                            return Ok(false);
+                        };
+                        p = &p[n..];
+                        if room == 0 {
+                            return Err(full(self.max_elements));
+                        }
+                        room -= 1;
+                        self.values.push(v as i64);
+                    }
+                }
+                0x1a => {
+                    let mut l = [0i64; 4];
+                    while !p.is_empty() {
+                        let Some((k, n)) = fast_varint(p) else {
+                            return Ok(false);
+                        };
+                        let Some((v, m)) = fast_varint(&p[n..]) else {
+                            return Ok(false);
+                        };
+                        p = &p[n + m..];
+                        match k {
+                            0x08 | 0x10 | 0x18 | 0x20 => l[(k >> 3) as usize - 1] = v as i64,
+                            _ => return Ok(false),
+                        }
+                    }
+                    if room == 0 {
+                        return Err(full(self.max_elements));
+                    }
+                    room -= 1;
+                    record_label(
+                        &mut self.label_strings,
+                        &mut self.str_labels,
+                        index,
+                        [l[0], l[1], l[3]],
+                    );
+                }
+                _ => return Ok(false),
+            }
+        }
+        self.elements = self.max_elements - room;
+        Ok(true)
+    }
+
     pub(crate) fn read(mut self, src: &mut impl Source) -> Result<Self, PprofError> {
         let mut sample = proto::Sample::default();
         let mut location = proto::Location::default();
@@ -144,7 +424,10 @@ impl Builder {
                         }
                         10 => self.duration_nanos = v,
                         12 => self.period = v,
-                        13 => self.comments.push(v),
+                        13 => {
+                            self.count(1, name)?;
+                            self.comments.push(v);
+                        }
                         14 => self.default_sample_type = v,
                         _ => {}
                     }
@@ -170,28 +453,56 @@ impl Builder {
                             self.sample_types.push((vt.r#type, vt.unit));
                         }
                         2 => {
-                            sample.clear();
-                            sample.merge(bytes).map_err(msg_err)?;
                             let index = to_u32(self.sample_offsets.len() - 1, "samples")?;
-                            self.sample_locs.extend_from_slice(&sample.location_id);
-                            self.sample_offsets
-                                .push(to_u32(self.sample_locs.len(), "sample locations")?);
-                            self.values.extend_from_slice(&sample.value);
-                            self.value_offsets
-                                .push(to_u32(self.values.len(), "sample values")?);
-                            for l in &sample.label {
-                                let (lo, hi) = self.label_strings.get_or_insert((0, 0));
-                                for s in [l.key, l.str, l.num_unit] {
-                                    *lo = (*lo).min(s);
-                                    *hi = (*hi).max(s);
+                            let mark = (
+                                self.sample_locs.len(),
+                                self.values.len(),
+                                self.str_labels.len(),
+                                self.label_strings,
+                                self.elements,
+                            );
+                            if !self.fast_sample(bytes, index)? {
+                                self.sample_locs.truncate(mark.0);
+                                self.values.truncate(mark.1);
+                                self.str_labels.truncate(mark.2);
+                                self.label_strings = mark.3;
+                                self.elements = mark.4;
+                                // prost makes at most one element per varint, that is per byte
+                                // below 0x80: check that bound before it allocates.
+                                let bound = bytes.iter().filter(|&&b| b < 0x80).count();
+                                if self.elements.saturating_add(bound as u64) > self.max_elements {
+                                    self.count(bound as u64, name)?;
                                 }
-                                if l.str != 0 {
-                                    self.str_labels.push((index, l.key, l.str));
+                                sample.clear();
+                                sample.merge(bytes).map_err(msg_err)?;
+                                self.count(
+                                    (sample.location_id.len()
+                                        + sample.value.len()
+                                        + sample.label.len())
+                                        as u64,
+                                    name,
+                                )?;
+                                for &id in &sample.location_id {
+                                    self.sample_locs.push(id);
+                                }
+                                self.values.extend_from_slice(&sample.value);
+                                for l in &sample.label {
+                                    record_label(
+                                        &mut self.label_strings,
+                                        &mut self.str_labels,
+                                        index,
+                                        [l.key, l.str, l.num_unit],
+                                    );
                                 }
                             }
+                            self.sample_offsets
+                                .push(to_u32(self.sample_locs.len(), "sample locations")?);
+                            self.value_offsets
+                                .push(to_u32(self.values.len(), "sample values")?);
                         }
                         3 => {
                             let m = proto::Mapping::decode(bytes).map_err(msg_err)?;
+                            self.count(1, name)?;
                             self.mappings.push(RawMapping {
                                 id: m.id,
                                 filename: m.filename,
@@ -200,7 +511,14 @@ impl Builder {
                         }
                         4 => {
                             location.clear();
+                            // Each line takes at least 2 bytes: bound prost's allocation first.
+                            if self.elements.saturating_add(bytes.len() as u64 / 2)
+                                > self.max_elements
+                            {
+                                self.count(bytes.len() as u64 / 2, name)?;
+                            }
                             location.merge(bytes).map_err(msg_err)?;
+                            self.count(1 + location.line.len() as u64, name)?;
                             let start = to_u32(self.line_functions.len(), "lines")?;
                             self.line_functions
                                 .extend(location.line.iter().map(|l| l.function_id));
@@ -213,6 +531,7 @@ impl Builder {
                         }
                         5 => {
                             let f = proto::Function::decode(bytes).map_err(msg_err)?;
+                            self.count(1, name)?;
                             self.functions.push(RawFunction {
                                 id: f.id,
                                 name: f.name,
@@ -222,6 +541,7 @@ impl Builder {
                             });
                         }
                         6 => {
+                            self.count(1, name)?;
                             if self.string_offsets.is_empty() {
                                 if !bytes.is_empty() {
                                     return Err(PprofError::Invalid(
@@ -242,6 +562,7 @@ impl Builder {
                             while !rest.is_empty() {
                                 match varint_from(rest) {
                                     Ok(Some((v, n))) => {
+                                        self.count(1, name)?;
                                         self.comments.push(v as i64);
                                         rest = &rest[n..];
                                     }
@@ -290,7 +611,7 @@ impl Builder {
         Ok(String::from_utf8_lossy(bytes).into_owned())
     }
 
-    pub(crate) fn finish(self) -> Result<Profile, PprofError> {
+    pub(crate) fn finish(mut self) -> Result<Profile, PprofError> {
         let len = self.string_offsets.len().saturating_sub(1) as i64;
         if let Some((lo, hi)) = self.label_strings
             && (lo < 0 || hi >= len)
@@ -303,32 +624,28 @@ impl Builder {
             });
         }
         // Mappings.
-        let mut mapping_index: HashMap<u64, usize> = HashMap::with_capacity(self.mappings.len());
-        let mut mapping_files = Vec::with_capacity(self.mappings.len());
-        let mut main_build_id = String::new();
-        for (i, m) in self.mappings.iter().enumerate() {
-            let file = self.owned_string(m.filename, "Mapping.filename")?;
-            let build_id = self.owned_string(m.build_id, "Mapping.build_id")?;
+        for m in &self.mappings {
             if m.id == 0 {
                 return Err(PprofError::Invalid(
                     "found mapping with reserved ID=0".to_owned(),
                 ));
             }
-            if mapping_index.insert(m.id, i).is_some() {
-                return Err(PprofError::Invalid(format!(
-                    "multiple mappings with same id: {}",
-                    m.id
-                )));
-            }
+        }
+        let mapping_index = IdIndex::new(self.mappings.iter().map(|m| m.id))
+            .map_err(|id| PprofError::Invalid(format!("multiple mappings with same id: {id}")))?;
+        let mut mapping_files = Vec::with_capacity(self.mappings.len());
+        let mut main_build_id = String::new();
+        for (i, m) in self.mappings.iter().enumerate() {
+            let file = self.owned_string(m.filename, "Mapping.filename")?;
+            let build_id = self.owned_string(m.build_id, "Mapping.build_id")?;
             if i == 0 {
                 main_build_id = build_id;
             }
             mapping_files.push(file);
         }
         // Functions, with the names pprof shows.
-        let mut function_index: HashMap<u64, usize> = HashMap::with_capacity(self.functions.len());
         let mut function_names: Vec<(String, i64)> = Vec::with_capacity(self.functions.len());
-        for (i, f) in self.functions.iter().enumerate() {
+        for f in &self.functions {
             let name = self.string(f.name, "Function.name")?;
             let system_name = self.string(f.system_name, "Function.system_name")?;
             self.string(f.filename, "Function.filename")?;
@@ -337,16 +654,13 @@ impl Builder {
                     "found function with reserved ID=0".to_owned(),
                 ));
             }
-            if function_index.insert(f.id, i).is_some() {
-                return Err(PprofError::Invalid(format!(
-                    "multiple functions with same id: {}",
-                    f.id
-                )));
-            }
             function_names.push((display_name(name, system_name), f.start_line));
         }
-        // Nodes per location.
-        let mut node_index: HashMap<(String, String, i64), u32> = HashMap::new();
+        let function_index = IdIndex::new(self.functions.iter().map(|f| f.id))
+            .map_err(|id| PprofError::Invalid(format!("multiple functions with same id: {id}")))?;
+        // Nodes per location. A named function is one node whatever its binary, so its node is
+        // looked up once per function, not once per frame.
+        let mut node_index: FxHashMap<(String, String, i64), u32> = FxHashMap::default();
         let mut nodes: Vec<NodeInfo> = Vec::new();
         let mut intern = |name: &str, objfile: &str, start_line: i64| -> Result<u32, PprofError> {
             let key = if name.is_empty() {
@@ -374,6 +688,7 @@ impl Builder {
             node_index.insert(key, n);
             Ok(n)
         };
+        let mut function_nodes = vec![IdIndex::NONE; self.functions.len()];
         let drop_frames = self.owned_string(self.drop_frames, "Profile.drop_frames")?;
         let keep_frames = self.owned_string(self.keep_frames, "Profile.keep_frames")?;
         let pruner = Pruner::new(&drop_frames, &keep_frames);
@@ -386,39 +701,35 @@ impl Builder {
                 0
             }
         ];
-        let mut location_index: HashMap<u64, u32> = HashMap::with_capacity(self.locations.len());
-        let mut loc_ranges = Vec::with_capacity(self.locations.len());
-        let mut loc_nodes = Vec::with_capacity(self.line_functions.len());
-        for (idx, l) in self.locations.iter().enumerate() {
+        for l in &self.locations {
             if l.id == 0 {
                 return Err(PprofError::Invalid(
                     "found location with reserved id=0".to_owned(),
                 ));
             }
-            if location_index
-                .insert(l.id, to_u32(idx, "locations")?)
-                .is_some()
-            {
-                return Err(PprofError::Invalid(format!(
-                    "multiple locations with same id: {}",
-                    l.id
-                )));
-            }
+        }
+        to_u32(self.locations.len(), "locations")?;
+        let location_index = IdIndex::new(self.locations.iter().map(|l| l.id))
+            .map_err(|id| PprofError::Invalid(format!("multiple locations with same id: {id}")))?;
+        let mut loc_ranges = Vec::with_capacity(self.locations.len());
+        let mut loc_nodes = Vec::with_capacity(self.line_functions.len());
+        let mut funcs = Vec::new();
+        for (idx, l) in self.locations.iter().enumerate() {
             let objfile = mapping_index
-                .get(&l.mapping_id)
-                .map_or("", |&m| mapping_files[m].as_str());
+                .get(l.mapping_id)
+                .map_or("", |m| mapping_files[m as usize].as_str());
             let start = to_u32(loc_nodes.len(), "frames")?;
             let (a, b) = l.lines;
             let lines = &self.line_functions[a as usize..b as usize];
-            let mut funcs = Vec::with_capacity(lines.len());
+            funcs.clear();
             for &fid in lines {
-                let Some(&f) = function_index.get(&fid).filter(|_| fid != 0) else {
+                let Some(f) = function_index.get(fid).filter(|_| fid != 0) else {
                     return Err(PprofError::Invalid(format!(
                         "location id: {} has a line with nil function (function id {fid})",
                         l.id
                     )));
                 };
-                funcs.push(f);
+                funcs.push(f as usize);
             }
             let mut first = 0;
             if let Some(pruner) = &pruner {
@@ -445,10 +756,20 @@ impl Builder {
             }
             for &f in &funcs[first..] {
                 let (name, start_line) = &function_names[f];
-                loc_nodes.push(intern(name, objfile, *start_line)?);
+                let node = if name.is_empty() {
+                    intern(name, objfile, *start_line)?
+                } else if function_nodes[f] != IdIndex::NONE {
+                    function_nodes[f]
+                } else {
+                    let n = intern(name, objfile, *start_line)?;
+                    function_nodes[f] = n;
+                    n
+                };
+                loc_nodes.push(node);
             }
             loc_ranges.push((start, to_u32(loc_nodes.len(), "frames")?));
         }
+        drop(function_nodes);
         // Sample types and samples.
         let mut sample_types = Vec::with_capacity(self.sample_types.len());
         for &(t, u) in &self.sample_types {
@@ -472,25 +793,36 @@ impl Builder {
                 )));
             }
         }
-        let mut sample_locs = Vec::with_capacity(self.sample_locs.len());
-        let mut sample_offsets = Vec::with_capacity(self.sample_offsets.len());
-        sample_offsets.push(0);
-        for w in self.sample_offsets.windows(2) {
-            let start = sample_locs.len();
-            for &id in &self.sample_locs[w[0] as usize..w[1] as usize] {
-                match location_index.get(&id) {
-                    Some(&i) => sample_locs.push(i),
-                    None => {
-                        return Err(PprofError::Invalid(format!(
-                            "sample has nil location (location id {id} is not defined)"
-                        )));
-                    }
+        // Location ids to indices, in place when they were stored narrow.
+        let undefined = |id: u64| {
+            PprofError::Invalid(format!(
+                "sample has nil location (location id {id} is not defined)"
+            ))
+        };
+        let ids = std::mem::replace(&mut self.sample_locs, SampleIds::Narrow(Vec::new()));
+        let mut sample_locs = match ids {
+            SampleIds::Narrow(mut ids) => {
+                for id in &mut ids {
+                    *id = location_index
+                        .get(u64::from(*id))
+                        .ok_or_else(|| undefined(u64::from(*id)))?;
                 }
+                ids
             }
-            if !loc_prune.is_empty() {
-                // pprof's Profile.Prune, per sample: scanning from the root, after the first
-                // unpruned frame, cut the stack at the first pruned location.
-                let stack = &sample_locs[start..];
+            SampleIds::Wide(ids) => ids
+                .iter()
+                .map(|&id| location_index.get(id).ok_or_else(|| undefined(id)))
+                .collect::<Result<Vec<u32>, PprofError>>()?,
+        };
+        drop(location_index);
+        let mut sample_offsets = std::mem::take(&mut self.sample_offsets);
+        if !loc_prune.is_empty() {
+            // pprof's Profile.Prune, per sample: scanning from the root, after the first unpruned
+            // frame, cut the stack at the first pruned location. Kept ids move down in place.
+            let mut write = 0usize;
+            for s in 0..n_samples {
+                let (a, b) = (sample_offsets[s] as usize, sample_offsets[s + 1] as usize);
+                let stack = &sample_locs[a..b];
                 let mut found_user = false;
                 let mut cut = 0;
                 for i in (0..stack.len()).rev() {
@@ -507,11 +839,12 @@ impl Builder {
                         }
                     }
                 }
-                if cut > 0 {
-                    sample_locs.drain(start..start + cut);
-                }
+                sample_locs.copy_within(a + cut..b, write);
+                sample_offsets[s] = write as u32;
+                write += b - a - cut;
             }
-            sample_offsets.push(to_u32(sample_locs.len(), "sample locations")?);
+            sample_offsets[n_samples] = write as u32;
+            sample_locs.truncate(write);
         }
         let mut diff_base = Vec::new();
         for &(s, k, v) in &self.str_labels {

@@ -31,6 +31,7 @@ mod decode;
 mod diff;
 mod error;
 mod format;
+mod fxhash;
 mod names;
 mod profile;
 mod proto;

@@ -6,8 +6,9 @@ use crate::source::{GzipSource, SliceSource};
 
 /// Limits applied while decoding untrusted profiles.
 ///
-/// Memory use while decoding stays below about `max_decompressed_bytes` × 16 in the worst case
-/// (every byte of a packed id list becomes an 8-byte id) and is far lower for real profiles.
+/// The byte caps bound the input; `max_elements` bounds what decoding makes of it (every byte of a
+/// packed id list can be one id), so memory stays below about `max_decompressed_bytes` plus 8 bytes
+/// per element in the worst case, and far lower for real profiles.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
@@ -16,6 +17,10 @@ pub struct Limits {
     /// Largest accepted decompressed profile, in bytes. Default: 512 MiB. Decompression stops as
     /// soon as it would produce more, so a gzip bomb fails fast with bounded memory.
     pub max_decompressed_bytes: u64,
+    /// Largest number of decoded elements (sample location ids, values and labels, locations,
+    /// lines, functions, mappings, strings). Default: 2^26 (64 Mi): a heap profile of 1.8 million
+    /// samples has about 40 Mi.
+    pub max_elements: u64,
 }
 
 impl Default for Limits {
@@ -23,17 +28,26 @@ impl Default for Limits {
         Limits {
             max_compressed_bytes: 64 << 20,
             max_decompressed_bytes: 512 << 20,
+            max_elements: 1 << 26,
         }
     }
 }
 
 impl Limits {
-    /// Limits with the given compressed and decompressed caps, in bytes.
+    /// Limits with the given compressed and decompressed caps, in bytes, and the default element
+    /// cap.
     pub fn new(max_compressed_bytes: u64, max_decompressed_bytes: u64) -> Self {
         Limits {
             max_compressed_bytes,
             max_decompressed_bytes,
+            ..Limits::default()
         }
+    }
+
+    /// These limits with at most `max_elements` decoded elements.
+    pub fn with_max_elements(mut self, max_elements: u64) -> Self {
+        self.max_elements = max_elements;
+        self
     }
 }
 
@@ -111,7 +125,7 @@ impl Profile {
         }
         if data.len() >= 2 && data[0] == 0x1f && data[1] == 0x8b {
             let mut src = GzipSource::new(data, limits.max_decompressed_bytes);
-            Builder::default().read(&mut src)?.finish()
+            Builder::new(limits).read(&mut src)?.finish()
         } else {
             if data.len() as u64 > limits.max_decompressed_bytes {
                 return Err(PprofError::DecompressedTooLarge {
@@ -120,7 +134,7 @@ impl Profile {
                 });
             }
             let mut src = SliceSource::new(data);
-            Builder::default().read(&mut src)?.finish()
+            Builder::new(limits).read(&mut src)?.finish()
         }
     }
 
