@@ -254,7 +254,7 @@ impl ActionsConfig {
 pub struct HeapProfileConfig {
     /// `actions.heap_profile.enabled` [true]: capture when the pod opts in by annotation (and storage is enabled).
     pub enabled: bool,
-    /// `actions.heap_profile.cooldown_seconds` \[300\]: at most one capture per pod within this.
+    /// `actions.heap_profile.cooldown_seconds` \[300\]: at most one capture per pod and trigger (`predicted_oom`, `critical`) within this.
     pub cooldown_seconds: u64,
     /// `actions.heap_profile.timeout_ms` \[30000\]: the whole download.
     pub timeout_ms: u64,

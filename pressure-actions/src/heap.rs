@@ -1,15 +1,20 @@
 //! Built-in heap-profile capture: fetch a Go pod's `/debug/pprof/heap` straight into storage, analyse
 //! it with `pressure-pprof`, and emit the top consumers as a `heap_profile` follow-up event.
+//!
+//! A capture is taken at `predicted_oom` and again at `critical`, each trigger with its own cooldown:
+//! the first shows the heap early, the second when most of the limit is used, and the difference
+//! between the two (pprof's `-diff_base`) names what grew — the leak. One cooldown per pod would
+//! skip the second capture, and the early one alone holds little of the leak (issue 17).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::future::BoxFuture;
-use pressure_core::{Event, EventType, ProfileSummary, Severity, TopConsumer};
+use pressure_core::{Event, EventType, ProfileGrowth, ProfileSummary, Severity, TopConsumer};
 
 use crate::config::HeapProfileConfig;
-use pressure_pprof::{Limits, Profile, TopOptions};
+use pressure_pprof::{Limits, Profile, Report, TopOptions};
 
 use crate::ActionsError;
 use crate::action::{Action, ActionContext};
@@ -24,6 +29,36 @@ pub const ANNOTATION_PPROF_PATH: &str = "pressured.io/pprof-path";
 
 const DEFAULT_PORT: u16 = 6060;
 const DEFAULT_PATH: &str = "/debug/pprof/heap";
+/// Containers whose latest capture is remembered as the next diff base; past it the oldest is
+/// forgotten, so a node with pod churn keeps a bounded map.
+const MAX_REMEMBERED_CAPTURES: usize = 1024;
+
+/// What asked for a capture; each trigger has its own cooldown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Trigger {
+    /// A `predicted_oom` event.
+    PredictedOom,
+    /// A `memory_pressure` event at `critical`.
+    Critical,
+}
+
+impl Trigger {
+    /// The name in storage keys and logs.
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::PredictedOom => "predicted_oom",
+            Trigger::Critical => "critical",
+        }
+    }
+}
+
+/// A stored capture, the diff base of the container's next one.
+#[derive(Debug, Clone)]
+struct Capture {
+    key: String,
+    location: String,
+    at: SystemTime,
+}
 
 /// The `heap_profile` action.
 #[derive(Debug)]
@@ -32,7 +67,10 @@ pub(crate) struct HeapProfileAction {
     /// Built on the first capture: building a client loads the system's CA certificates, a cost every
     /// `pressured` would otherwise pay at start-up although few pods opt in.
     client: std::sync::OnceLock<Result<reqwest::Client, String>>,
-    last: Mutex<HashMap<String, Instant>>,
+    /// Last capture per pod and trigger.
+    last: Mutex<HashMap<(String, Trigger), Instant>>,
+    /// Latest capture per container (`ns/pod/container`).
+    captures: Mutex<HashMap<String, Capture>>,
 }
 
 impl HeapProfileAction {
@@ -41,6 +79,7 @@ impl HeapProfileAction {
             config,
             client: std::sync::OnceLock::new(),
             last: Mutex::new(HashMap::new()),
+            captures: Mutex::new(HashMap::new()),
         }
     }
 
@@ -58,29 +97,93 @@ impl HeapProfileAction {
             .map_err(String::as_str)
     }
 
-    /// Claims the pod's cooldown slot; `false` if it captured within `cooldown_seconds`.
-    fn claim(&self, pod: &str) -> bool {
+    /// Claims the cooldown slot of the pod for `trigger`; `false` if that trigger captured the pod
+    /// within `cooldown_seconds`.
+    fn claim(&self, pod: &str, trigger: Trigger) -> bool {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let cooldown = Duration::from_secs(self.config.cooldown_seconds);
         let now = Instant::now();
         last.retain(|_, t| now.duration_since(*t) < cooldown);
-        if last.contains_key(pod) {
+        let slot = (pod.to_string(), trigger);
+        if last.contains_key(&slot) {
             return false;
         }
-        last.insert(pod.to_string(), now);
+        last.insert(slot, now);
         true
+    }
+
+    /// The latest capture of `container`, if one is remembered.
+    fn previous(&self, container: &str) -> Option<Capture> {
+        let captures = self.captures.lock().unwrap_or_else(|p| p.into_inner());
+        captures.get(container).cloned()
+    }
+
+    /// Remembers `capture` as the diff base of the container's next capture.
+    fn remember(&self, container: String, capture: Capture) {
+        let mut captures = self.captures.lock().unwrap_or_else(|p| p.into_inner());
+        captures.insert(container, capture);
+        if captures.len() > MAX_REMEMBERED_CAPTURES
+            && let Some(oldest) = captures
+                .iter()
+                .min_by_key(|(_, c)| c.at)
+                .map(|(k, _)| k.clone())
+        {
+            captures.remove(&oldest);
+        }
     }
 }
 
-/// Whether the event asks for a capture: `critical` pressure or a predicted OOM, of an opted-in pod.
-fn wanted(event: &Event) -> bool {
-    let trigger = event.event_type == EventType::PredictedOom
-        || (event.event_type == EventType::MemoryPressure && event.severity == Severity::Critical);
-    trigger
-        && event
-            .annotations
-            .get(ANNOTATION_PPROF_ENABLED)
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+/// What the event asks for: a capture at `critical` pressure or at a predicted OOM, of an opted-in
+/// pod; `None` otherwise.
+fn trigger(event: &Event) -> Option<Trigger> {
+    let trigger = match event.event_type {
+        EventType::PredictedOom => Trigger::PredictedOom,
+        EventType::MemoryPressure if event.severity == Severity::Critical => Trigger::Critical,
+        _ => return None,
+    };
+    event
+        .annotations
+        .get(ANNOTATION_PPROF_ENABLED)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+        .then_some(trigger)
+}
+
+/// The rows of a report as consumers.
+fn consumers(report: &Report) -> Vec<TopConsumer> {
+    report
+        .rows
+        .iter()
+        .map(|r| TopConsumer {
+            function: r.name.clone(),
+            flat_bytes: r.flat,
+            cum_bytes: r.cum,
+        })
+        .collect()
+}
+
+/// Ranks the functions of `data` (and their growth since `base`, if given) as configured.
+fn analyse(
+    config: &HeapProfileConfig,
+    data: &[u8],
+    base: Option<&[u8]>,
+) -> Result<(Report, Option<Result<Report, pressure_pprof::PprofError>>), pressure_pprof::PprofError>
+{
+    let limits = Limits::new(config.max_bytes, Limits::default().max_decompressed_bytes);
+    let profile = Profile::decode(data, &limits)?;
+    let index = profile
+        .sample_index(Some(&config.sample_type))
+        .ok()
+        .map(|_| config.sample_type.clone());
+    let options = TopOptions::new(index, config.top, false);
+    let report = pressure_pprof::top(&profile, &options)?;
+    // The growth is a bonus: a base that no longer decodes (or fits) does not cost the report.
+    let growth = base.map(|base| {
+        let base = Profile::decode(base, &limits)?;
+        let diff = profile.diff_base(&base)?;
+        drop(profile);
+        pressure_pprof::top(&diff, &options)
+    });
+    Ok((report, growth))
 }
 
 /// One key segment from a name (namespace, pod, container): never `/`, `.` or `..`.
@@ -138,9 +241,9 @@ impl Action for HeapProfileAction {
         ctx: &'a ActionContext,
     ) -> BoxFuture<'a, Result<(), ActionsError>> {
         Box::pin(async move {
-            if !wanted(event) {
+            let Some(trigger) = trigger(event) else {
                 return Ok(());
-            }
+            };
             let (ns, pod, container) = (
                 segment(event.namespace.as_deref()),
                 segment(event.pod_name.as_deref()),
@@ -152,8 +255,8 @@ impl Action for HeapProfileAction {
                 message,
             };
             let url = profile_url(event).map_err(fail)?;
-            if !self.claim(&format!("{ns}/{pod}")) {
-                tracing::debug!(pod = %who, "heap profile skipped: cooldown");
+            if !self.claim(&format!("{ns}/{pod}"), trigger) {
+                tracing::debug!(pod = %who, trigger = trigger.as_str(), "heap profile skipped: cooldown");
                 return Ok(());
             }
             if ctx.dry_run() {
@@ -163,8 +266,13 @@ impl Action for HeapProfileAction {
             let storage = ctx
                 .storage()
                 .ok_or_else(|| fail("no storage configured (storage.enabled)".into()))?;
-            let stamp = humantime::format_rfc3339_seconds(SystemTime::now());
-            let key = format!("{ns}/{pod}/{container}/heap-{stamp}.pb.gz");
+            let captured_at = SystemTime::now();
+            // The trigger in the name keeps two captures of one second apart.
+            let stamp = humantime::format_rfc3339_seconds(captured_at);
+            let key = format!(
+                "{ns}/{pod}/{container}/heap-{stamp}-{}.pb.gz",
+                trigger.as_str()
+            );
             validate_key(&key).map_err(|e| fail(e.to_string()))?;
 
             // Download: chunks go straight to storage; the body is never held whole.
@@ -210,35 +318,65 @@ impl Action for HeapProfileAction {
             tracing::info!(pod = %who, location, size, elapsed_ms = started.elapsed().as_millis() as u64,
                 "heap profile stored");
 
-            // Analyse what was stored (read back: the same bytes a user will download).
+            // Analyse what was stored (read back: the same bytes a user will download), with the
+            // container's previous capture as the diff base.
             let data = storage.read(&key).await?;
+            let container_key = format!("{ns}/{pod}/{container}");
+            let previous = self.previous(&container_key);
+            let base = match &previous {
+                Some(prev) => match storage.read(&prev.key).await {
+                    Ok(base) => Some(base),
+                    Err(e) => {
+                        tracing::warn!(pod = %who, base = %prev.location, error = %e,
+                            "heap profile: previous capture unreadable, no growth reported");
+                        None
+                    }
+                },
+                None => None,
+            };
             let config = self.config.clone();
-            let report = tokio::task::spawn_blocking(move || {
-                let limits =
-                    Limits::new(config.max_bytes, Limits::default().max_decompressed_bytes);
-                let profile = Profile::decode(&data, &limits)?;
-                let index = profile
-                    .sample_index(Some(&config.sample_type))
-                    .ok()
-                    .map(|_| config.sample_type.clone());
-                pressure_pprof::top(&profile, &TopOptions::new(index, config.top, false))
-            })
-            .await
-            .map_err(|e| fail(format!("analysis thread: {e}")))?
-            .map_err(|e| fail(format!("analysing {location}: {e}")))?;
-            let top: Vec<TopConsumer> = report
-                .rows
-                .iter()
-                .map(|r| TopConsumer {
-                    function: r.name.clone(),
-                    flat_bytes: r.flat,
-                    cum_bytes: r.cum,
-                })
-                .collect();
+            let (report, growth) =
+                tokio::task::spawn_blocking(move || analyse(&config, &data, base.as_deref()))
+                    .await
+                    .map_err(|e| fail(format!("analysis thread: {e}")))?
+                    .map_err(|e| fail(format!("analysing {location}: {e}")))?;
+            self.remember(
+                container_key,
+                Capture {
+                    key: key.clone(),
+                    location: location.clone(),
+                    at: captured_at,
+                },
+            );
+            let top = consumers(&report);
             for (i, t) in top.iter().enumerate() {
                 tracing::info!(pod = %who, rank = i + 1, function = %t.function, flat = %report.format_value(t.flat_bytes),
                     cum = %report.format_value(t.cum_bytes), "heap top consumer");
             }
+            let growth = match (previous, growth) {
+                (Some(prev), Some(Ok(diff))) => {
+                    let growth = ProfileGrowth {
+                        base_location: prev.location,
+                        interval_seconds: captured_at
+                            .duration_since(prev.at)
+                            .unwrap_or_default()
+                            .as_secs_f64(),
+                        top: consumers(&diff),
+                    };
+                    for (i, t) in growth.top.iter().enumerate() {
+                        tracing::info!(pod = %who, rank = i + 1, function = %t.function,
+                            flat = %diff.format_value(t.flat_bytes), cum = %diff.format_value(t.cum_bytes),
+                            since = %growth.base_location, "heap growth");
+                    }
+                    Some(growth)
+                }
+                (Some(prev), Some(Err(e))) => {
+                    tracing::warn!(pod = %who, base = %prev.location, error = %e,
+                        "heap profile: no growth against the previous capture");
+                    None
+                }
+                _ => None,
+            };
             let mut followup = event.clone();
             followup.timestamp = SystemTime::now();
             followup.event_type = EventType::HeapProfile;
@@ -247,6 +385,7 @@ impl Action for HeapProfileAction {
                 size_bytes: size,
                 sample_type: report.sample_type.r#type.clone(),
                 top,
+                growth,
             });
             ctx.emit(followup);
             Ok(())
@@ -285,15 +424,59 @@ mod tests {
         let mut e = crate::test_event();
         e.event_type = EventType::MemoryPressure;
         e.severity = Severity::Critical;
-        assert!(!wanted(&e));
+        assert_eq!(trigger(&e), None);
         std::sync::Arc::make_mut(&mut e.annotations)
             .insert(ANNOTATION_PPROF_ENABLED.into(), "true".into());
-        assert!(wanted(&e));
+        assert_eq!(trigger(&e), Some(Trigger::Critical));
         e.severity = Severity::Warn;
-        assert!(!wanted(&e));
+        assert_eq!(trigger(&e), None);
         e.event_type = EventType::PredictedOom;
-        assert!(wanted(&e));
+        assert_eq!(trigger(&e), Some(Trigger::PredictedOom));
         e.event_type = EventType::HeapProfile;
-        assert!(!wanted(&e));
+        assert_eq!(trigger(&e), None);
+    }
+
+    #[test]
+    fn cooldown_is_per_pod_and_trigger() {
+        let action = HeapProfileAction::new(HeapProfileConfig::default());
+        assert!(action.claim("ns/a", Trigger::PredictedOom));
+        assert!(!action.claim("ns/a", Trigger::PredictedOom));
+        // The capture at critical is not held back by the earlier one at the prediction.
+        assert!(action.claim("ns/a", Trigger::Critical));
+        assert!(!action.claim("ns/a", Trigger::Critical));
+        assert!(action.claim("ns/b", Trigger::Critical));
+        let zero = HeapProfileAction::new(HeapProfileConfig {
+            cooldown_seconds: 0,
+            ..HeapProfileConfig::default()
+        });
+        assert!(zero.claim("ns/a", Trigger::Critical));
+        assert!(zero.claim("ns/a", Trigger::Critical));
+    }
+
+    #[test]
+    fn remembered_captures_are_bounded() {
+        let action = HeapProfileAction::new(HeapProfileConfig::default());
+        let start = SystemTime::UNIX_EPOCH;
+        for i in 0..=MAX_REMEMBERED_CAPTURES {
+            action.remember(
+                format!("ns/p{i}/c"),
+                Capture {
+                    key: format!("k{i}"),
+                    location: format!("l{i}"),
+                    at: start + Duration::from_secs(i as u64),
+                },
+            );
+        }
+        assert_eq!(
+            action.captures.lock().unwrap().len(),
+            MAX_REMEMBERED_CAPTURES
+        );
+        // The oldest went; the newest is the next diff base of its container.
+        assert!(action.previous("ns/p0/c").is_none());
+        let last = format!("ns/p{MAX_REMEMBERED_CAPTURES}/c");
+        assert_eq!(
+            action.previous(&last).unwrap().key,
+            format!("k{MAX_REMEMBERED_CAPTURES}")
+        );
     }
 }

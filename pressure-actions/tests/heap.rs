@@ -66,6 +66,20 @@ impl HeapApp {
         })
     }
 
+    /// Makes the program retain `mb` MiB more in `main.leak`; returns once it has.
+    fn leak(&self, mb: u32) {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            conn,
+            "GET /leak?mb={mb} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
     fn event(&self) -> Event {
         let mut e = event();
         Arc::make_mut(&mut e.annotations).insert(ANNOTATION_PPROF_ENABLED.into(), "true".into());
@@ -154,9 +168,11 @@ async fn heap_profile_lands_in_local_storage_and_names_the_top_consumer() {
     );
     let name = stored.file_name().unwrap().to_str().unwrap();
     assert!(
-        name.starts_with("heap-") && name.ends_with("Z.pb.gz"),
+        name.starts_with("heap-") && name.ends_with("Z-critical.pb.gz"),
         "{name}"
     );
+    // The first capture of the container has nothing to compare with.
+    assert!(followups[0].profile.as_ref().unwrap().growth.is_none());
     let bytes = std::fs::read(&stored).unwrap();
     assert_eq!(
         bytes.len() as u64,
@@ -170,6 +186,82 @@ async fn heap_profile_lands_in_local_storage_and_names_the_top_consumer() {
     let hook: serde_json::Value =
         serde_json::from_str(std::fs::read_to_string(&hook_seen).unwrap().trim()).unwrap();
     assert_eq!(hook["event_type"], "heap_profile");
+}
+
+/// Issue 17: a capture at `predicted_oom` and another at `critical` (the per-pod cooldown used to
+/// skip the second), and the second reports what grew in between, as `-diff_base` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captures_at_prediction_and_critical_report_the_growth_between_them() {
+    let Some(app) = HeapApp::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(json!({"storage": {"enabled": true, "backend": "local", "path": dir.path()}}));
+    let mut d = Dispatcher::builder(&cfg).build().unwrap();
+    let mut rx = d.take_followups().unwrap();
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .expect("a follow-up within 60 s")
+            .expect("follow-up channel open")
+    };
+    let mut predicted = app.event();
+    predicted.event_type = EventType::PredictedOom;
+    predicted.severity = Severity::Warn;
+    assert!(d.submit(predicted.clone()));
+    let first = next().await;
+    let first_location = check_followup(&first, &predicted);
+    assert!(
+        first_location.ends_with("-predicted_oom.pb.gz"),
+        "{first_location}"
+    );
+    assert!(first.profile.as_ref().unwrap().growth.is_none());
+
+    app.leak(24);
+    let critical = app.event();
+    assert!(d.submit(critical.clone()));
+    let second = next().await;
+    let second_location = check_followup(&second, &critical);
+    assert!(
+        second_location.ends_with("-critical.pb.gz"),
+        "{second_location}"
+    );
+    let growth = second
+        .profile
+        .as_ref()
+        .unwrap()
+        .growth
+        .as_ref()
+        .expect("growth");
+    assert_eq!(growth.base_location, first_location);
+    assert!(growth.interval_seconds >= 0.0);
+    assert_eq!(growth.top[0].function, "main.leak", "{:#?}", growth.top);
+    // 24 MiB leaked; pprof's sampling estimate is close to it.
+    let leaked = growth.top[0].flat_bytes;
+    assert!((20 << 20..28 << 20).contains(&leaked), "{leaked}");
+    // What was there at both captures nets to (about) nothing.
+    assert!(
+        growth
+            .top
+            .iter()
+            .filter(|t| t.function == "main.retainLarge")
+            .all(|t| t.flat_bytes.abs() < 4 << 20),
+        "{:#?}",
+        growth.top
+    );
+    let v: serde_json::Value = serde_json::from_str(&second.to_json_line()).unwrap();
+    assert_eq!(v["profile"]["growth"]["top"][0]["function"], "main.leak");
+
+    // Both triggers are now in their cooldown: neither captures again.
+    assert!(d.submit(predicted));
+    assert!(d.submit(critical));
+    let report = d.shutdown(Duration::from_secs(30)).await;
+    assert_no_failures(&report);
+    assert!(rx.try_recv().is_err(), "no third capture");
+    let stored = std::fs::read_dir(dir.path().join("default/app-0/app"))
+        .unwrap()
+        .count();
+    assert_eq!(stored, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -82,6 +82,24 @@ pub struct ProfileSummary {
     pub sample_type: String,
     /// Top consumers, largest first.
     pub top: Vec<TopConsumer>,
+    /// What grew since the previous capture of the same container, when there is one (omitted
+    /// otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub growth: Option<ProfileGrowth>,
+}
+
+/// The growth between two heap profiles of one container, by function: the leak.
+///
+/// The rows are those of `go tool pprof -top -diff_base=BASE NEW`: flat and cumulative bytes of
+/// NEW minus BASE (negative for what shrank), ordered by the size of the change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProfileGrowth {
+    /// Location of the earlier profile (the diff base).
+    pub base_location: String,
+    /// Seconds between the two captures.
+    pub interval_seconds: f64,
+    /// Growth per function, largest change first.
+    pub top: Vec<TopConsumer>,
 }
 
 /// A memory event about one container, serialized as one JSON object per line.

@@ -29,5 +29,5 @@ pub use engine::{
     ANNOTATION_COOLDOWN_SECONDS, ANNOTATION_CRITICAL_PERCENT, ANNOTATION_HYSTERESIS_PERCENT,
     ANNOTATION_WARN_PERCENT, Engine, SlotId, Thresholds,
 };
-pub use event::{Event, EventType, ProfileSummary, Severity, TopConsumer};
+pub use event::{Event, EventType, ProfileGrowth, ProfileSummary, Severity, TopConsumer};
 pub use sample::{Psi, Reading, Sample, Target};

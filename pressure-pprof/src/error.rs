@@ -23,6 +23,16 @@ pub enum PprofError {
         /// What was being read when the limit was hit.
         field: &'static str,
     },
+    /// The profile holds more elements than [`Limits::max_elements`](crate::Limits) allows
+    /// (ids, values, labels, locations, lines, functions, mappings, strings); decoding stopped
+    /// there.
+    #[error("profile has more than {limit} elements (limit reached while reading {field})")]
+    TooManyElements {
+        /// The configured limit.
+        limit: u64,
+        /// What was being read when the limit was hit.
+        field: &'static str,
+    },
     /// The input is empty (after decompression).
     #[error("empty profile")]
     Empty,
@@ -82,6 +92,9 @@ pub enum PprofError {
     /// The profile decodes but is inconsistent (duplicate ids, dangling references, value counts).
     #[error("malformed profile: {0}")]
     Invalid(String),
+    /// A diff base does not fit the profile: other sample or period types.
+    #[error("incompatible profiles for -diff_base: {0}")]
+    Incompatible(String),
     /// Two profiles were concatenated (a second `time_nanos`), which pprof rejects too.
     #[error("concatenated profiles detected")]
     Concatenated,

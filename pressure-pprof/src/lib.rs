@@ -27,10 +27,15 @@
 //! input yields a [`PprofError`] naming the field, never a panic.
 #![deny(missing_docs)]
 
+mod decode;
+mod diff;
 mod error;
 mod format;
+mod fxhash;
+mod names;
 mod profile;
 mod proto;
+mod pruning;
 mod source;
 mod top;
 

@@ -6,12 +6,11 @@
 //! (granularity `functions`, inlined frames kept, `nodefraction` 0.005, `edgefraction` 0.001,
 //! `nodecount` unlimited).
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Write;
 
 use crate::format::{base_name, go_time_utc, percentage, ratio_pct, scale, scaled_label};
+use crate::fxhash::FxHashMap;
 use crate::{PprofError, Profile, SampleType};
 
 /// Options of a `top` report, mirroring `go tool pprof -top` flags.
@@ -192,25 +191,6 @@ impl Report {
     }
 }
 
-/// FxHash-style hasher for the `(caller, callee)` edge keys: the keys are small integers, so a
-/// multiply is enough and much cheaper than SipHash on the hot path.
-#[derive(Default)]
-struct EdgeHasher(u64);
-
-impl Hasher for EdgeHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
 /// A call edge between two nodes, as pprof's `Edge`.
 struct EdgeAcc {
     dst: u32,
@@ -236,7 +216,16 @@ impl Graph {
 /// pprof's `newGraph`: walks every sample from root to leaf, adding its value once to every node
 /// on the stack and to the leaf's flat value; frames of nodes outside `kept` are skipped (and a
 /// skipped leaf gets no flat value).
-fn build_graph(p: &Profile, index: usize, kept: Option<&[bool]>, with_edges: bool) -> Graph {
+///
+/// Edges are only collected into the nodes marked in `edges_into` (none when `None`): the report
+/// uses them for the inline marks alone, and a node that is never an inlined frame gets no mark
+/// whatever its edges weigh, so most edge look-ups can be skipped.
+fn build_graph(
+    p: &Profile,
+    index: usize,
+    kept: Option<&[bool]>,
+    edges_into: Option<&[bool]>,
+) -> Graph {
     const NONE: u32 = u32::MAX;
     let n_nodes = p.nodes.len();
     let n_types = p.sample_types.len();
@@ -246,7 +235,7 @@ fn build_graph(p: &Profile, index: usize, kept: Option<&[bool]>, with_edges: boo
         edges: Vec::new(),
     };
     let mut stamp = vec![0u32; n_nodes];
-    let mut edge_map: HashMap<u64, u32, BuildHasherDefault<EdgeHasher>> = HashMap::default();
+    let mut edge_map: FxHashMap<u64, u32> = FxHashMap::default();
     for s in 0..p.sample_count() {
         let w = p.values[s * n_types + index];
         if w == 0 {
@@ -272,7 +261,11 @@ fn build_graph(p: &Profile, index: usize, kept: Option<&[bool]>, with_edges: boo
                     stamp[nu] = sno;
                     g.cum[nu] = g.cum[nu].wrapping_add(w);
                 }
-                if with_edges && parent != NONE && n != parent {
+                if let Some(into) = edges_into
+                    && into[nu]
+                    && parent != NONE
+                    && n != parent
+                {
                     let inline = ni != outer;
                     match edge_map.entry(u64::from(parent) << 32 | u64::from(n)) {
                         Entry::Occupied(e) => {
@@ -306,6 +299,20 @@ fn build_graph(p: &Profile, index: usize, kept: Option<&[bool]>, with_edges: boo
         }
     }
     g
+}
+
+/// The nodes that are an inlined frame somewhere (any frame of a location but its outermost): the
+/// only ones that can get an `(inline)` or `(partial-inline)` mark.
+fn inline_targets(p: &Profile) -> Vec<bool> {
+    let mut targets = vec![false; p.nodes.len()];
+    for &(a, b) in &p.loc_ranges {
+        if b > a + 1 {
+            for &n in &p.loc_nodes[a as usize..b as usize - 1] {
+                targets[n as usize] = true;
+            }
+        }
+    }
+    targets
 }
 
 /// pprof's `computeTotal`: the sum of absolute values (of the diff base only, if it has one).
@@ -355,7 +362,8 @@ pub fn top(profile: &Profile, options: &TopOptions) -> Result<Report, PprofError
     let total = compute_total(p, index);
 
     // First build: find the functions below the cutoff (edges are not needed yet).
-    let full = build_graph(p, index, None, false);
+    let full = build_graph(p, index, None, None);
+    let inline_targets = inline_targets(p);
     let present: Vec<bool> = (0..p.nodes.len()).map(|n| full.present(n)).collect();
     let present_count = present.iter().filter(|&&b| b).count();
     let flat_total = (0..p.nodes.len())
@@ -377,7 +385,7 @@ pub fn top(profile: &Profile, options: &TopOptions) -> Result<Report, PprofError
     }
     drop(full);
 
-    let mut g = build_graph(p, index, kept.as_deref(), true);
+    let mut g = build_graph(p, index, kept.as_deref(), Some(&inline_targets));
     let mut nodes: Vec<u32> = (0..p.nodes.len() as u32)
         .filter(|&n| g.present(n as usize))
         .collect();
@@ -388,7 +396,7 @@ pub fn top(profile: &Profile, options: &TopOptions) -> Result<Report, PprofError
         for &n in &nodes[..options.node_count] {
             keep[n as usize] = true;
         }
-        g = build_graph(p, index, Some(&keep), true);
+        g = build_graph(p, index, Some(&keep), Some(&inline_targets));
         nodes = (0..p.nodes.len() as u32)
             .filter(|&n| g.present(n as usize))
             .collect();

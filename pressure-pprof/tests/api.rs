@@ -86,3 +86,34 @@ fn rows_follow_pprof_semantics() {
     assert_eq!(r3.rows[0].name, "main.main");
     assert!(r3.to_text().contains("Showing top 3 nodes out of"));
 }
+
+#[test]
+fn diff_base_needs_the_same_sample_types() {
+    let read = |name: &str| {
+        let path = crate::golden::testdata()
+            .join("profiles")
+            .join(format!("{name}.pb.gz"));
+        Profile::decode(&std::fs::read(path).expect("fixture"), &Limits::default())
+            .expect("decodes")
+    };
+    let (heap, cpu) = (read("leak-2"), read("cpu"));
+    let err = heap.diff_base(&cpu).expect_err("heap minus cpu");
+    assert!(
+        matches!(err, pressure_pprof::PprofError::Incompatible(_)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("space/bytes"), "{err}");
+    // A profile minus itself: every function nets to zero, and the total is the base's.
+    let zero = top(
+        &heap.diff_base(&heap).expect("same types"),
+        &TopOptions::default(),
+    )
+    .expect("report");
+    let plain = top(&heap, &TopOptions::default()).expect("report");
+    assert_eq!(zero.total, plain.total);
+    assert!(
+        zero.rows.iter().all(|r| r.flat == 0 && r.cum == 0),
+        "{:?}",
+        zero.rows
+    );
+}

@@ -55,8 +55,9 @@ fn go_top(file: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("go tool pprof prints UTF-8")
 }
 
-/// Our report for the same flags.
+/// Our report for the same flags (`-diff_base=FILE` included).
 fn our_top(data: &[u8], args: &[&str]) -> String {
+    let mut base = None;
     let mut options = TopOptions::default();
     for arg in args {
         if let Some(v) = arg.strip_prefix("-sample_index=") {
@@ -65,11 +66,17 @@ fn our_top(data: &[u8], args: &[&str]) -> String {
             options.node_count = v.parse().expect("numeric -nodecount");
         } else if *arg == "-cum" {
             options.cum = true;
+        } else if let Some(file) = arg.strip_prefix("-diff_base=") {
+            let data = std::fs::read(file).expect("reading the diff base");
+            base = Some(Profile::decode(&data, &Limits::default()).expect("diff base decodes"));
         } else {
             panic!("unsupported flag {arg}");
         }
     }
-    let profile = Profile::decode(data, &Limits::default()).expect("profile decodes");
+    let mut profile = Profile::decode(data, &Limits::default()).expect("profile decodes");
+    if let Some(base) = base {
+        profile = profile.diff_base(&base).expect("compatible diff base");
+    }
     top(&profile, &options).expect("report builds").to_text()
 }
 
@@ -84,11 +91,46 @@ fn recorded_path(name: &str, args: &[&str]) -> PathBuf {
 
 /// Compares our output for `file` with go's (live or recorded).
 pub(crate) fn check_file(name: &str, file: &Path, args: &[&str]) {
+    compare(name, file, args, &[], |s| s.to_owned());
+}
+
+/// The part of a `-diff_base` report that must match: the `Type:` line and everything from
+/// `Showing nodes` on. The other header lines follow the Go release (newer ones print `Time:` in
+/// another format), not the numbers.
+fn diff_part(text: &str) -> String {
+    let mut out = String::new();
+    let mut table = false;
+    for line in text.lines() {
+        table |= line.starts_with("Showing nodes");
+        if table || line.starts_with("Type: ") {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Compares `-top -diff_base=BASE ARGS NEW` with go's (live or recorded as `NAME__diff_base…`).
+fn check_diff(name: &str, new: &Path, base: &Path, args: &[&str]) {
+    let diff = format!("-diff_base={}", base.display());
+    compare(
+        &format!("{name}__diff_base"),
+        new,
+        args,
+        &[&diff],
+        diff_part,
+    );
+}
+
+/// Compares `part` of our output and go's for `file` with `args` plus `hidden` (flags that are not
+/// part of the recorded file's name).
+fn compare(name: &str, file: &Path, args: &[&str], hidden: &[&str], part: fn(&str) -> String) {
     let data = std::fs::read(file).expect("reading test profile");
-    let ours = our_top(&data, args);
+    let all: Vec<&str> = hidden.iter().chain(args).copied().collect();
+    let ours = part(&our_top(&data, &all));
     let recorded = recorded_path(name, args);
     let expected = if go_available() {
-        let live = go_top(file, args);
+        let live = part(&go_top(file, &all));
         if std::env::var("PPROF_RECORD").as_deref() == Ok("1") {
             std::fs::create_dir_all(recorded.parent().expect("has parent"))
                 .expect("mkdir expected");
@@ -153,6 +195,22 @@ fn cpu_profile_matches_go() {
     ] {
         check_file("cpu", &profile("cpu"), args);
     }
+}
+
+/// Two heap profiles of one leaking process (`testdata/leak/main.go`): the growth per function.
+#[test]
+fn diff_base_of_a_real_leak_matches_go() {
+    for args in [
+        &[][..],
+        &["-cum"],
+        &["-sample_index=alloc_space"],
+        &["-sample_index=inuse_objects", "-nodecount=3"],
+        &["-sample_index=alloc_objects", "-cum"],
+    ] {
+        check_diff("leak", &profile("leak-2"), &profile("leak-1"), args);
+    }
+    // Reversed, the leak shows as negative growth.
+    check_diff("leak_reversed", &profile("leak-1"), &profile("leak-2"), &[]);
 }
 
 #[test]

@@ -328,3 +328,65 @@ fn unknown_sample_index_lists_the_types() {
     let err = top(&p, &TopOptions::new(Some("2".into()), 0, false)).expect_err("out of range");
     assert!(matches!(err, PprofError::SampleIndex { .. }), "{err}");
 }
+
+/// A sample whose packed location ids are `count` copies of `id`, then `last` if given.
+fn packed_sample(count: usize, id: u8, last: Option<u64>) -> Vec<u8> {
+    let mut ids = vec![id; count];
+    if let Some(last) = last {
+        varint(&mut ids, last);
+    }
+    let mut s = Vec::new();
+    bytes(&mut s, 1, &ids);
+    let mut out = Vec::new();
+    bytes(&mut out, 2, &s);
+    out
+}
+
+/// Issue 16: a small gzip profile of packed location ids used 6.1 GB; the byte caps did not bound
+/// what decoding made of them. The element cap does, on every path through the decoder.
+#[test]
+fn decoded_elements_are_capped() {
+    let limits = Limits::default().with_max_elements(1 << 20);
+    let too_many = |err: &PprofError| {
+        matches!(
+            err,
+            PprofError::TooManyElements {
+                limit: 0x10_0000,
+                field: "Profile.sample"
+            }
+        )
+    };
+    // 8 Mi one-byte ids in one sample: 8 KiB of gzip.
+    let bomb = gzip(&with(&packed_sample(8 << 20, 1, None)));
+    assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+    let err = Profile::decode(&bomb, &limits).expect_err("over the element cap");
+    assert!(too_many(&err), "{err}");
+    assert!(err.to_string().contains("1048576 elements"), "{err}");
+    // The same ids ending in one that needs 64 bits take the general (prost) path: refused before
+    // prost allocates.
+    let wide = with(&packed_sample(8 << 20, 1, Some(1 << 40)));
+    let err = Profile::decode(&wide, &limits).expect_err("over the element cap");
+    assert!(too_many(&err), "{err}");
+    // Many small samples add up.
+    let mut many = Vec::new();
+    for _ in 0..(1 << 19) + 1 {
+        many.extend_from_slice(&sample(&[1], &[1]));
+    }
+    let err = Profile::decode(&with(&many), &limits).expect_err("over the element cap");
+    assert!(too_many(&err), "{err}");
+    // Under the cap the same shape decodes, and ids over 32 bits resolve.
+    let mut ids = vec![1u8; 1000];
+    varint(&mut ids, 1 << 40);
+    let mut s = Vec::new();
+    bytes(&mut s, 1, &ids);
+    int(&mut s, 2, 5);
+    let mut body = Vec::new();
+    bytes(&mut body, 2, &s);
+    for id in [1u64, 1 << 40] {
+        body.extend_from_slice(&location(id, 1));
+    }
+    body.extend_from_slice(&function(1, 3));
+    let p = Profile::decode(&with(&body), &limits).expect("under the cap");
+    let r = top(&p, &TopOptions::default()).expect("report");
+    assert_eq!((r.rows[0].name.as_str(), r.rows[0].flat), ("f", 5));
+}

@@ -1,7 +1,7 @@
 //! `pressured pprof …`: profile analysis, backed by `pressure-pprof`.
 //!
-//! `pressured pprof top FILE [--sample-index NAME] [--nodecount N] [--cum]` prints the same text as
-//! `go tool pprof -top` with the same options.
+//! `pressured pprof top FILE [--sample-index NAME] [--nodecount N] [--cum] [--diff-base OLD]` prints
+//! the same text as `go tool pprof -top` with the same options (`-diff_base=OLD`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -38,6 +38,10 @@ struct TopArgs {
     /// Sort by cumulative value instead of flat value.
     #[arg(long = "cum")]
     cum: bool,
+    /// Report the growth since OLD (another profile of the same kind, e.g. an earlier heap
+    /// profile of the same process), like `go tool pprof -diff_base=OLD`.
+    #[arg(long = "diff-base", alias = "diff_base", value_name = "OLD")]
+    diff_base: Option<PathBuf>,
     /// Refuse input files larger than this many bytes.
     #[arg(long = "max-bytes", value_name = "BYTES", default_value_t = Limits::default().max_compressed_bytes)]
     max_bytes: u64,
@@ -53,12 +57,25 @@ pub(crate) fn run(args: PprofArgs) -> anyhow::Result<()> {
     }
 }
 
+fn read_profile(path: &std::path::Path, limits: &Limits) -> anyhow::Result<Profile> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    Profile::decode_reader(file, limits)
+        .with_context(|| format!("reading profile {}", path.display()))
+}
+
 fn run_top(args: TopArgs) -> anyhow::Result<()> {
     let limits = Limits::new(args.max_bytes, args.max_decompressed_bytes);
-    let file = std::fs::File::open(&args.file)
-        .with_context(|| format!("opening {}", args.file.display()))?;
-    let profile = Profile::decode_reader(file, &limits)
-        .with_context(|| format!("reading profile {}", args.file.display()))?;
+    let mut profile = read_profile(&args.file, &limits)?;
+    if let Some(base) = &args.diff_base {
+        let base_profile = read_profile(base, &limits)?;
+        profile = profile.diff_base(&base_profile).with_context(|| {
+            format!(
+                "{} as the diff base of {}",
+                base.display(),
+                args.file.display()
+            )
+        })?;
+    }
     let options = TopOptions::new(args.sample_index, args.nodecount, args.cum);
     let report = pressure_pprof::top(&profile, &options)
         .with_context(|| format!("building report for {}", args.file.display()))?;

@@ -355,3 +355,45 @@ fn bad_metrics_address_is_rejected() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--metrics-bind-address"));
 }
+
+/// `pprof top NEW --diff-base OLD` prints what `go tool pprof -top -diff_base=OLD NEW` prints for
+/// two heap profiles of one leaking Go process (recorded from Go in pressure-pprof's test data:
+/// the `Type:` line and the table).
+#[test]
+fn pprof_top_diff_base_prints_the_leak_like_go() {
+    let testdata = format!("{}/../pressure-pprof/testdata", env!("CARGO_MANIFEST_DIR"));
+    let out = pressured()
+        .args(["pprof", "top"])
+        .arg(format!("{testdata}/profiles/leak-2.pb.gz"))
+        .arg("--diff-base")
+        .arg(format!("{testdata}/profiles/leak-1.pb.gz"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let type_line = text.lines().find(|l| l.starts_with("Type: ")).unwrap();
+    let table = &text[text.find("Showing nodes").expect("table")..];
+    let expected =
+        std::fs::read_to_string(format!("{testdata}/expected/leak__diff_base.txt")).unwrap();
+    assert_eq!(format!("{type_line}\n{table}"), expected);
+    assert!(table.contains("main.newState (inline)"), "{table}");
+
+    // A base of another kind is refused, naming both files.
+    let out = pressured()
+        .args(["pprof", "top"])
+        .arg(format!("{testdata}/profiles/leak-2.pb.gz"))
+        .arg("--diff-base")
+        .arg(format!("{testdata}/profiles/cpu.pb.gz"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cpu.pb.gz as the diff base of") && err.contains("incompatible"),
+        "{err}"
+    );
+}

@@ -2,7 +2,9 @@
 //
 // It retains about 48 MiB allocated by retainLarge and 8 MiB by retainSmall, runs a GC so the heap
 // profile reflects them, serves net/http/pprof on 127.0.0.1 (port 0 or the first argument) and prints
-// "listening on ADDR" once ready. Standard library only.
+// "listening on ADDR" once ready. GET /leak?mb=N retains N MiB more in main.leak (and runs a GC, so
+// the next heap profile shows them) before it answers "ok": the growth between two captures.
+// Standard library only.
 package main
 
 import (
@@ -12,6 +14,7 @@ import (
 	_ "net/http/pprof"
 	"os"
 	"runtime"
+	"strconv"
 )
 
 var retained [][]byte
@@ -34,7 +37,26 @@ func retainSmall() {
 	}
 }
 
+//go:noinline
+func leak(mb int) {
+	for i := 0; i < mb; i++ {
+		b := make([]byte, 1<<20)
+		b[0] = byte(i)
+		retained = append(retained, b)
+	}
+}
+
 func main() {
+	http.HandleFunc("/leak", func(w http.ResponseWriter, r *http.Request) {
+		mb, err := strconv.Atoi(r.URL.Query().Get("mb"))
+		if err != nil || mb < 0 || mb > 256 {
+			http.Error(w, "mb: 0 to 256", http.StatusBadRequest)
+			return
+		}
+		leak(mb)
+		runtime.GC()
+		fmt.Fprintln(w, "ok")
+	})
 	retainLarge()
 	retainSmall()
 	runtime.GC()
