@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use pressure_testkit::{World, synthetic_node, synthetic_pod, unique_container_id, unique_pod_uid};
 use serde_json::{Value, json};
 
-use crate::util::{Pressured, next_event, spawn, start_server};
+use crate::util::{Pressured, next_event, spawn, start_server, wait_log};
 
 const MIB: u64 = 1 << 20;
 
@@ -66,27 +66,12 @@ fn start(
         .env_remove("POD_NAMESPACE")
         .env_remove("NODE_NAME")
         .env_remove("KUBERNETES_SERVICE_HOST")
-        .env_remove("PRESSURED_KUBE_EVENTS")
         .env("RUST_LOG", "info");
     for (k, v) in env {
         cmd.env(k, v);
     }
     let running = spawn(&mut cmd);
     (running.process, running.events, running.log)
-}
-
-/// Waits (at most 30 s) for a log line containing `needle`; returns it.
-fn wait_log(log: &mpsc::Receiver<String>, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = log
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no log line with {needle:?} in time"));
-        if line.contains(needle) {
-            return line;
-        }
-    }
 }
 
 /// Writes `memory.events` of a v2 cgroup with one OOM kill, in place at the same length as

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use pressure_testkit::{ContainerUsage, FakeApiServer, Fault, FaultRule, World};
 use serde_json::{Value, json};
 
-use crate::util::{Pressured, next_event, spawn, start_server};
+use crate::util::{Pressured, next_event, spawn, start_server, wait_log};
 
 const MIB: u64 = 1 << 20;
 
@@ -205,20 +205,6 @@ fn replica(
     (running.process, running.events, running.log)
 }
 
-/// Waits (at most 30 s) for a log line containing `needle`.
-fn log_line(log: &mpsc::Receiver<String>, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = log
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no log line with {needle:?} in time"));
-        if line.contains(needle) {
-            return line;
-        }
-    }
-}
-
 #[test]
 fn only_the_leader_replica_acts_and_a_follower_takes_over() {
     let (_rt, server) = start_server(World::synthetic(1, 2));
@@ -246,7 +232,7 @@ fn only_the_leader_replica_acts_and_a_follower_takes_over() {
     // A second replica joins while the first leads: once its first election round found the holder
     // (its standby line; its pod list is in by then), it is as ready as it gets without the Lease.
     let (_b, rx_b, log_b) = replica(&kubeconfig, &config, "replica-b");
-    let standby = log_line(&log_b, "standing by");
+    let standby = wait_log(&log_b, "standing by");
     assert!(standby.contains("replica-b"), "{standby}");
     server.set_usage(
         "ns-0",
@@ -366,8 +352,8 @@ fn an_oom_kill_before_any_reading_reports_no_usage() {
             .env("POD_NAME", "pressured-test"),
     );
     // Ready: the pod list is in (the kill below is news, not history) and a summary has failed.
-    log_line(&running.log, "cluster mode: watching pods");
-    log_line(&running.log, "stats summary failed");
+    wait_log(&running.log, "cluster mode: watching pods");
+    wait_log(&running.log, "stats summary failed");
     assert!(server.update_pod("ns-0", "pod-0-0", |p| {
         let cs = &mut p["status"]["containerStatuses"][0];
         cs["restartCount"] = json!(1);

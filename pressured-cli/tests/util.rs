@@ -87,3 +87,17 @@ pub(crate) fn start_server(world: World) -> (tokio::runtime::Runtime, FakeApiSer
     let server = rt.block_on(FakeApiServer::start(world)).expect("server");
     (rt, server)
 }
+
+/// Waits (at most 30 s) for a log line containing `needle`; returns it.
+pub(crate) fn wait_log(log: &mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = log
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no log line with {needle:?} in time"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}

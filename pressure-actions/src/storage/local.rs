@@ -13,7 +13,7 @@ use crate::StorageError;
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Objects as files under a root directory (`storage.path` or `PRESSURED_STORAGE_PATH`).
+/// Objects as files under a root directory (`storage.path`).
 ///
 /// A write goes to a hidden temp file next to the target, is fsynced, renamed over the target, and the
 /// directory is fsynced: readers see the old object or the whole new one, also after a crash.
