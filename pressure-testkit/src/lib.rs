@@ -12,6 +12,7 @@ mod apiserver;
 mod cgroup;
 mod hog;
 mod matrix;
+pub mod prediction;
 
 pub use apiserver::{
     ContainerUsage, FakeApiError, FakeApiServer, Fault, FaultRule, Options, World, synthetic_node,
