@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use crate::config::{Config, Signal, ThresholdsConfig};
 use crate::event::{Event, EventType, Severity};
 use crate::sample::{Reading, Sample, Target};
-use crate::trend::{Epoch, Trend};
+use crate::trend::{Epoch, Outlook, Trend};
 
 /// Annotation overriding `thresholds.warn_percent` for one pod.
 pub const ANNOTATION_WARN_PERCENT: &str = "pressured.io/warn-percent";
@@ -18,6 +18,16 @@ pub const ANNOTATION_HYSTERESIS_PERCENT: &str = "pressured.io/hysteresis-percent
 
 /// Containers not seen for this many cycles are forgotten.
 const FORGET_AFTER_CYCLES: u64 = 3;
+
+/// Evidence rule of `predicted_oom`: the rise must have lasted at least this share of the ETA it
+/// implies (for a linear rise: it has consumed at least `k / (1 + k)` of the headroom it started
+/// from). A start-up, a batch or a step rises for a moment and implies an ETA much longer than that.
+pub(crate) const EVIDENCE_SHARE: f64 = 1.0;
+
+/// A change between two consecutive samples of more than `limit >> JUMP_SHIFT` bytes (1/32 of the
+/// limit) is a step, not a trend: the trend starts over after it, so that a start-up, a batch or a
+/// sudden jump is not extrapolated.
+const JUMP_SHIFT: u32 = 5;
 
 /// The thresholds in effect for one container: the global ones with its pod's annotation overrides.
 ///
@@ -172,9 +182,10 @@ pub struct SlotId {
     generation: u32,
 }
 
-/// What the engine remembers about one container: the hot state, dense and exactly two cache lines (the
-/// first for the threshold check, the second for the trend), so a poll over thousands of containers
-/// streams through memory.
+/// What the engine remembers about one container: the hot state, dense and exactly three cache lines
+/// (the first for the threshold check, the second for the trend, the third for the evidence of a
+/// prediction, touched only while the trend rises), so a poll over thousands of containers streams
+/// through memory.
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(64))]
 struct State {
@@ -187,8 +198,12 @@ struct State {
     severity: Severity,
     has_oom_baseline: bool,
     /// Points in `trend` since it was last cleared (saturating).
-    trend_points: u32,
+    trend_points: u16,
+    /// Whether `evidence` holds a rise: while not, a flat trend does not touch it.
+    rising: bool,
     oom_baseline: u64,
+    /// The signal of the previous sample (steps restart the trend).
+    last_signal: u64,
     /// The band of signal bytes `[band_lo, band_hi]` in which the severity stays what it is, for the
     /// limit `band_limit` (0 = unlimited): inside it a sample needs no percentage and no comparison with
     /// the thresholds. Empty (`lo > hi`) until the first sample.
@@ -197,12 +212,28 @@ struct State {
     band_limit: u64,
     /// Clock of the last memory_pressure/recovered event.
     last_emit: f64,
-    /// `predicted_oom` is armed again from this clock value on.
-    predict_rearm_at: f64,
     trend: Trend,
+    evidence: Evidence,
 }
 
-const _: () = assert!(size_of::<State>() == 128);
+/// How long the trend has risen, and what was announced: touched only while it rises.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct Evidence {
+    /// Clock since which the trend has risen significantly without a break; NaN when it does not.
+    since: f64,
+    /// ETA of the last `predicted_oom` of this rise; infinite when none.
+    announced: f64,
+}
+
+impl Evidence {
+    const NONE: Evidence = Evidence {
+        since: f64::NAN,
+        announced: f64::INFINITY,
+    };
+}
+
+const _: () = assert!(size_of::<State>() == 192);
 
 impl State {
     /// The severity of a signal outside the band, and the band around it. Rare (a sample crossing a
@@ -218,6 +249,46 @@ impl State {
         (self.band_lo, self.band_hi) = th.band(severity, limit);
         self.band_limit = limit;
         severity
+    }
+}
+
+impl State {
+    /// Forgets the trend and its evidence (a step, no limit any more).
+    #[cold]
+    #[inline(never)]
+    fn restart_trend(&mut self) {
+        self.trend.clear();
+        self.trend_points = 0;
+        self.rising = false;
+        self.evidence = Evidence::NONE;
+    }
+
+    /// Takes in the trend's outlook at clock `now`; returns the ETA to announce, if any: when the rise
+    /// has lasted [`EVIDENCE_SHARE`] of the ETA it implies, and then whenever the ETA falls below half
+    /// of the last one announced. Out of line: only rising trends come here.
+    #[cold]
+    #[inline(never)]
+    fn weigh(&mut self, outlook: Outlook, now: f64) -> Option<f64> {
+        let ev = &mut self.evidence;
+        let eta = match outlook {
+            Outlook::Flat => {
+                *ev = Evidence::NONE;
+                self.rising = false;
+                return None;
+            }
+            Outlook::Later => None,
+            Outlook::Eta(eta) => Some(eta),
+        };
+        if !self.rising {
+            self.rising = true;
+            ev.since = now;
+        }
+        let eta = eta?;
+        if now - ev.since >= EVIDENCE_SHARE * eta && eta < 0.5 * ev.announced {
+            ev.announced = eta;
+            return Some(eta);
+        }
+        None
     }
 }
 
@@ -332,13 +403,15 @@ impl Engine {
             severity: Severity::Ok,
             has_oom_baseline: false,
             trend_points: 0,
+            rising: false,
             oom_baseline: 0,
+            last_signal: 0,
             band_lo: 1,
             band_hi: 0,
             band_limit: 0,
             last_emit: f64::NEG_INFINITY,
-            predict_rearm_at: f64::NEG_INFINITY,
             trend: Trend::default(),
+            evidence: Evidence::NONE,
         };
         let meta = Some(Meta {
             key: key.clone(),
@@ -493,29 +566,29 @@ impl Engine {
 
         if th.predict_seconds > 0.0 {
             if limit > 0 {
+                if signal.abs_diff(st.last_signal) > limit >> JUMP_SHIFT && st.trend_points > 0 {
+                    st.restart_trend();
+                }
+                st.last_signal = signal;
                 // A point not added (a repeated clock value) predicts nothing new.
                 if st
                     .trend
                     .push(&mut st.trend_points, now, signal, self.epoch.point())
-                    && now >= st.predict_rearm_at
-                    && let Some(p) = st.trend.predict(
+                {
+                    let outlook = st.trend.outlook(
                         st.trend_points,
                         signal,
                         limit.saturating_sub(signal),
                         th.predict_seconds,
-                    )
-                {
-                    out.push(emit(
-                        EventType::PredictedOom,
-                        severity,
-                        severity,
-                        Some(p.eta_seconds),
-                    ));
-                    st.predict_rearm_at = now + th.cooldown_seconds.max(f64::MIN_POSITIVE);
+                    );
+                    if (outlook != Outlook::Flat || st.rising)
+                        && let Some(eta) = st.weigh(outlook, now)
+                    {
+                        out.push(emit(EventType::PredictedOom, severity, severity, Some(eta)));
+                    }
                 }
             } else if st.trend_points > 0 {
-                st.trend.clear();
-                st.trend_points = 0;
+                st.restart_trend();
             }
         }
         true
@@ -739,7 +812,11 @@ mod tests {
             engine.end_cycle();
         }
         let [old, young] = predicted;
-        assert!(old.len() > 20, "{old:?}");
+        // The first at the horizon, then one each time the ETA halves: 60, 30, 15, 7.5, 3.8, 1.9, ...
+        assert!(old.len() >= 5, "{old:?}");
+        for pair in old.windows(2) {
+            assert!(pair[1].1 < pair[0].1 / 2.0 + 0.1, "{old:?}");
+        }
         assert_eq!(old.len(), young.len(), "{old:?} {young:?}");
         for ((t0, eta0), (t1, eta1)) in old.iter().zip(&young) {
             assert_eq!(t0, t1);

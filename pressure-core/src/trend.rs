@@ -17,7 +17,7 @@
 //! long a container lives and however large its memory.
 
 /// Fewer points than this never predict: a slope from a handful of samples is noise.
-pub(crate) const MIN_POINTS: u32 = 8;
+pub(crate) const MIN_POINTS: u16 = 8;
 /// The fit must explain this share of the variance (R²), so noisy-but-flat series don't predict.
 const MIN_R2: f64 = 0.6;
 /// The origin moves when the clock is this many time constants past it: the newest weights stay below
@@ -145,11 +145,15 @@ impl Epoch {
     }
 }
 
-/// A rising trend that reaches the limit soon: what `predicted_oom` reports.
+/// What a trend says about reaching the limit.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Prediction {
-    /// Seconds until the limit is reached at the fitted slope.
-    pub(crate) eta_seconds: f64,
+pub(crate) enum Outlook {
+    /// No significant rise.
+    Flat,
+    /// A significant rise that reaches the limit later than the horizon.
+    Later,
+    /// A significant rise that reaches the limit in this many seconds, within the horizon.
+    Eta(f64),
 }
 
 impl Trend {
@@ -179,7 +183,7 @@ impl Trend {
         clippy::neg_cmp_op_on_partial_ord,
         reason = "a NaN clock must fail the test"
     )]
-    pub(crate) fn push(&mut self, points: &mut u32, now: f64, bytes: u64, at: Point) -> bool {
+    pub(crate) fn push(&mut self, points: &mut u16, now: f64, bytes: u64, at: Point) -> bool {
         if !(now > self.last_t) {
             if now < self.last_t {
                 self.clear();
@@ -215,7 +219,7 @@ impl Trend {
 
     /// Moves the sums to the epoch's new origin (see [`Epoch::advance`]) and the byte base to the weighted
     /// mean, so the coordinates stay near the data. `points` as for [`push`](Self::push).
-    pub(crate) fn rebase(&mut self, points: &mut u32, r: Rebase) {
+    pub(crate) fn rebase(&mut self, points: &mut u16, r: Rebase) {
         if *points == 0 {
             return;
         }
@@ -249,44 +253,41 @@ impl Trend {
     /// Bytes per second of a significant upward trend ending at the newest point, `bytes`, or `None` (too
     /// few points, flat, falling or noisy).
     #[cfg(test)]
-    pub(crate) fn rising_slope(&self, points: u32, bytes: u64) -> Option<f64> {
+    pub(crate) fn rising_slope(&self, points: u16, bytes: u64) -> Option<f64> {
         let (sxx, sxy) = self.rising(points, bytes)?;
         self.significant(sxx, sxy).then(|| sxy / sxx)
     }
 
-    /// When the trend over `points` points, whose newest point is `bytes`, is significant, rising, and
-    /// reaches `room` more bytes within `horizon` seconds.
+    /// What the trend over `points` points, whose newest point is `bytes`, says about reaching `room`
+    /// more bytes: nothing (too few points, flat, falling or noisy), later than `horizon` seconds, or when.
     ///
     /// The cheap tests come first and nothing is divided unless it predicts: for most samples of most
     /// containers this is two comparisons.
     #[inline]
-    pub(crate) fn predict(
-        &self,
-        points: u32,
-        bytes: u64,
-        room: u64,
-        horizon: f64,
-    ) -> Option<Prediction> {
-        let (sxx, sxy) = self.rising(points, bytes)?;
+    pub(crate) fn outlook(&self, points: u16, bytes: u64, room: u64, horizon: f64) -> Outlook {
+        let Some((sxx, sxy)) = self.rising(points, bytes) else {
+            return Outlook::Flat;
+        };
+        if !self.significant(sxx, sxy) {
+            return Outlook::Flat;
+        }
         // Through i64 when it fits (always, in practice): u64 → f64 is slow.
         let room = match i64::try_from(room) {
             Ok(room) => room as f64,
             Err(_) => room as f64,
         };
         // eta = room / slope = room · sxx / sxy <= horizon, without dividing (sxx, sxy > 0).
-        if room * sxx > horizon * sxy || !self.significant(sxx, sxy) {
-            return None;
+        if room * sxx > horizon * sxy {
+            return Outlook::Later;
         }
-        Some(Prediction {
-            eta_seconds: room * sxx / sxy,
-        })
+        Outlook::Eta(room * sxx / sxy)
     }
 
     /// The scaled variance of time and covariance of time and bytes when the series rises: the newest
     /// point, `bytes`, lies above the weighted mean `w / n` (a non-increasing series never passes, whatever
     /// the rounding: half a byte of tolerance) and the covariance is positive.
     #[inline]
-    fn rising(&self, points: u32, bytes: u64) -> Option<(f64, f64)> {
+    fn rising(&self, points: u16, bytes: u64) -> Option<(f64, f64)> {
         if points < MIN_POINTS || self.w > (self.y(bytes) - 0.5) * self.n {
             return None;
         }
@@ -310,7 +311,7 @@ mod tests {
     struct Fit {
         epoch: Epoch,
         tr: Trend,
-        points: u32,
+        points: u16,
         last: u64,
         rebases: u32,
     }
