@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use crate::config::{Config, Signal, ThresholdsConfig};
 use crate::event::{Event, EventType, Severity};
 use crate::sample::{Reading, Sample, Target};
-use crate::trend::{Epoch, Outlook, Trend};
+use crate::trend::{Epoch, Point, Rise, Trend};
 
 /// Annotation overriding `thresholds.warn_percent` for one pod.
 pub const ANNOTATION_WARN_PERCENT: &str = "pressured.io/warn-percent";
@@ -22,11 +22,12 @@ const FORGET_AFTER_CYCLES: u64 = 3;
 /// Evidence rule of `predicted_oom`: the rise must have lasted at least this share of the ETA it
 /// implies (for a linear rise: it has consumed at least `k / (1 + k)` of the headroom it started
 /// from). A start-up, a batch or a step rises for a moment and implies an ETA much longer than that.
-pub(crate) const EVIDENCE_SHARE: f64 = 1.0;
+pub(crate) const EVIDENCE_SHARE: f64 = 0.5;
 
 /// A change between two consecutive samples of more than `limit >> JUMP_SHIFT` bytes (1/32 of the
-/// limit) is a step, not a trend: the trend starts over after it, so that a start-up, a batch or a
-/// sudden jump is not extrapolated.
+/// limit) out of a series that does not rise is a step, not a trend: the trend starts over after it,
+/// so that a start-up, a batch or a sudden jump is not extrapolated. Within a rise it is part of the
+/// rise (a JVM or Go heap grows in steps).
 const JUMP_SHIFT: u32 = 5;
 
 /// The thresholds in effect for one container: the global ones with its pod's annotation overrides.
@@ -253,7 +254,7 @@ impl State {
 }
 
 impl State {
-    /// Forgets the trend and its evidence (a step, no limit any more).
+    /// Forgets the trend and its evidence (no limit any more).
     #[cold]
     #[inline(never)]
     fn restart_trend(&mut self) {
@@ -263,32 +264,59 @@ impl State {
         self.evidence = Evidence::NONE;
     }
 
-    /// Takes in the trend's outlook at clock `now`; returns the ETA to announce, if any: when the rise
-    /// has lasted [`EVIDENCE_SHARE`] of the ETA it implies, and then whenever the ETA falls below half
-    /// of the last one announced. Out of line: only rising trends come here.
-    #[cold]
-    #[inline(never)]
-    fn weigh(&mut self, outlook: Outlook, now: f64) -> Option<f64> {
-        let ev = &mut self.evidence;
-        let eta = match outlook {
-            Outlook::Flat => {
-                *ev = Evidence::NONE;
-                self.rising = false;
-                return None;
+    /// Takes in the trend's rise at clock `now` (the newest point: `signal` at `at`; `None`: it does
+    /// not rise); returns the ETA to announce, if any: when it is within `horizon`, the rise has lasted
+    /// [`EVIDENCE_SHARE`] of it and is not slowing down (the newest point is not below the fitted
+    /// line), and then whenever the ETA falls below half of the last one announced.
+    ///
+    /// Comparisons of fractions, no division, and the third cache line is read only while the trend
+    /// rises.
+    #[inline]
+    fn weigh(
+        &mut self,
+        rise: Option<Rise>,
+        now: f64,
+        horizon: f64,
+        signal: u64,
+        at: Point,
+    ) -> Option<f64> {
+        let Some(rise) = rise else {
+            if self.rising {
+                self.fall();
             }
-            Outlook::Later => None,
-            Outlook::Eta(eta) => Some(eta),
+            return None;
         };
         if !self.rising {
             self.rising = true;
-            ev.since = now;
+            self.evidence.since = now;
         }
-        let eta = eta?;
-        if now - ev.since >= EVIDENCE_SHARE * eta && eta < 0.5 * ev.announced {
-            ev.announced = eta;
-            return Some(eta);
+        let ev = &self.evidence;
+        // eta <= horizon, now - since >= k * eta, eta < announced / 2.
+        (rise.within(horizon)
+            && (now - ev.since) * rise.sxy >= EVIDENCE_SHARE * rise.room_sxx
+            && rise.within(0.5 * ev.announced))
+        .then(|| self.announce(rise, signal, at))
+        .flatten()
+    }
+
+    /// The rise ended: its evidence is forgotten.
+    #[cold]
+    #[inline(never)]
+    fn fall(&mut self) {
+        self.rising = false;
+        self.evidence = Evidence::NONE;
+    }
+
+    /// The ETA of `rise` to announce unless the rise is slowing down.
+    #[cold]
+    #[inline(never)]
+    fn announce(&mut self, rise: Rise, signal: u64, at: Point) -> Option<f64> {
+        if self.trend.below_fit(signal, at.x) {
+            return None;
         }
-        None
+        let eta = rise.eta();
+        self.evidence.announced = eta;
+        Some(eta)
     }
 }
 
@@ -371,6 +399,21 @@ impl Engine {
         self.states
             .get(id.index as usize)
             .is_some_and(|s| s.generation == id.generation)
+    }
+
+    /// The current ETA of a tracked container's memory reaching its limit, in seconds from its last
+    /// sample: `Some` while its rise is significant and has lasted half of that ETA (the
+    /// evidence `predicted_oom` needs, without the horizon), `None` otherwise or when `id` is stale.
+    /// For a gauge; `predicted_oom` is announced only within `thresholds.predict_seconds`.
+    pub fn eta(&self, id: SlotId) -> Option<f64> {
+        let st = self.states.get(id.index as usize)?;
+        if st.generation != id.generation || !st.rising || st.band_limit == 0 {
+            return None;
+        }
+        let room = st.band_limit.saturating_sub(st.last_signal);
+        let rise = st.trend.rise(st.trend_points, st.last_signal, room)?;
+        ((st.trend.last_t() - st.evidence.since) * rise.sxy >= EVIDENCE_SHARE * rise.room_sxx)
+            .then(|| rise.eta())
     }
 
     /// The thresholds in effect for a tracked container.
@@ -566,24 +609,22 @@ impl Engine {
 
         if th.predict_seconds > 0.0 {
             if limit > 0 {
-                if signal.abs_diff(st.last_signal) > limit >> JUMP_SHIFT && st.trend_points > 0 {
-                    st.restart_trend();
+                if signal.abs_diff(st.last_signal) > limit >> JUMP_SHIFT
+                    && !st.rising
+                    && st.trend_points > 0
+                {
+                    // Not rising: there is no evidence to forget.
+                    st.trend.clear();
+                    st.trend_points = 0;
                 }
                 st.last_signal = signal;
                 // A point not added (a repeated clock value) predicts nothing new.
-                if st
-                    .trend
-                    .push(&mut st.trend_points, now, signal, self.epoch.point())
-                {
-                    let outlook = st.trend.outlook(
-                        st.trend_points,
-                        signal,
-                        limit.saturating_sub(signal),
-                        th.predict_seconds,
-                    );
-                    if (outlook != Outlook::Flat || st.rising)
-                        && let Some(eta) = st.weigh(outlook, now)
-                    {
+                let at = self.epoch.point();
+                if st.trend.push(&mut st.trend_points, now, signal, at) {
+                    let rise = st
+                        .trend
+                        .rise(st.trend_points, signal, limit.saturating_sub(signal));
+                    if let Some(eta) = st.weigh(rise, now, th.predict_seconds, signal, at) {
                         out.push(emit(EventType::PredictedOom, severity, severity, Some(eta)));
                     }
                 }

@@ -68,7 +68,7 @@ pub(crate) struct Epoch {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Point {
     /// `now - origin`.
-    x: f64,
+    pub(crate) x: f64,
     /// `exp(x / tau)`.
     weight: f64,
 }
@@ -145,15 +145,27 @@ impl Epoch {
     }
 }
 
-/// What a trend says about reaching the limit.
+/// A significant rise toward the limit: its ETA is `room_sxx / sxy` seconds, kept as a fraction so that
+/// comparing it costs multiplications, and only an announcement divides.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Outlook {
-    /// No significant rise.
-    Flat,
-    /// A significant rise that reaches the limit later than the horizon.
-    Later,
-    /// A significant rise that reaches the limit in this many seconds, within the horizon.
-    Eta(f64),
+pub(crate) struct Rise {
+    /// The room to the limit times the scaled variance of time.
+    pub(crate) room_sxx: f64,
+    /// The scaled covariance of time and bytes (positive).
+    pub(crate) sxy: f64,
+}
+
+impl Rise {
+    /// Seconds until the limit at the fitted slope.
+    pub(crate) fn eta(self) -> f64 {
+        self.room_sxx / self.sxy
+    }
+
+    /// Whether the ETA is at most `seconds` (infinite: always).
+    #[inline]
+    pub(crate) fn within(self, seconds: f64) -> bool {
+        self.room_sxx <= seconds * self.sxy
+    }
 }
 
 impl Trend {
@@ -167,6 +179,11 @@ impl Trend {
         last_t: f64::NEG_INFINITY,
         base: 0,
     };
+
+    /// Clock of the newest point; `-inf` when empty.
+    pub(crate) fn last_t(&self) -> f64 {
+        self.last_t
+    }
 
     /// Forgets every point.
     pub(crate) fn clear(&mut self) {
@@ -258,29 +275,36 @@ impl Trend {
         self.significant(sxx, sxy).then(|| sxy / sxx)
     }
 
-    /// What the trend over `points` points, whose newest point is `bytes`, says about reaching `room`
-    /// more bytes: nothing (too few points, flat, falling or noisy), later than `horizon` seconds, or when.
+    /// The rise of the trend over `points` points, whose newest point is `bytes`, toward `room` more
+    /// bytes, or `None` (too few points, flat, falling or noisy).
     ///
-    /// The cheap tests come first and nothing is divided unless it predicts: for most samples of most
-    /// containers this is two comparisons.
+    /// The cheap tests come first and nothing is divided: for most samples of most containers this is
+    /// two comparisons.
     #[inline]
-    pub(crate) fn outlook(&self, points: u16, bytes: u64, room: u64, horizon: f64) -> Outlook {
-        let Some((sxx, sxy)) = self.rising(points, bytes) else {
-            return Outlook::Flat;
-        };
+    pub(crate) fn rise(&self, points: u16, bytes: u64, room: u64) -> Option<Rise> {
+        let (sxx, sxy) = self.rising(points, bytes)?;
         if !self.significant(sxx, sxy) {
-            return Outlook::Flat;
+            return None;
         }
         // Through i64 when it fits (always, in practice): u64 → f64 is slow.
         let room = match i64::try_from(room) {
             Ok(room) => room as f64,
             Err(_) => room as f64,
         };
-        // eta = room / slope = room · sxx / sxy <= horizon, without dividing (sxx, sxy > 0).
-        if room * sxx > horizon * sxy {
-            return Outlook::Later;
-        }
-        Outlook::Eta(room * sxx / sxy)
+        Some(Rise {
+            room_sxx: room * sxx,
+            sxy,
+        })
+    }
+
+    /// Whether `bytes` at coordinate `x` (the epoch's point) lies below the fitted line: the rise is
+    /// slowing down (a warm-up levelling off, a ramp reaching its plateau, a flat stretch of a
+    /// staircase). Cold: only asked before an announcement.
+    pub(crate) fn below_fit(&self, bytes: u64, x: f64) -> bool {
+        let sxx = self.n * self.tt - self.t * self.t;
+        let sxy = self.n * self.tw - self.t * self.w;
+        let fitted = (self.w + sxy / sxx * (x * self.n - self.t)) / self.n;
+        self.y(bytes) < fitted
     }
 
     /// The scaled variance of time and covariance of time and bytes when the series rises: the newest

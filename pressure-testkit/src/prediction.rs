@@ -359,9 +359,12 @@ pub fn report(outcomes: &[Outcome]) -> String {
         "timeline", "split", "shape", "lead", "ETA err", "crit lead", "pred", "crit"
     );
     for o in outcomes {
-        let err = o
-            .eta_error()
-            .map_or("–".to_owned(), |e| format!("{:+.0} %", e * 100.0));
+        let err = match (o.eta_error(), o.first_prediction) {
+            (Some(e), _) => format!("{:+.0} %", e * 100.0),
+            // Without a kill: the ETA the false alarm announced.
+            (None, Some((_, eta))) if o.kill_t.is_none() => format!("eta {eta:.0} s"),
+            _ => "–".to_owned(),
+        };
         let (lead, crit) = if o.kill_t.is_some() {
             (secs(o.lead()), secs(o.critical_lead()))
         } else {
