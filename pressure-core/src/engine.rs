@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use crate::config::{Config, Signal, ThresholdsConfig};
 use crate::event::{Event, EventType, Severity};
 use crate::sample::{Reading, Sample, Target};
-use crate::trend::{Epoch, Point, Rise, Trend};
+use crate::trend::{Epoch, MIN_POINTS, Point, Rise, Trend};
 
 /// Annotation overriding `thresholds.warn_percent` for one pod.
 pub const ANNOTATION_WARN_PERCENT: &str = "pressured.io/warn-percent";
@@ -24,10 +24,14 @@ const FORGET_AFTER_CYCLES: u64 = 3;
 /// from). A start-up, a batch or a step rises for a moment and implies an ETA much longer than that.
 pub(crate) const EVIDENCE_SHARE: f64 = 0.5;
 
-/// A change between two consecutive samples of more than `limit >> JUMP_SHIFT` bytes (1/32 of the
-/// limit) out of a series that does not rise is a step, not a trend: the trend starts over after it,
-/// so that a start-up, a batch or a sudden jump is not extrapolated. Within a rise it is part of the
-/// rise (a JVM or Go heap grows in steps).
+/// And it must have lasted this long, however short the ETA: a rise of a second or two (a batch filling
+/// its buffers) is no trend, and an announcement less than a few seconds ahead is no use.
+pub(crate) const MIN_RISE_SECONDS: f64 = 5.0;
+
+/// A sample more than `limit >> JUMP_SHIFT` bytes (1/32 of the limit) away from the weighted mean of a
+/// trend of at least [`MIN_POINTS`] points that does not rise is a step, not a trend: the trend starts over from it, so that a start-up,
+/// a batch or a sudden jump is not extrapolated. Within a rise it is part of the rise (a JVM or Go heap
+/// grows in steps).
 const JUMP_SHIFT: u32 = 5;
 
 /// The thresholds in effect for one container: the global ones with its pod's annotation overrides.
@@ -183,10 +187,9 @@ pub struct SlotId {
     generation: u32,
 }
 
-/// What the engine remembers about one container: the hot state, dense and exactly three cache lines
-/// (the first for the threshold check, the second for the trend, the third for the evidence of a
-/// prediction, touched only while the trend rises), so a poll over thousands of containers streams
-/// through memory.
+/// What the engine remembers about one container: the hot state, dense and exactly two cache lines (the
+/// first for the threshold check and the evidence of a prediction, the second for the trend), so a poll
+/// over thousands of containers streams through memory.
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(64))]
 struct State {
@@ -199,12 +202,15 @@ struct State {
     severity: Severity,
     has_oom_baseline: bool,
     /// Points in `trend` since it was last cleared (saturating).
-    trend_points: u16,
-    /// Whether `evidence` holds a rise: while not, a flat trend does not touch it.
+    trend_points: u8,
+    /// Whether the trend rises significantly, since `rise_since`.
     rising: bool,
+    /// ETA of the last `predicted_oom` of this rise, as the upper half of an `f32` (a bfloat16: 3
+    /// significant digits are plenty to halve it); infinite when none.
+    announced: u16,
     oom_baseline: u64,
-    /// The signal of the previous sample (steps restart the trend).
-    last_signal: u64,
+    /// Clock since which the trend has risen significantly without a break (valid while `rising`).
+    rise_since: f64,
     /// The band of signal bytes `[band_lo, band_hi]` in which the severity stays what it is, for the
     /// limit `band_limit` (0 = unlimited): inside it a sample needs no percentage and no comparison with
     /// the thresholds. Empty (`lo > hi`) until the first sample.
@@ -214,27 +220,23 @@ struct State {
     /// Clock of the last memory_pressure/recovered event.
     last_emit: f64,
     trend: Trend,
-    evidence: Evidence,
 }
 
-/// How long the trend has risen, and what was announced: touched only while it rises.
-#[derive(Debug, Clone, Copy)]
-#[repr(C, align(64))]
-struct Evidence {
-    /// Clock since which the trend has risen significantly without a break; NaN when it does not.
-    since: f64,
-    /// ETA of the last `predicted_oom` of this rise; infinite when none.
-    announced: f64,
+const _: () = assert!(size_of::<State>() == 128);
+
+/// `announced` when nothing was: +inf as a bfloat16.
+const NOT_ANNOUNCED: u16 = (f32::INFINITY.to_bits() >> 16) as u16;
+
+/// An ETA as a bfloat16, rounded up (so that "below half of it" never fires early).
+fn to_bf16(eta: f64) -> u16 {
+    let bits = (eta as f32).to_bits();
+    let up = (bits >> 16) + u32::from(bits & 0xffff != 0);
+    (up.min(NOT_ANNOUNCED as u32)) as u16
 }
 
-impl Evidence {
-    const NONE: Evidence = Evidence {
-        since: f64::NAN,
-        announced: f64::INFINITY,
-    };
+fn from_bf16(v: u16) -> f64 {
+    f64::from(f32::from_bits(u32::from(v) << 16))
 }
-
-const _: () = assert!(size_of::<State>() == 192);
 
 impl State {
     /// The severity of a signal outside the band, and the band around it. Rare (a sample crossing a
@@ -254,23 +256,20 @@ impl State {
 }
 
 impl State {
-    /// Forgets the trend and its evidence (no limit any more).
-    #[cold]
-    #[inline(never)]
+    /// Forgets the trend and its evidence (no limit any more, or a step).
+    #[inline]
     fn restart_trend(&mut self) {
         self.trend.clear();
         self.trend_points = 0;
         self.rising = false;
-        self.evidence = Evidence::NONE;
     }
 
     /// Takes in the trend's rise at clock `now` (the newest point: `signal` at `at`; `None`: it does
     /// not rise); returns the ETA to announce, if any: when it is within `horizon`, the rise has lasted
-    /// [`EVIDENCE_SHARE`] of it and is not slowing down (the newest point is not below the fitted
+    /// [`EVIDENCE_SHARE`] of it and at least [`MIN_RISE_SECONDS`], and is not slowing down (the newest point is not below the fitted
     /// line), and then whenever the ETA falls below half of the last one announced.
     ///
-    /// Comparisons of fractions, no division, and the third cache line is read only while the trend
-    /// rises.
+    /// Comparisons of fractions: nothing is divided unless it is announced.
     #[inline]
     fn weigh(
         &mut self,
@@ -281,30 +280,22 @@ impl State {
         at: Point,
     ) -> Option<f64> {
         let Some(rise) = rise else {
-            if self.rising {
-                self.fall();
-            }
+            self.rising = false;
             return None;
         };
         if !self.rising {
             self.rising = true;
-            self.evidence.since = now;
+            self.rise_since = now;
+            self.announced = NOT_ANNOUNCED;
         }
-        let ev = &self.evidence;
-        // eta <= horizon, now - since >= k * eta, eta < announced / 2.
+        // eta <= horizon, now - since >= max(k * eta, MIN_RISE_SECONDS), eta < announced / 2.
+        let lasted = now - self.rise_since;
         (rise.within(horizon)
-            && (now - ev.since) * rise.sxy >= EVIDENCE_SHARE * rise.room_sxx
-            && rise.within(0.5 * ev.announced))
+            && lasted >= MIN_RISE_SECONDS
+            && lasted * rise.sxy >= EVIDENCE_SHARE * rise.room_sxx
+            && rise.within(0.5 * from_bf16(self.announced)))
         .then(|| self.announce(rise, signal, at))
         .flatten()
-    }
-
-    /// The rise ended: its evidence is forgotten.
-    #[cold]
-    #[inline(never)]
-    fn fall(&mut self) {
-        self.rising = false;
-        self.evidence = Evidence::NONE;
     }
 
     /// The ETA of `rise` to announce unless the rise is slowing down.
@@ -315,7 +306,7 @@ impl State {
             return None;
         }
         let eta = rise.eta();
-        self.evidence.announced = eta;
+        self.announced = to_bf16(eta);
         Some(eta)
     }
 }
@@ -410,9 +401,15 @@ impl Engine {
         if st.generation != id.generation || !st.rising || st.band_limit == 0 {
             return None;
         }
-        let room = st.band_limit.saturating_sub(st.last_signal);
-        let rise = st.trend.rise(st.trend_points, st.last_signal, room)?;
-        ((st.trend.last_t() - st.evidence.since) * rise.sxy >= EVIDENCE_SHARE * rise.room_sxx)
+        // The fitted bytes at the newest point: a gauge should not jump with each sample's noise.
+        let fitted = st.trend.fitted(self.epoch.x_of(st.trend.last_t()));
+        let rise = st.trend.rise(
+            st.trend_points,
+            fitted,
+            st.band_limit.saturating_sub(fitted),
+        )?;
+        let lasted = st.trend.last_t() - st.rise_since;
+        (lasted >= MIN_RISE_SECONDS && lasted * rise.sxy >= EVIDENCE_SHARE * rise.room_sxx)
             .then(|| rise.eta())
     }
 
@@ -447,14 +444,14 @@ impl Engine {
             has_oom_baseline: false,
             trend_points: 0,
             rising: false,
+            announced: NOT_ANNOUNCED,
             oom_baseline: 0,
-            last_signal: 0,
+            rise_since: f64::NAN,
             band_lo: 1,
             band_hi: 0,
             band_limit: 0,
             last_emit: f64::NEG_INFINITY,
             trend: Trend::default(),
-            evidence: Evidence::NONE,
         };
         let meta = Some(Meta {
             key: key.clone(),
@@ -609,15 +606,12 @@ impl Engine {
 
         if th.predict_seconds > 0.0 {
             if limit > 0 {
-                if signal.abs_diff(st.last_signal) > limit >> JUMP_SHIFT
-                    && !st.rising
-                    && st.trend_points > 0
+                if !st.rising
+                    && st.trend_points >= MIN_POINTS
+                    && st.trend.far_from_mean(signal, limit >> JUMP_SHIFT)
                 {
-                    // Not rising: there is no evidence to forget.
-                    st.trend.clear();
-                    st.trend_points = 0;
+                    st.restart_trend();
                 }
-                st.last_signal = signal;
                 // A point not added (a repeated clock value) predicts nothing new.
                 let at = self.epoch.point();
                 if st.trend.push(&mut st.trend_points, now, signal, at) {
@@ -866,8 +860,12 @@ mod tests {
                 "t={t0}: {eta0} vs {eta1}"
             );
         }
-        // The first prediction comes about 60 s before the limit (reached at t = 14 327).
-        assert!((14_260..=14_275).contains(&old[0].0), "{old:?}");
+        // The ramp starts at t = 14 000 and reaches the limit at t = 14 327: the first prediction comes
+        // when the rise has lasted half the ETA (t ≈ 14 109, plus the points a significant fit needs),
+        // with the true ETA.
+        let (t, eta) = old[0];
+        assert!((14_109..=14_130).contains(&t), "{old:?}");
+        assert!((eta - (14_327 - t) as f64).abs() < 3.0, "{old:?}");
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! long a container lives and however large its memory.
 
 /// Fewer points than this never predict: a slope from a handful of samples is noise.
-pub(crate) const MIN_POINTS: u16 = 8;
+pub(crate) const MIN_POINTS: u8 = 8;
 /// The fit must explain this share of the variance (R²), so noisy-but-flat series don't predict.
 const MIN_R2: f64 = 0.6;
 /// The origin moves when the clock is this many time constants past it: the newest weights stay below
@@ -95,6 +95,11 @@ impl Epoch {
                 weight: f64::NAN,
             },
         }
+    }
+
+    /// The coordinate of clock value `t` (NaN before the first clock value).
+    pub(crate) fn x_of(&self, t: f64) -> f64 {
+        t - self.origin
     }
 
     /// Whether [`point`](Self::point) is for clock value `now` (compared as bit patterns: cheaper than a
@@ -200,7 +205,7 @@ impl Trend {
         clippy::neg_cmp_op_on_partial_ord,
         reason = "a NaN clock must fail the test"
     )]
-    pub(crate) fn push(&mut self, points: &mut u16, now: f64, bytes: u64, at: Point) -> bool {
+    pub(crate) fn push(&mut self, points: &mut u8, now: f64, bytes: u64, at: Point) -> bool {
         if !(now > self.last_t) {
             if now < self.last_t {
                 self.clear();
@@ -236,7 +241,7 @@ impl Trend {
 
     /// Moves the sums to the epoch's new origin (see [`Epoch::advance`]) and the byte base to the weighted
     /// mean, so the coordinates stay near the data. `points` as for [`push`](Self::push).
-    pub(crate) fn rebase(&mut self, points: &mut u16, r: Rebase) {
+    pub(crate) fn rebase(&mut self, points: &mut u8, r: Rebase) {
         if *points == 0 {
             return;
         }
@@ -270,7 +275,7 @@ impl Trend {
     /// Bytes per second of a significant upward trend ending at the newest point, `bytes`, or `None` (too
     /// few points, flat, falling or noisy).
     #[cfg(test)]
-    pub(crate) fn rising_slope(&self, points: u16, bytes: u64) -> Option<f64> {
+    pub(crate) fn rising_slope(&self, points: u8, bytes: u64) -> Option<f64> {
         let (sxx, sxy) = self.rising(points, bytes)?;
         self.significant(sxx, sxy).then(|| sxy / sxx)
     }
@@ -281,7 +286,7 @@ impl Trend {
     /// The cheap tests come first and nothing is divided: for most samples of most containers this is
     /// two comparisons.
     #[inline]
-    pub(crate) fn rise(&self, points: u16, bytes: u64, room: u64) -> Option<Rise> {
+    pub(crate) fn rise(&self, points: u8, bytes: u64, room: u64) -> Option<Rise> {
         let (sxx, sxy) = self.rising(points, bytes)?;
         if !self.significant(sxx, sxy) {
             return None;
@@ -295,6 +300,25 @@ impl Trend {
             room_sxx: room * sxx,
             sxy,
         })
+    }
+
+    /// Whether `bytes` is more than `tolerance` bytes away from the weighted mean of the points: from a
+    /// trend that does not rise, a step. Two multiplications, no division.
+    #[inline]
+    pub(crate) fn far_from_mean(&self, bytes: u64, tolerance: u64) -> bool {
+        let tolerance = match i64::try_from(tolerance) {
+            Ok(t) => t as f64,
+            Err(_) => tolerance as f64,
+        };
+        (self.y(bytes) * self.n - self.w).abs() > tolerance * self.n
+    }
+
+    /// The fitted bytes at coordinate `x` (the epoch's point of the newest clock value), for a gauge.
+    pub(crate) fn fitted(&self, x: f64) -> u64 {
+        let sxx = self.n * self.tt - self.t * self.t;
+        let sxy = self.n * self.tw - self.t * self.w;
+        let y = (self.w + sxy / sxx * (x * self.n - self.t)) / self.n;
+        self.base.wrapping_add_signed(y.round() as i64)
     }
 
     /// Whether `bytes` at coordinate `x` (the epoch's point) lies below the fitted line: the rise is
@@ -311,7 +335,7 @@ impl Trend {
     /// point, `bytes`, lies above the weighted mean `w / n` (a non-increasing series never passes, whatever
     /// the rounding: half a byte of tolerance) and the covariance is positive.
     #[inline]
-    fn rising(&self, points: u16, bytes: u64) -> Option<(f64, f64)> {
+    fn rising(&self, points: u8, bytes: u64) -> Option<(f64, f64)> {
         if points < MIN_POINTS || self.w > (self.y(bytes) - 0.5) * self.n {
             return None;
         }
@@ -335,7 +359,7 @@ mod tests {
     struct Fit {
         epoch: Epoch,
         tr: Trend,
-        points: u16,
+        points: u8,
         last: u64,
         rebases: u32,
     }
