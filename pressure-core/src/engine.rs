@@ -26,10 +26,10 @@ pub(crate) const EVIDENCE_SHARE: f64 = 0.5;
 
 /// And it must have lasted this long, however short the ETA: a rise of a second or two (a batch filling
 /// its buffers) is no trend, and an announcement less than a few seconds ahead is no use.
-pub(crate) const MIN_RISE_SECONDS: f64 = 5.0;
+pub(crate) const MIN_RISE_SECONDS: f64 = 3.0;
 
-/// A sample more than `limit >> JUMP_SHIFT` bytes (1/32 of the limit) away from the weighted mean of a
-/// trend of at least [`MIN_POINTS`] points that does not rise is a step, not a trend: the trend starts over from it, so that a start-up,
+/// A sample more than `limit >> JUMP_SHIFT` bytes (1/32 of the limit) away from the level of a trend of
+/// at least [`MIN_POINTS`] points that does not rise is a step, not a trend: the trend starts over from it, so that a start-up,
 /// a batch or a sudden jump is not extrapolated. Within a rise it is part of the rise (a JVM or Go heap
 /// grows in steps).
 const JUMP_SHIFT: u32 = 5;
@@ -608,7 +608,7 @@ impl Engine {
             if limit > 0 {
                 if !st.rising
                     && st.trend_points >= MIN_POINTS
-                    && st.trend.far_from_mean(signal, limit >> JUMP_SHIFT)
+                    && signal.abs_diff(st.trend.level()) > limit >> JUMP_SHIFT
                 {
                     st.restart_trend();
                 }

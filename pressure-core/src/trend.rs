@@ -302,15 +302,12 @@ impl Trend {
         })
     }
 
-    /// Whether `bytes` is more than `tolerance` bytes away from the weighted mean of the points: from a
-    /// trend that does not rise, a step. Two multiplications, no division.
+    /// The level of a trend that does not rise, in bytes, without arithmetic: its byte base, which is its
+    /// first point or its weighted mean at the last rebase (at most 8 time constants old; a flat or
+    /// noisy-flat series stays near it).
     #[inline]
-    pub(crate) fn far_from_mean(&self, bytes: u64, tolerance: u64) -> bool {
-        let tolerance = match i64::try_from(tolerance) {
-            Ok(t) => t as f64,
-            Err(_) => tolerance as f64,
-        };
-        (self.y(bytes) * self.n - self.w).abs() > tolerance * self.n
+    pub(crate) fn level(&self) -> u64 {
+        self.base
     }
 
     /// The fitted bytes at coordinate `x` (the epoch's point of the newest clock value), for a gauge.
