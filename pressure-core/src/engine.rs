@@ -302,7 +302,8 @@ impl State {
     #[cold]
     #[inline(never)]
     fn announce(&mut self, rise: Rise, signal: u64, at: Point) -> Option<f64> {
-        if self.trend.below_fit(signal, at.x) {
+        // A thousandth of the limit: a straight line's rounding is no slowing down.
+        if self.trend.below_fit(signal, at.x, self.band_limit >> 10) {
             return None;
         }
         let eta = rise.eta();

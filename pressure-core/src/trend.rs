@@ -318,14 +318,14 @@ impl Trend {
         self.base.wrapping_add_signed(y.round() as i64)
     }
 
-    /// Whether `bytes` at coordinate `x` (the epoch's point) lies below the fitted line: the rise is
-    /// slowing down (a warm-up levelling off, a ramp reaching its plateau, a flat stretch of a
-    /// staircase). Cold: only asked before an announcement.
-    pub(crate) fn below_fit(&self, bytes: u64, x: f64) -> bool {
+    /// Whether `bytes` at coordinate `x` (the epoch's point) lies more than `tolerance` bytes below the
+    /// fitted line: the rise is slowing down (a warm-up levelling off, a ramp reaching its plateau, a
+    /// flat stretch of a staircase). Cold: only asked before an announcement.
+    pub(crate) fn below_fit(&self, bytes: u64, x: f64, tolerance: u64) -> bool {
         let sxx = self.n * self.tt - self.t * self.t;
         let sxy = self.n * self.tw - self.t * self.w;
         let fitted = (self.w + sxy / sxx * (x * self.n - self.t)) / self.n;
-        self.y(bytes) < fitted
+        self.y(bytes) + (tolerance as f64) < fitted
     }
 
     /// The scaled variance of time and covariance of time and bytes when the series rises: the newest

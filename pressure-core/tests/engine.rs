@@ -327,3 +327,33 @@ fn events_carry_identity_and_values() {
     assert_eq!(json["dry_run"], false);
     assert!(json.get("profile").is_none());
 }
+
+#[test]
+fn eta_follows_a_trusted_rise_and_is_none_otherwise() {
+    let mut d = Drive::new(&Config::default());
+    let id = d.engine.track(&d.target);
+    // Flat: no ETA.
+    for t in 0..20 {
+        d.pct(t as f64, 40.0);
+    }
+    assert_eq!(d.engine.eta(id), None);
+    // 1 %/s from 40 %: the limit is at t = 80. While the rise has lasted less than half of its ETA,
+    // none; then the fitted ETA.
+    let mut seen = Vec::new();
+    for t in 20..79 {
+        d.pct(t as f64, 40.0 + (t - 20) as f64);
+        seen.push((t, d.engine.eta(id)));
+    }
+    let first = seen.iter().find(|(_, e)| e.is_some()).expect("an ETA");
+    assert!(first.0 >= 40, "{seen:?}");
+    for &(t, eta) in &seen[seen.iter().position(|s| s == first).unwrap()..] {
+        let eta = eta.expect("stays while rising");
+        assert!((eta - (80 - t) as f64).abs() < 1.0, "t={t}: {eta}");
+    }
+    // A stale id has none.
+    d.target = target("other");
+    for t in 79..90 {
+        d.pct(t as f64, 10.0);
+    }
+    assert_eq!(d.engine.eta(id), None);
+}
