@@ -240,7 +240,8 @@ pub struct ThresholdsConfig {
     pub cooldown_seconds: f64,
     /// `thresholds.signal` \[working_set\]: what is compared to the limit.
     pub signal: Signal,
-    /// `thresholds.predict_seconds` \[60\]: emit `predicted_oom` when the limit is reached within this; 0 disables.
+    /// `thresholds.predict_seconds` \[21600\]: the longest horizon `predicted_oom` announces (6 h; a
+    /// rise must also have lasted half the ETA it implies, see the README); 0 disables.
     pub predict_seconds: f64,
     /// `thresholds.predict_window_seconds` \[30\]: the least-squares window of the prediction.
     pub predict_window_seconds: f64,
@@ -254,7 +255,7 @@ impl Default for ThresholdsConfig {
             hysteresis_percent: 5.0,
             cooldown_seconds: 60.0,
             signal: Signal::WorkingSet,
-            predict_seconds: 60.0,
+            predict_seconds: 21_600.0,
             predict_window_seconds: 30.0,
         }
     }
@@ -523,7 +524,7 @@ mod tests {
         assert_eq!(c.thresholds.critical_percent, 85.0);
         assert_eq!(c.thresholds.hysteresis_percent, 5.0);
         assert_eq!(c.thresholds.cooldown_seconds, 60.0);
-        assert_eq!(c.thresholds.predict_seconds, 60.0);
+        assert_eq!(c.thresholds.predict_seconds, 21_600.0);
         assert!(!c.dry_run);
         assert_eq!(c.log_level, LogLevel::Info);
     }

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use crate::config::{Signal, ThresholdsConfig};
 use crate::event::{Event, EventType, Severity};
 use crate::sample::{Reading, Sample, Target};
-use crate::trend::{Epoch, Trend};
+use crate::trend::{Epoch, MIN_POINTS, Point, Rise, Trend};
 
 /// Annotation overriding `thresholds.warn_percent` for one pod.
 pub const ANNOTATION_WARN_PERCENT: &str = "pressured.io/warn-percent";
@@ -19,6 +19,21 @@ pub const ANNOTATION_HYSTERESIS_PERCENT: &str = "pressured.io/hysteresis-percent
 
 /// Containers not seen for this many cycles are forgotten.
 const FORGET_AFTER_CYCLES: u64 = 3;
+
+/// Evidence rule of `predicted_oom`: the rise must have lasted at least this share of the ETA it
+/// implies (for a linear rise: it has consumed at least `k / (1 + k)` of the headroom it started
+/// from). A start-up, a batch or a step rises for a moment and implies an ETA much longer than that.
+pub(crate) const EVIDENCE_SHARE: f64 = 0.5;
+
+/// And it must have lasted this long, however short the ETA: a rise of a second or two (a batch filling
+/// its buffers) is no trend, and an announcement less than a few seconds ahead is no use.
+pub(crate) const MIN_RISE_SECONDS: f64 = 3.0;
+
+/// A sample more than `limit >> JUMP_SHIFT` bytes (1/32 of the limit) away from the level of a trend of
+/// at least [`MIN_POINTS`] points that does not rise is a step, not a trend: the trend starts over from it, so that a start-up,
+/// a batch or a sudden jump is not extrapolated. Within a rise it is part of the rise (a JVM or Go heap
+/// grows in steps).
+const JUMP_SHIFT: u32 = 5;
 
 /// The thresholds in effect for one container: the global ones with its pod's annotation overrides.
 ///
@@ -174,8 +189,8 @@ pub struct SlotId {
 }
 
 /// What the engine remembers about one container: the hot state, dense and exactly two cache lines (the
-/// first for the threshold check, the second for the trend), so a poll over thousands of containers
-/// streams through memory.
+/// first for the threshold check and the evidence of a prediction, the second for the trend), so a poll
+/// over thousands of containers streams through memory.
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(64))]
 struct State {
@@ -188,8 +203,15 @@ struct State {
     severity: Severity,
     has_oom_baseline: bool,
     /// Points in `trend` since it was last cleared (saturating).
-    trend_points: u32,
+    trend_points: u8,
+    /// Whether the trend rises significantly, since `rise_since`.
+    rising: bool,
+    /// ETA of the last `predicted_oom` of this rise, as the upper half of an `f32` (a bfloat16: 3
+    /// significant digits are plenty to halve it); infinite when none.
+    announced: u16,
     oom_baseline: u64,
+    /// Clock since which the trend has risen significantly without a break (valid while `rising`).
+    rise_since: f64,
     /// The band of signal bytes `[band_lo, band_hi]` in which the severity stays what it is, for the
     /// limit `band_limit` (0 = unlimited): inside it a sample needs no percentage and no comparison with
     /// the thresholds. Empty (`lo > hi`) until the first sample.
@@ -198,12 +220,24 @@ struct State {
     band_limit: u64,
     /// Clock of the last memory_pressure/recovered event.
     last_emit: f64,
-    /// `predicted_oom` is armed again from this clock value on.
-    predict_rearm_at: f64,
     trend: Trend,
 }
 
 const _: () = assert!(size_of::<State>() == 128);
+
+/// `announced` when nothing was: +inf as a bfloat16.
+const NOT_ANNOUNCED: u16 = (f32::INFINITY.to_bits() >> 16) as u16;
+
+/// An ETA as a bfloat16, rounded up (so that "below half of it" never fires early).
+fn to_bf16(eta: f64) -> u16 {
+    let bits = (eta as f32).to_bits();
+    let up = (bits >> 16) + u32::from(bits & 0xffff != 0);
+    (up.min(NOT_ANNOUNCED as u32)) as u16
+}
+
+fn from_bf16(v: u16) -> f64 {
+    f64::from(f32::from_bits(u32::from(v) << 16))
+}
 
 impl State {
     /// The severity of a signal outside the band, and the band around it. Rare (a sample crossing a
@@ -219,6 +253,63 @@ impl State {
         (self.band_lo, self.band_hi) = th.band(severity, limit);
         self.band_limit = limit;
         severity
+    }
+}
+
+impl State {
+    /// Forgets the trend and its evidence (no limit any more, or a step).
+    #[inline]
+    fn restart_trend(&mut self) {
+        self.trend.clear();
+        self.trend_points = 0;
+        self.rising = false;
+    }
+
+    /// Takes in the trend's rise at clock `now` (the newest point: `signal` at `at`; `None`: it does
+    /// not rise); returns the ETA to announce, if any: when it is within `horizon`, the rise has lasted
+    /// [`EVIDENCE_SHARE`] of it and at least [`MIN_RISE_SECONDS`], and is not slowing down (the newest point is not below the fitted
+    /// line), and then whenever the ETA falls below half of the last one announced.
+    ///
+    /// Comparisons of fractions: nothing is divided unless it is announced.
+    #[inline]
+    fn weigh(
+        &mut self,
+        rise: Option<Rise>,
+        now: f64,
+        horizon: f64,
+        signal: u64,
+        at: Point,
+    ) -> Option<f64> {
+        let Some(rise) = rise else {
+            self.rising = false;
+            return None;
+        };
+        if !self.rising {
+            self.rising = true;
+            self.rise_since = now;
+            self.announced = NOT_ANNOUNCED;
+        }
+        // eta <= horizon, now - since >= max(k * eta, MIN_RISE_SECONDS), eta < announced / 2.
+        let lasted = now - self.rise_since;
+        (rise.within(horizon)
+            && lasted >= MIN_RISE_SECONDS
+            && lasted * rise.sxy >= EVIDENCE_SHARE * rise.room_sxx
+            && rise.within(0.5 * from_bf16(self.announced)))
+        .then(|| self.announce(rise, signal, at))
+        .flatten()
+    }
+
+    /// The ETA of `rise` to announce unless the rise is slowing down.
+    #[cold]
+    #[inline(never)]
+    fn announce(&mut self, rise: Rise, signal: u64, at: Point) -> Option<f64> {
+        // A thousandth of the limit: a straight line's rounding is no slowing down.
+        if self.trend.below_fit(signal, at.x, self.band_limit >> 10) {
+            return None;
+        }
+        let eta = rise.eta();
+        self.announced = to_bf16(eta);
+        Some(eta)
     }
 }
 
@@ -306,6 +397,27 @@ impl Engine {
             .is_some_and(|s| s.generation == id.generation)
     }
 
+    /// The current ETA of a tracked container's memory reaching its limit, in seconds from its last
+    /// sample: `Some` while its rise is significant and has lasted half of that ETA (the
+    /// evidence `predicted_oom` needs, without the horizon), `None` otherwise or when `id` is stale.
+    /// For a gauge; `predicted_oom` is announced only within `thresholds.predict_seconds`.
+    pub fn eta(&self, id: SlotId) -> Option<f64> {
+        let st = self.states.get(id.index as usize)?;
+        if st.generation != id.generation || !st.rising || st.band_limit == 0 {
+            return None;
+        }
+        // The fitted bytes at the newest point: a gauge should not jump with each sample's noise.
+        let fitted = st.trend.fitted(self.epoch.x_of(st.trend.last_t()));
+        let rise = st.trend.rise(
+            st.trend_points,
+            fitted,
+            st.band_limit.saturating_sub(fitted),
+        )?;
+        let lasted = st.trend.last_t() - st.rise_since;
+        (lasted >= MIN_RISE_SECONDS && lasted * rise.sxy >= EVIDENCE_SHARE * rise.room_sxx)
+            .then(|| rise.eta())
+    }
+
     /// The thresholds in effect for a tracked container.
     pub fn thresholds(&self, id: SlotId) -> Option<&Thresholds> {
         self.live(id)
@@ -336,12 +448,14 @@ impl Engine {
             severity: Severity::Ok,
             has_oom_baseline: false,
             trend_points: 0,
+            rising: false,
+            announced: NOT_ANNOUNCED,
             oom_baseline: 0,
+            rise_since: f64::NAN,
             band_lo: 1,
             band_hi: 0,
             band_limit: 0,
             last_emit: f64::NEG_INFINITY,
-            predict_rearm_at: f64::NEG_INFINITY,
             trend: Trend::default(),
         };
         let meta = Some(Meta {
@@ -497,29 +611,24 @@ impl Engine {
 
         if th.predict_seconds > 0.0 {
             if limit > 0 {
-                // A point not added (a repeated clock value) predicts nothing new.
-                if st
-                    .trend
-                    .push(&mut st.trend_points, now, signal, self.epoch.point())
-                    && now >= st.predict_rearm_at
-                    && let Some(p) = st.trend.predict(
-                        st.trend_points,
-                        signal,
-                        limit.saturating_sub(signal),
-                        th.predict_seconds,
-                    )
+                if !st.rising
+                    && st.trend_points >= MIN_POINTS
+                    && signal.abs_diff(st.trend.level()) > limit >> JUMP_SHIFT
                 {
-                    out.push(emit(
-                        EventType::PredictedOom,
-                        severity,
-                        severity,
-                        Some(p.eta_seconds),
-                    ));
-                    st.predict_rearm_at = now + th.cooldown_seconds.max(f64::MIN_POSITIVE);
+                    st.restart_trend();
+                }
+                // A point not added (a repeated clock value) predicts nothing new.
+                let at = self.epoch.point();
+                if st.trend.push(&mut st.trend_points, now, signal, at) {
+                    let rise = st
+                        .trend
+                        .rise(st.trend_points, signal, limit.saturating_sub(signal));
+                    if let Some(eta) = st.weigh(rise, now, th.predict_seconds, signal, at) {
+                        out.push(emit(EventType::PredictedOom, severity, severity, Some(eta)));
+                    }
                 }
             } else if st.trend_points > 0 {
-                st.trend.clear();
-                st.trend_points = 0;
+                st.restart_trend();
             }
         }
         true
@@ -799,7 +908,11 @@ mod tests {
             engine.end_cycle();
         }
         let [old, young] = predicted;
-        assert!(old.len() > 20, "{old:?}");
+        // The first at the horizon, then one each time the ETA halves: 60, 30, 15, 7.5, 3.8, 1.9, ...
+        assert!(old.len() >= 5, "{old:?}");
+        for pair in old.windows(2) {
+            assert!(pair[1].1 < pair[0].1 / 2.0 + 0.1, "{old:?}");
+        }
         assert_eq!(old.len(), young.len(), "{old:?} {young:?}");
         for ((t0, eta0), (t1, eta1)) in old.iter().zip(&young) {
             assert_eq!(t0, t1);
@@ -808,8 +921,12 @@ mod tests {
                 "t={t0}: {eta0} vs {eta1}"
             );
         }
-        // The first prediction comes about 60 s before the limit (reached at t = 14 327).
-        assert!((14_260..=14_275).contains(&old[0].0), "{old:?}");
+        // The ramp starts at t = 14 000 and reaches the limit at t = 14 327: the first prediction comes
+        // when the rise has lasted half the ETA (t ≈ 14 109, plus the points a significant fit needs),
+        // with the true ETA.
+        let (t, eta) = old[0];
+        assert!((14_109..=14_130).contains(&t), "{old:?}");
+        assert!((eta - (14_327 - t) as f64).abs() < 3.0, "{old:?}");
     }
 
     #[test]

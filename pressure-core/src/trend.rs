@@ -17,7 +17,7 @@
 //! long a container lives and however large its memory.
 
 /// Fewer points than this never predict: a slope from a handful of samples is noise.
-pub(crate) const MIN_POINTS: u32 = 8;
+pub(crate) const MIN_POINTS: u8 = 8;
 /// The fit must explain this share of the variance (R²), so noisy-but-flat series don't predict.
 const MIN_R2: f64 = 0.6;
 /// The origin moves when the clock is this many time constants past it: the newest weights stay below
@@ -68,7 +68,7 @@ pub(crate) struct Epoch {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Point {
     /// `now - origin`.
-    x: f64,
+    pub(crate) x: f64,
     /// `exp(x / tau)`.
     weight: f64,
 }
@@ -95,6 +95,11 @@ impl Epoch {
                 weight: f64::NAN,
             },
         }
+    }
+
+    /// The coordinate of clock value `t` (NaN before the first clock value).
+    pub(crate) fn x_of(&self, t: f64) -> f64 {
+        t - self.origin
     }
 
     /// Whether [`point`](Self::point) is for clock value `now` (compared as bit patterns: cheaper than a
@@ -145,11 +150,27 @@ impl Epoch {
     }
 }
 
-/// A rising trend that reaches the limit soon: what `predicted_oom` reports.
+/// A significant rise toward the limit: its ETA is `room_sxx / sxy` seconds, kept as a fraction so that
+/// comparing it costs multiplications, and only an announcement divides.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Prediction {
-    /// Seconds until the limit is reached at the fitted slope.
-    pub(crate) eta_seconds: f64,
+pub(crate) struct Rise {
+    /// The room to the limit times the scaled variance of time.
+    pub(crate) room_sxx: f64,
+    /// The scaled covariance of time and bytes (positive).
+    pub(crate) sxy: f64,
+}
+
+impl Rise {
+    /// Seconds until the limit at the fitted slope.
+    pub(crate) fn eta(self) -> f64 {
+        self.room_sxx / self.sxy
+    }
+
+    /// Whether the ETA is at most `seconds` (infinite: always).
+    #[inline]
+    pub(crate) fn within(self, seconds: f64) -> bool {
+        self.room_sxx <= seconds * self.sxy
+    }
 }
 
 impl Trend {
@@ -163,6 +184,11 @@ impl Trend {
         last_t: f64::NEG_INFINITY,
         base: 0,
     };
+
+    /// Clock of the newest point; `-inf` when empty.
+    pub(crate) fn last_t(&self) -> f64 {
+        self.last_t
+    }
 
     /// Forgets every point.
     pub(crate) fn clear(&mut self) {
@@ -179,7 +205,7 @@ impl Trend {
         clippy::neg_cmp_op_on_partial_ord,
         reason = "a NaN clock must fail the test"
     )]
-    pub(crate) fn push(&mut self, points: &mut u32, now: f64, bytes: u64, at: Point) -> bool {
+    pub(crate) fn push(&mut self, points: &mut u8, now: f64, bytes: u64, at: Point) -> bool {
         if !(now > self.last_t) {
             if now < self.last_t {
                 self.clear();
@@ -215,7 +241,7 @@ impl Trend {
 
     /// Moves the sums to the epoch's new origin (see [`Epoch::advance`]) and the byte base to the weighted
     /// mean, so the coordinates stay near the data. `points` as for [`push`](Self::push).
-    pub(crate) fn rebase(&mut self, points: &mut u32, r: Rebase) {
+    pub(crate) fn rebase(&mut self, points: &mut u8, r: Rebase) {
         if *points == 0 {
             return;
         }
@@ -249,44 +275,64 @@ impl Trend {
     /// Bytes per second of a significant upward trend ending at the newest point, `bytes`, or `None` (too
     /// few points, flat, falling or noisy).
     #[cfg(test)]
-    pub(crate) fn rising_slope(&self, points: u32, bytes: u64) -> Option<f64> {
+    pub(crate) fn rising_slope(&self, points: u8, bytes: u64) -> Option<f64> {
         let (sxx, sxy) = self.rising(points, bytes)?;
         self.significant(sxx, sxy).then(|| sxy / sxx)
     }
 
-    /// When the trend over `points` points, whose newest point is `bytes`, is significant, rising, and
-    /// reaches `room` more bytes within `horizon` seconds.
+    /// The rise of the trend over `points` points, whose newest point is `bytes`, toward `room` more
+    /// bytes, or `None` (too few points, flat, falling or noisy).
     ///
-    /// The cheap tests come first and nothing is divided unless it predicts: for most samples of most
-    /// containers this is two comparisons.
+    /// The cheap tests come first and nothing is divided: for most samples of most containers this is
+    /// two comparisons.
     #[inline]
-    pub(crate) fn predict(
-        &self,
-        points: u32,
-        bytes: u64,
-        room: u64,
-        horizon: f64,
-    ) -> Option<Prediction> {
+    pub(crate) fn rise(&self, points: u8, bytes: u64, room: u64) -> Option<Rise> {
         let (sxx, sxy) = self.rising(points, bytes)?;
+        if !self.significant(sxx, sxy) {
+            return None;
+        }
         // Through i64 when it fits (always, in practice): u64 → f64 is slow.
         let room = match i64::try_from(room) {
             Ok(room) => room as f64,
             Err(_) => room as f64,
         };
-        // eta = room / slope = room · sxx / sxy <= horizon, without dividing (sxx, sxy > 0).
-        if room * sxx > horizon * sxy || !self.significant(sxx, sxy) {
-            return None;
-        }
-        Some(Prediction {
-            eta_seconds: room * sxx / sxy,
+        Some(Rise {
+            room_sxx: room * sxx,
+            sxy,
         })
+    }
+
+    /// The level of a trend that does not rise, in bytes, without arithmetic: its byte base, which is its
+    /// first point or its weighted mean at the last rebase (at most 8 time constants old; a flat or
+    /// noisy-flat series stays near it).
+    #[inline]
+    pub(crate) fn level(&self) -> u64 {
+        self.base
+    }
+
+    /// The fitted bytes at coordinate `x` (the epoch's point of the newest clock value), for a gauge.
+    pub(crate) fn fitted(&self, x: f64) -> u64 {
+        let sxx = self.n * self.tt - self.t * self.t;
+        let sxy = self.n * self.tw - self.t * self.w;
+        let y = (self.w + sxy / sxx * (x * self.n - self.t)) / self.n;
+        self.base.wrapping_add_signed(y.round() as i64)
+    }
+
+    /// Whether `bytes` at coordinate `x` (the epoch's point) lies more than `tolerance` bytes below the
+    /// fitted line: the rise is slowing down (a warm-up levelling off, a ramp reaching its plateau, a
+    /// flat stretch of a staircase). Cold: only asked before an announcement.
+    pub(crate) fn below_fit(&self, bytes: u64, x: f64, tolerance: u64) -> bool {
+        let sxx = self.n * self.tt - self.t * self.t;
+        let sxy = self.n * self.tw - self.t * self.w;
+        let fitted = (self.w + sxy / sxx * (x * self.n - self.t)) / self.n;
+        self.y(bytes) + (tolerance as f64) < fitted
     }
 
     /// The scaled variance of time and covariance of time and bytes when the series rises: the newest
     /// point, `bytes`, lies above the weighted mean `w / n` (a non-increasing series never passes, whatever
     /// the rounding: half a byte of tolerance) and the covariance is positive.
     #[inline]
-    fn rising(&self, points: u32, bytes: u64) -> Option<(f64, f64)> {
+    fn rising(&self, points: u8, bytes: u64) -> Option<(f64, f64)> {
         if points < MIN_POINTS || self.w > (self.y(bytes) - 0.5) * self.n {
             return None;
         }
@@ -310,7 +356,7 @@ mod tests {
     struct Fit {
         epoch: Epoch,
         tr: Trend,
-        points: u32,
+        points: u8,
         last: u64,
         rebases: u32,
     }

@@ -109,42 +109,75 @@ fn first_observation_only_sets_the_oom_baseline() {
     );
 }
 
-#[test]
-fn prediction_fires_once_on_a_ramp_before_the_limit() {
-    let mut c = Config::default();
-    c.thresholds.cooldown_seconds = 1000.0;
-    let mut d = Drive::new(&c);
+/// The `predicted_oom` events of a series of percentages, one sample per second, as `(t, eta)`.
+fn predictions(c: &Config, series: impl IntoIterator<Item = f64>) -> Vec<(u32, f64)> {
+    let mut d = Drive::new(c);
     let mut predicted = Vec::new();
-    // 1 %/s from 10 %: the limit is 90 s away at the start, within 60 s from t = 30.
-    for t in 0..80 {
-        for e in d.pct(t as f64, 10.0 + t as f64) {
+    for (t, pct) in series.into_iter().enumerate() {
+        for e in d.pct(t as f64, pct) {
             if e.event_type == EventType::PredictedOom {
-                predicted.push((t, e.eta_seconds.unwrap()));
+                predicted.push((t as u32, e.eta_seconds.unwrap()));
             }
         }
     }
-    assert_eq!(predicted.len(), 1, "{predicted:?}");
-    let (t, eta) = predicted[0];
-    assert!((30..=32).contains(&t), "{predicted:?}");
-    assert!((eta - (90.0 - t as f64)).abs() < 1.5, "{predicted:?}");
+    predicted
 }
 
 #[test]
-fn prediction_rearms_after_cooldown() {
+fn prediction_waits_until_the_rise_lasted_half_its_eta_then_follows_it() {
+    // 1 %/s from 10 %: the trend is significant from t = 7 (8 points) and the limit is at t = 90; the
+    // rise has lasted half the ETA at t = 35 (ETA 55 s). The next ones come when the ETA is below half
+    // of the last one announced (t = 63, and 77 or 78).
+    let predicted = predictions(&Config::default(), (0..80).map(|t| 10.0 + t as f64));
+    assert!((2..=3).contains(&predicted.len()), "{predicted:?}");
+    for &(t, eta) in &predicted {
+        assert!((eta - (90.0 - t as f64)).abs() < 1.5, "{predicted:?}");
+    }
+    assert!((34..=36).contains(&predicted[0].0), "{predicted:?}");
+    for pair in predicted.windows(2) {
+        assert!(pair[1].1 < pair[0].1 / 2.0, "{predicted:?}");
+    }
+}
+
+#[test]
+fn the_horizon_bounds_the_first_prediction() {
+    // The same ramp with a 20 s horizon: nothing until the ETA is 20 s.
     let mut c = Config::default();
-    c.thresholds.cooldown_seconds = 5.0;
-    c.thresholds.warn_percent = 98.0;
-    c.thresholds.critical_percent = 99.0;
-    let mut d = Drive::new(&c);
-    // 2 %/s from 20 %: always within 60 s of the limit once 8 points exist (t = 7).
-    let at: Vec<u32> = (0..38)
-        .filter(|&t| {
-            d.pct(t as f64, 20.0 + t as f64 * 2.0)
-                .iter()
-                .any(|e| e.event_type == EventType::PredictedOom)
-        })
-        .collect();
-    assert_eq!(at, [7, 12, 17, 22, 27, 32, 37]);
+    c.thresholds.predict_seconds = 20.0;
+    let predicted = predictions(&c, (0..80).map(|t| 10.0 + t as f64));
+    let &(t, eta) = predicted.first().expect("predicted");
+    assert!((70..=71).contains(&t) && eta <= 20.0, "{predicted:?}");
+}
+
+#[test]
+fn issue_17_a_start_up_that_levels_off_predicts_nothing() {
+    // From an empty container to 75 % in 3 s (25 %/s: ETA 1 s at the end), then flat with noise: a
+    // rise that never lasted as long as the ETA it implied.
+    let series = (0..200).map(|t| match t {
+        0..5 => 0.0,
+        5..8 => (t - 4) as f64 * 25.0,
+        _ => 75.0 + [0.0, 0.4, 0.1, 0.7, 0.2][t % 5],
+    });
+    assert_eq!(predictions(&Config::default(), series), []);
+}
+
+#[test]
+fn issue_17_a_step_then_a_creep_is_predicted_from_the_creep() {
+    // 40 % for 30 s, a step to 85 % in one sample, then +0.25 %/s: the limit is 60 s after the step.
+    // The step starts the trend over; the creep is predicted once it lasted as long as its ETA, with
+    // the creep's ETA.
+    let series = (0..90).map(|t| {
+        if t < 30 {
+            40.0
+        } else {
+            85.0 + (t - 30) as f64 * 0.25
+        }
+    });
+    let predicted = predictions(&Config::default(), series);
+    let &(t, eta) = predicted.first().expect("predicted");
+    assert!((55..=65).contains(&t), "{predicted:?}");
+    let actual = 90.0 - t as f64;
+    assert!((eta - actual).abs() / actual < 0.1, "{predicted:?}");
 }
 
 #[test]
@@ -293,4 +326,34 @@ fn events_carry_identity_and_values() {
     assert_eq!(json["timestamp"], "1970-01-01T00:00:00.000Z");
     assert_eq!(json["dry_run"], false);
     assert!(json.get("profile").is_none());
+}
+
+#[test]
+fn eta_follows_a_trusted_rise_and_is_none_otherwise() {
+    let mut d = Drive::new(&Config::default());
+    let id = d.engine.track(&d.target);
+    // Flat: no ETA.
+    for t in 0..20 {
+        d.pct(t as f64, 40.0);
+    }
+    assert_eq!(d.engine.eta(id), None);
+    // 1 %/s from 40 %: the limit is at t = 80. While the rise has lasted less than half of its ETA,
+    // none; then the fitted ETA.
+    let mut seen = Vec::new();
+    for t in 20..79 {
+        d.pct(t as f64, 40.0 + (t - 20) as f64);
+        seen.push((t, d.engine.eta(id)));
+    }
+    let first = seen.iter().find(|(_, e)| e.is_some()).expect("an ETA");
+    assert!(first.0 >= 40, "{seen:?}");
+    for &(t, eta) in &seen[seen.iter().position(|s| s == first).unwrap()..] {
+        let eta = eta.expect("stays while rising");
+        assert!((eta - (80 - t) as f64).abs() < 1.0, "t={t}: {eta}");
+    }
+    // A stale id has none.
+    d.target = target("other");
+    for t in 79..90 {
+        d.pct(t as f64, 10.0);
+    }
+    assert_eq!(d.engine.eta(id), None);
 }

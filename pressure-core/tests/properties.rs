@@ -89,3 +89,64 @@ proptest! {
         }
     }
 }
+
+/// The `predicted_oom` events of a series of `(t, percent)` samples, as `(t, eta, percent)`.
+fn predictions(series: impl IntoIterator<Item = (f64, f64)>) -> Vec<(f64, f64)> {
+    let mut d = Drive::new(&Config::default());
+    let mut out = Vec::new();
+    for (t, p) in series {
+        for e in d.pct(t, p) {
+            if e.event_type == EventType::PredictedOom {
+                out.push((t, e.eta_seconds.unwrap()));
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    /// Issue 17: a linear leak from any level, at any rate and sampling interval, is announced with
+    /// its true ETA (to 5 %), only after it has lasted half of that ETA, and before the limit.
+    #[test]
+    fn a_linear_leak_is_announced_with_its_eta(
+        from in 0.0f64..60.0,
+        // Percent of the limit per second, and seconds per sample: the limit is 10 s to 6 h away.
+        rate in 0.005f64..4.0,
+        interval in prop_oneof![Just(0.1f64), Just(1.0), Just(10.0)],
+    ) {
+        let full = (100.0 - from) / rate;
+        prop_assume!(full / interval >= 40.0 && full <= 21_600.0 * 1.5);
+        let n = (full / interval) as usize;
+        let predicted = predictions((0..n).map(|i| {
+            let t = i as f64 * interval;
+            (t, from + rate * t)
+        }));
+        let &(t, eta) = predicted.first().expect("announced");
+        let actual = full - t;
+        prop_assert!((eta - actual).abs() <= 0.05 * actual + 0.1, "{predicted:?} full {full}");
+        prop_assert!(t >= 0.5 * eta - interval && t >= 3.0, "{predicted:?}");
+    }
+
+    /// Issue 17: a step up from any level (a start-up, a batch, a cache fill) that then stays flat with
+    /// noise is never announced, however close to the limit it lands.
+    #[test]
+    fn a_step_that_levels_off_is_never_announced(
+        from in 0.0f64..50.0,
+        height in 5.0f64..45.0,
+        ramp_samples in 1usize..6,
+        noise in prop::collection::vec(0.0f64..1.0, 200),
+    ) {
+        let to = from + height;
+        let series = (0..200).map(|i| {
+            let p = if i < 30 {
+                from
+            } else if i < 30 + ramp_samples {
+                from + height * (i - 29) as f64 / ramp_samples as f64
+            } else {
+                to
+            };
+            (i as f64 * 0.1, p + noise[i])
+        });
+        prop_assert_eq!(predictions(series), vec![]);
+    }
+}

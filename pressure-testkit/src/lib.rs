@@ -16,6 +16,8 @@ mod capability;
 mod cgroup;
 mod hog;
 mod matrix;
+pub mod prediction;
+pub mod recorder;
 
 pub use apiserver::{
     ContainerUsage, FakeApiError, FakeApiServer, Fault, FaultRule, Options, World, synthetic_node,

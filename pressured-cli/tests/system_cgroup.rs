@@ -182,7 +182,13 @@ fn millis(later: SystemTime, earlier: SystemTime) -> f64 {
 /// Runs the hog to its kill and checks the event sequence; returns the oom_killed latency in ms.
 fn hog_until_killed_and_check(pressured: &mut Pressured, pod: &KubeletV1Pod) -> f64 {
     let clock = OomKillClock::start(&pod.container_dir).expect("oom clock");
-    let mut hog = Hog::spawn_in(&pod.procs(), HogSpec::four_mib_per_100ms()).expect("hog");
+    // 2 MiB per 100 ms: the kill comes 6.4 s in, and a rise must last 3 s (and half its ETA) before
+    // `predicted_oom` trusts it (issue 17), so the prediction has seconds to spare.
+    let spec = HogSpec {
+        step_bytes: 2 << 20,
+        ..HogSpec::four_mib_per_100ms()
+    };
+    let mut hog = Hog::spawn_in(&pod.procs(), spec).expect("hog");
     let id = pod.container_id.clone();
     let events = pressured.events_until(&pod.pod_uid, Duration::from_secs(40), |e| {
         is_type(e, "oom_killed") && e["container_id"] == id.as_str()
