@@ -173,7 +173,7 @@ impl Outcome {
 /// Replays `timeline` through an engine configured by `config`, one poll cycle per clock value, as
 /// `pressured --replay` does.
 pub fn evaluate(timeline: &Timeline, config: &Config) -> Outcome {
-    let mut engine = Engine::new(config);
+    let mut engine = Engine::new(&config.thresholds, config.dry_run);
     let kill_t = timeline.meta.kill_t.filter(|_| timeline.meta.oom_killed);
     let mut outcome = Outcome {
         name: timeline.name.clone(),
