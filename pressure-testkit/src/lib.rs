@@ -6,6 +6,10 @@
 //! bookmarks and `410 Expired`, server-side tables, patches with resourceVersion conflicts, Events in
 //! both API groups, Leases, the kubelet Summary API computed from [`ContainerUsage`] that tests
 //! change while it runs, and injected [`Fault`]s. The `fake-apiserver` binary runs it standalone.
+//!
+//! [`prediction`] is the prediction benchmark (replays recorded timelines, measures `predicted_oom`
+//! against the real kills; binary `bench-prediction`), [`recorder`] records such timelines from real
+//! programs in real cgroup v1 memcgs (binary `record-timeline`).
 #![deny(missing_docs)]
 
 mod apiserver;
