@@ -9,6 +9,10 @@
 //!
 //! System tests guard what they need of the machine with [`require`] and a [`Capability`]: skipped
 //! with the reason outside CI, failed under CI ([`under_ci`]).
+//!
+//! [`prediction`] is the prediction benchmark (replays recorded timelines, measures `predicted_oom`
+//! against the real kills; binary `bench-prediction`), [`recorder`] records such timelines from real
+//! programs in real cgroup v1 memcgs (binary `record-timeline`).
 #![deny(missing_docs)]
 
 mod apiserver;
