@@ -6,11 +6,16 @@
 //! bookmarks and `410 Expired`, server-side tables, patches with resourceVersion conflicts, Events in
 //! both API groups, Leases, the kubelet Summary API computed from [`ContainerUsage`] that tests
 //! change while it runs, and injected [`Fault`]s. The `fake-apiserver` binary runs it standalone.
+//!
+//! A real control plane ([`ControlPlane`]: etcd and kube-apiserver built by
+//! `scripts/kube-apiserver.sh`, RBAC on, ServiceAccount kubeconfigs, [`KubeletStandIn`]s behind the
+//! node proxy) runs the end-to-end tests; the `control-plane` binary starts one for a human.
 #![deny(missing_docs)]
 
 mod apiserver;
 mod cgroup;
 mod hog;
+mod kube;
 mod matrix;
 
 pub use apiserver::{
@@ -22,6 +27,7 @@ pub use cgroup::{
     unique_container_id, unique_pod_uid, v1_memcg_available, v1_oom_kill_count,
 };
 pub use hog::{Hog, HogExit, HogSpec};
+pub use kube::{ControlPlane, KubeError, KubeletStandIn, in_ci, require_control_plane};
 pub use matrix::{
     GuestPlan, GuestPrograms, GuestReport, HOG_SOURCE, INIT_SCRIPT, Initramfs, Kernel, MARKER,
     MatrixError, MatrixRow, OomCase, PodIds, QemuRun, QemuSpec, Scenario, ScenarioLog, Verdict,
