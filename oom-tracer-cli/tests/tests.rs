@@ -1,4 +1,5 @@
 //! System tests of the `oom-tracer` binary.
 
 mod cli;
+mod k8s_real_apiserver;
 mod k8s_victim;
