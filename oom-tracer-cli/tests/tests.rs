@@ -2,4 +2,3 @@
 
 mod cli;
 mod k8s_real_apiserver;
-mod k8s_victim;

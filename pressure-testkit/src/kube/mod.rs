@@ -837,6 +837,15 @@ impl ControlPlane {
         KubeletStandIn::start(self, name)
     }
 
+    /// The process ID of kube-apiserver (for CPU and RSS figures), while it runs.
+    #[must_use]
+    pub fn apiserver_pid(&self) -> Option<u32> {
+        self.lock_children()
+            .iter()
+            .find(|(name, _)| name == "kube-apiserver")
+            .map(|(_, c)| c.id())
+    }
+
     /// Kills the processes and removes the directory (also done on drop).
     pub fn stop(&self) {
         let mut children = std::mem::take(&mut *self.lock_children());
