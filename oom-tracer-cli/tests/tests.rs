@@ -1,4 +1,4 @@
 //! System tests of the `oom-tracer` binary.
 
 mod cli;
-mod k8s_victim;
+mod k8s_real_apiserver;

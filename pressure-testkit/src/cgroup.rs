@@ -229,7 +229,7 @@ pub fn v1_oom_kill_count(dir: &Path) -> io::Result<u64> {
 /// A kubelet-shaped v1 pod with one container: `<root>/kubepods/<qos>/pod<uid>/<id>`.
 #[derive(Debug)]
 pub struct KubeletV1Pod {
-    /// The pod UID (a fresh UUID).
+    /// The pod UID (a fresh UUID, or the one given to [`KubeletV1Pod::create_for`]).
     pub pod_uid: String,
     /// The container ID (64 fresh hex digits).
     pub container_id: String,
@@ -248,7 +248,20 @@ impl KubeletV1Pod {
     /// # Errors
     /// `mkdir` or limit write failures (everything made so far is removed again).
     pub fn create(memory_root: &Path, qos: &str, limit_bytes: u64) -> io::Result<Self> {
-        let pod_uid = unique_pod_uid();
+        Self::create_for(memory_root, qos, &unique_pod_uid(), limit_bytes)
+    }
+
+    /// Like [`KubeletV1Pod::create`] for a given pod UID: the one a real API server gave the pod.
+    ///
+    /// # Errors
+    /// `mkdir` or limit write failures (everything made so far is removed again).
+    pub fn create_for(
+        memory_root: &Path,
+        qos: &str,
+        pod_uid: &str,
+        limit_bytes: u64,
+    ) -> io::Result<Self> {
+        let pod_uid = pod_uid.to_owned();
         let container_id = unique_container_id();
         let mut kubepods = memory_root.join("kubepods");
         if !qos.is_empty() {

@@ -13,12 +13,17 @@
 //! [`prediction`] is the prediction benchmark (replays recorded timelines, measures `predicted_oom`
 //! against the real kills; binary `bench-prediction`), [`recorder`] records such timelines from real
 //! programs in real cgroup v1 memcgs (binary `record-timeline`).
+//!
+//! A real control plane ([`ControlPlane`]: etcd and kube-apiserver built by
+//! `scripts/kube-apiserver.sh`, RBAC on, ServiceAccount kubeconfigs, [`KubeletStandIn`]s behind the
+//! node proxy) runs the end-to-end tests; the `control-plane` binary starts one for a human.
 #![deny(missing_docs)]
 
 mod apiserver;
 mod capability;
 mod cgroup;
 mod hog;
+mod kube;
 mod matrix;
 pub mod prediction;
 pub mod recorder;
@@ -35,6 +40,7 @@ pub use cgroup::{
     unique_container_id, unique_pod_uid, v1_memcg_available, v1_oom_kill_count,
 };
 pub use hog::{Hog, HogExit, HogSpec};
+pub use kube::{ControlPlane, KubeError, KubeletStandIn, require_control_plane};
 pub use matrix::{
     GuestPlan, GuestPrograms, GuestReport, HOG_SOURCE, INIT_SCRIPT, Initramfs, Kernel, MARKER,
     MatrixError, MatrixRow, OomCase, PodIds, QemuRun, QemuSpec, Scenario, ScenarioLog, Verdict,

@@ -10,7 +10,7 @@ mod http;
 mod resources;
 mod select;
 pub(crate) mod store;
-mod summary;
+pub(crate) mod summary;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -67,6 +67,24 @@ pub(crate) struct NodeSnapshot {
     pods: Vec<SnapshotPod>,
 }
 
+impl NodeSnapshot {
+    /// A snapshot from parts: the Node object and, per pod, its namespace, name, object and the usage
+    /// of each of its containers (in `spec.containers` order). The kubelet stand-ins of
+    /// [`crate::kube`] build theirs from the pods they were given.
+    pub(crate) fn new(
+        node: Value,
+        pods: Vec<(String, String, Value, Vec<Option<ContainerUsage>>)>,
+    ) -> Self {
+        NodeSnapshot {
+            node: Arc::new(node),
+            pods: pods
+                .into_iter()
+                .map(|(ns, name, pod, usages)| (ns, name, Arc::new(pod), usages))
+                .collect(),
+        }
+    }
+}
+
 /// `None` when the node does not exist.
 pub(crate) fn snapshot(store: &Store, node: &str) -> Option<NodeSnapshot> {
     let node_obj = store

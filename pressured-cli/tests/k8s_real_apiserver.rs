@@ -1,0 +1,537 @@
+//! `pressured` through a real kube-apiserver (pressure-testkit's control plane), authenticated as the
+//! ServiceAccount its Helm chart creates for the mode and holding only the chart's rendered RBAC:
+//! node mode over a real memcg OOM kill, cluster mode with two replicas electing a leader through a
+//! real Lease and reading summaries through the node proxy, and sidecar mode reading its own pod.
+//! Each scenario ends with the audit log: zero 403s, and only requests the chart grants.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use pressure_testkit::{
+    ContainerUsage, ControlPlane, Hog, HogSpec, KubeletV1Pod, require_control_plane,
+    require_v1_memcg,
+};
+use serde_json::{Value, json};
+
+use crate::util::{Running, next_event, spawn};
+
+const MIB: u64 = 1 << 20;
+
+fn chart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/pressured")
+}
+
+/// The chart's RBAC for `values`, applied as release `ns` in `ns`; returns the rendered RBAC objects
+/// and the workload's literal environment (`value:` entries; the downward-API ones a test sets).
+fn install(
+    cp: &ControlPlane,
+    ns: &str,
+    values: &Value,
+) -> (Vec<Value>, Vec<(String, String)>, String) {
+    let rbac = cp
+        .apply_chart_rbac(&chart(), ns, ns, values)
+        .expect("the chart's RBAC");
+    let sa = rbac
+        .iter()
+        .find(|o| o["kind"] == "ServiceAccount")
+        .and_then(|o| o["metadata"]["name"].as_str())
+        .expect("the chart's ServiceAccount")
+        .to_owned();
+    let workloads =
+        ControlPlane::render_chart(&chart(), ns, ns, values, &["Deployment", "DaemonSet"])
+            .expect("render");
+    let env = workloads
+        .iter()
+        .flat_map(|w| {
+            w["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|c| c["name"] == "pressured")
+        .flat_map(|c| c["env"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_owned(),
+                e["value"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    (rbac, env, sa)
+}
+
+fn pressured(
+    config: &Value,
+    dir: &Path,
+    kubeconfig: &Path,
+    env: &[(String, String)],
+    extra: &[(&str, &str)],
+) -> Running {
+    let path = dir.join(format!(
+        "config-{}.json",
+        pressure_testkit::unique_pod_uid()
+    ));
+    std::fs::write(&path, config.to_string()).expect("config");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pressured"));
+    cmd.arg("-c")
+        .arg(&path)
+        .env_remove("POD_UID")
+        .env_remove("POD_NAME")
+        .env_remove("POD_NAMESPACE")
+        .env_remove("NODE_NAME")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("KUBECONFIG", kubeconfig)
+        .env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    spawn(&mut cmd)
+}
+
+fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn create_pod(cp: &ControlPlane, ns: &str, name: &str, node: &str, limit: &str) -> Value {
+    cp.create(
+        &format!("/api/v1/namespaces/{ns}/pods"),
+        &json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"nodeName": node, "containers": [{"name": "app", "image": "app:1",
+                "resources": {"limits": {"memory": limit}}}]},
+        }),
+    )
+    .expect("create pod")
+}
+
+/// Patches the pod's status as a kubelet would: running, with `container_id`.
+fn set_running(cp: &ControlPlane, ns: &str, name: &str, container_id: &str) {
+    cp.merge_patch(
+        &format!("/api/v1/namespaces/{ns}/pods/{name}/status"),
+        &json!({"status": {"phase": "Running", "containerStatuses": [{
+            "name": "app", "image": "app:1", "imageID": "", "ready": true, "restartCount": 0,
+            "containerID": format!("containerd://{container_id}"),
+            "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}}),
+    )
+    .expect("status patch");
+}
+
+/// Reasons of the Events on pod `name` (events.k8s.io/v1).
+fn event_reasons(cp: &ControlPlane, ns: &str, name: &str) -> BTreeSet<String> {
+    cp.get(&format!("/apis/events.k8s.io/v1/namespaces/{ns}/events"))
+        .expect("events")["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["regarding"]["name"] == name)
+        .filter_map(|e| e["reason"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// `(apiGroup, resource[/subresource], verb)` of every rule of the chart's ClusterRole/Role.
+fn granted(objects: &[Value]) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for o in objects
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role")
+    {
+        for rule in o["rules"].as_array().into_iter().flatten() {
+            for g in rule["apiGroups"].as_array().into_iter().flatten() {
+                for r in rule["resources"].as_array().into_iter().flatten() {
+                    for v in rule["verbs"].as_array().into_iter().flatten() {
+                        out.insert((
+                            g.as_str().unwrap_or_default().to_owned(),
+                            r.as_str().unwrap_or_default().to_owned(),
+                            v.as_str().unwrap_or_default().to_owned(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// After the binaries stopped (kube-apiserver 1.20 logs a watch when it ends): the ServiceAccount's
+/// requests had no 403, every one is granted by the chart, and every grant not used is in
+/// `documented` (a fallback or a path this scenario does not take). Returns what was used.
+fn check_least_privilege(
+    cp: &ControlPlane,
+    ns: &str,
+    sa: &str,
+    rbac: &[Value],
+    expect_watch: bool,
+    documented: &[(&str, &str, &str)],
+) -> BTreeSet<(String, String, String)> {
+    let user = format!("system:serviceaccount:{ns}:{sa}");
+    let events = wait_for("the audit log", Duration::from_secs(20), || {
+        let events: Vec<Value> = cp
+            .audit_events()
+            .expect("audit log")
+            .into_iter()
+            .filter(|e| e["user"]["username"] == user.as_str())
+            .collect();
+        (!events.is_empty() && (!expect_watch || events.iter().any(|e| e["verb"] == "watch")))
+            .then_some(events)
+    });
+    let refused: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["responseStatus"]["code"] == 403)
+        .collect();
+    assert!(refused.is_empty(), "403s: {refused:#?}");
+    let used: BTreeSet<(String, String, String)> = events
+        .iter()
+        .filter_map(|e| {
+            let r = &e["objectRef"];
+            let resource = r["resource"].as_str()?;
+            let resource = match r["subresource"].as_str() {
+                Some(s) => format!("{resource}/{s}"),
+                None => resource.to_owned(),
+            };
+            Some((
+                r["apiGroup"].as_str().unwrap_or_default().to_owned(),
+                resource,
+                e["verb"].as_str().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect();
+    let granted = granted(rbac);
+    let beyond: Vec<_> = used.difference(&granted).collect();
+    assert!(beyond.is_empty(), "used without a grant: {beyond:?}");
+    let documented: BTreeSet<(String, String, String)> = documented
+        .iter()
+        .map(|(g, r, v)| ((*g).to_owned(), (*r).to_owned(), (*v).to_owned()))
+        .collect();
+    let unused: BTreeSet<_> = granted.difference(&used).cloned().collect();
+    assert!(
+        unused.is_subset(&documented),
+        "granted but never used (drop them from the chart, or document why): {:?}; used: {used:?}",
+        unused.difference(&documented).collect::<Vec<_>>()
+    );
+    used
+}
+
+/// Requests outside the role, refused for the ServiceAccount.
+fn check_refused(cp: &ControlPlane, ns: &str, sa: &str, pod: &str) {
+    let token = cp.service_account_token(ns, sa).expect("token");
+    for (method, path, body) in [
+        (
+            "PATCH",
+            format!("/api/v1/namespaces/{ns}/pods/{pod}"),
+            r#"{"metadata":{"annotations":{"x":"y"}}}"#,
+        ),
+        ("GET", format!("/api/v1/namespaces/{ns}/secrets"), ""),
+        ("GET", "/api/v1/secrets".to_owned(), ""),
+    ] {
+        let (code, _) = cp
+            .request_with_token(
+                &token,
+                method,
+                &path,
+                "application/merge-patch+json",
+                body.as_bytes(),
+            )
+            .expect("request");
+        assert_eq!(code, 403, "{method} {path} must be refused");
+    }
+}
+
+// Core/v1 Events are the fallback for API servers without events.k8s.io/v1; Event patches update
+// a repeated Event's series (not in these scenarios).
+const EVENT_FALLBACKS: [(&str, &str, &str); 3] = [
+    ("", "events", "create"),
+    ("", "events", "patch"),
+    ("events.k8s.io", "events", "patch"),
+];
+
+#[test]
+fn real_apiserver_node_mode_warns_predicts_and_reports_a_real_oom_kill_with_events() {
+    const TEST: &str =
+        "real_apiserver_node_mode_warns_predicts_and_reports_a_real_oom_kill_with_events";
+    let Some(root) = require_v1_memcg(TEST) else {
+        return;
+    };
+    let Some(cp) = require_control_plane(TEST) else {
+        return;
+    };
+    let ns = cp.create_namespace("pnode").expect("namespace");
+    let node = format!("{ns}-node");
+    let (rbac, env, sa) = install(cp, &ns, &json!({"mode": "node"}));
+    let kubeconfig = cp.service_account_kubeconfig(&ns, &sa).expect("kubeconfig");
+    let pod = create_pod(cp, &ns, "hungry", &node, "64Mi");
+    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_owned();
+    let cg = KubeletV1Pod::create_for(&root, "burstable", &uid, 64 * MIB).expect("cgroup");
+    set_running(cp, &ns, "hungry", &cg.container_id);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = json!({
+        "source": {"mode": "node", "cgroup": {"path": "/sys/fs/cgroup", "poll_interval_ms": 100}},
+        "thresholds": {"warn_percent": 60, "critical_percent": 80, "predict_seconds": 30,
+                       "predict_window_seconds": 2, "cooldown_seconds": 600},
+        // Debug names each container cgroup as node mode finds it.
+        "log_level": "debug",
+    });
+    let run = pressured(
+        &config,
+        dir.path(),
+        &kubeconfig,
+        &env,
+        &[
+            ("NODE_NAME", &node),
+            ("POD_NAME", "pressured-0"),
+            ("POD_NAMESPACE", &ns),
+        ],
+    );
+    wait_for(
+        "pressured sees the container",
+        Duration::from_secs(30),
+        || {
+            run.log
+                .try_iter()
+                .any(|l| l.contains(&cg.container_id))
+                .then_some(())
+        },
+    );
+    let mut hog = Hog::spawn_in(&cg.procs(), HogSpec::four_mib_per_100ms()).expect("hog");
+    let ours = |e: &Value| e["container_id"] == cg.container_id.as_str();
+    let warn = next_event(&run.events, "warn", |e| ours(e) && e["severity"] == "warn");
+    assert_eq!(
+        warn["pod_name"], "hungry",
+        "named from the real API server: {warn}"
+    );
+    assert_eq!(warn["namespace"], ns.as_str());
+    assert_eq!(warn["container_name"], "app");
+    next_event(&run.events, "critical", |e| {
+        ours(e) && e["severity"] == "critical"
+    });
+    hog.wait_timeout(Duration::from_secs(60))
+        .expect("wait")
+        .expect("the hog was OOM-killed");
+    next_event(&run.events, "oom_killed", |e| {
+        ours(e) && e["event_type"] == "oom_killed"
+    });
+
+    let reasons = wait_for("the Events on the pod", Duration::from_secs(20), || {
+        let r = event_reasons(cp, &ns, "hungry");
+        (r.contains("MemoryPressureCritical") && r.contains("OOMKilled")).then_some(r)
+    });
+    assert!(
+        reasons.contains("PredictedOOM"),
+        "predicted before the kill: {reasons:?}"
+    );
+    let describe = cp
+        .kubectl()
+        .args(["describe", "pod", "-n", &ns, "hungry"])
+        .output()
+        .expect("kubectl describe");
+    let text = String::from_utf8_lossy(&describe.stdout);
+    assert!(
+        text.contains("MemoryPressureCritical") && text.contains("OOMKilled"),
+        "{text}"
+    );
+
+    drop(run);
+    check_least_privilege(cp, &ns, &sa, &rbac, true, &EVENT_FALLBACKS);
+    check_refused(cp, &ns, &sa, "hungry");
+}
+
+fn lease_holder(cp: &ControlPlane, ns: &str, name: &str) -> Option<String> {
+    let (code, body) = cp
+        .request(
+            "GET",
+            &format!("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}"),
+            "application/json",
+            b"",
+        )
+        .expect("lease");
+    if code != 200 {
+        return None;
+    }
+    let lease: Value = serde_json::from_slice(&body).ok()?;
+    lease["spec"]["holderIdentity"].as_str().map(str::to_owned)
+}
+
+#[test]
+fn real_apiserver_cluster_mode_two_replicas_one_leader_summaries_through_the_node_proxy() {
+    const TEST: &str =
+        "real_apiserver_cluster_mode_two_replicas_one_leader_summaries_through_the_node_proxy";
+    let Some(cp) = require_control_plane(TEST) else {
+        return;
+    };
+    let ns = cp.create_namespace("pclus").expect("namespace");
+    let values = json!({"mode": "cluster", "replicaCount": 2});
+    let (rbac, env, sa) = install(cp, &ns, &values);
+    let lease = env
+        .iter()
+        .find(|(k, _)| k == "PRESSURED_LEASE_NAME")
+        .map(|(_, v)| v.clone())
+        .expect("the chart turns leader election on for 2 replicas");
+    let kubeconfig = cp.service_account_kubeconfig(&ns, &sa).expect("kubeconfig");
+    let nodes: Vec<_> = (0..2)
+        .map(|i| cp.kubelet(&format!("{ns}-n{i}")).expect("kubelet stand-in"))
+        .collect();
+    let mut pods = Vec::new();
+    for (i, k) in nodes.iter().enumerate() {
+        let name = format!("web-{i}");
+        create_pod(cp, &ns, &name, k.name(), "64Mi");
+        set_running(cp, &ns, &name, &pressure_testkit::unique_container_id());
+        let pod = cp
+            .get(&format!("/api/v1/namespaces/{ns}/pods/{name}"))
+            .expect("pod");
+        k.set_pod(&pod, &[Some(ContainerUsage::working_set(8 * MIB))]);
+        pods.push(pod);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = json!({
+        "source": {"mode": "cluster", "poll_interval_ms": 200,
+                   "kubelet": {"namespace_filter": ns}},
+        "thresholds": {"warn_percent": 70, "critical_percent": 85, "cooldown_seconds": 600,
+                       "predict_seconds": 0},
+    });
+    const LEASE_SECONDS: u64 = 4;
+    let lease_env = [("PRESSURED_LEASE_DURATION_SECONDS", "4")];
+    let start = |name: &str| {
+        let mut extra = vec![("POD_NAME", name), ("POD_NAMESPACE", ns.as_str())];
+        extra.extend(lease_env);
+        pressured(&config, dir.path(), &kubeconfig, &env, &extra)
+    };
+    let a = start("replica-a");
+    wait_for("replica-a holds the Lease", Duration::from_secs(30), || {
+        (lease_holder(cp, &ns, &lease).as_deref() == Some("replica-a")).then_some(())
+    });
+    let b = start("replica-b");
+    wait_for("replica-b started", Duration::from_secs(30), || {
+        b.log
+            .try_iter()
+            .any(|l| l.contains("leader election on"))
+            .then_some(())
+    });
+
+    // 56 of 64 MiB (87.5 %): critical, from the leader only, read through the node proxy.
+    let before = nodes[0].summary_requests();
+    nodes[0].set_pod(&pods[0], &[Some(ContainerUsage::working_set(56 * MIB))]);
+    let crit = next_event(&a.events, "critical from the leader", |e| {
+        e["pod_name"] == "web-0" && e["severity"] == "critical"
+    });
+    assert_eq!(crit["node_name"], nodes[0].name());
+    assert_eq!(crit["namespace"], ns.as_str());
+    assert!(
+        nodes[0].summary_requests() > before,
+        "summaries came through the node proxy"
+    );
+    assert_eq!(
+        lease_holder(cp, &ns, &lease).as_deref(),
+        Some("replica-a"),
+        "one leader"
+    );
+    assert!(
+        b.events.try_recv().is_err(),
+        "the standby emits nothing while the leader polls"
+    );
+
+    // `oom_killed` from a pod status patch (the kubelet's lastState after a restart).
+    cp.merge_patch(
+        &format!("/api/v1/namespaces/{ns}/pods/web-1/status"),
+        &json!({"status": {"containerStatuses": [{
+            "name": "app", "image": "app:1", "imageID": "", "ready": true, "restartCount": 1,
+            "containerID": format!("containerd://{}", pressure_testkit::unique_container_id()),
+            "state": {"running": {"startedAt": "2026-01-01T00:01:00Z"}},
+            "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137,
+                "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "2026-01-01T00:00:59Z"}}}]}}),
+    )
+    .expect("status patch");
+    let oom = next_event(&a.events, "oom_killed from the status patch", |e| {
+        e["pod_name"] == "web-1" && e["event_type"] == "oom_killed"
+    });
+    assert_eq!(oom["node_name"], nodes[1].name());
+
+    // The leader stops without releasing the Lease: the standby takes over within the lease duration.
+    let Running { process, .. } = a;
+    let stopped = Instant::now();
+    drop(process);
+    wait_for(
+        "replica-b takes the Lease",
+        Duration::from_secs(LEASE_SECONDS * 3),
+        || (lease_holder(cp, &ns, &lease).as_deref() == Some("replica-b")).then_some(()),
+    );
+    let took = stopped.elapsed();
+    eprintln!("takeover after {took:?} (lease {LEASE_SECONDS} s)");
+    assert!(
+        took <= Duration::from_secs(LEASE_SECONDS + 2),
+        "takeover in {took:?}, lease {LEASE_SECONDS} s"
+    );
+    let crit = next_event(&b.events, "critical from the new leader", |e| {
+        e["pod_name"] == "web-0" && e["severity"] == "critical"
+    });
+    assert_eq!(crit["node_name"], nodes[0].name());
+
+    drop(b);
+    check_least_privilege(cp, &ns, &sa, &rbac, true, &EVENT_FALLBACKS);
+    check_refused(cp, &ns, &sa, "web-0");
+}
+
+#[test]
+fn real_apiserver_sidecar_reads_its_own_pod_with_the_sidecar_role_only() {
+    const TEST: &str = "real_apiserver_sidecar_reads_its_own_pod_with_the_sidecar_role_only";
+    let Some(root) = require_v1_memcg(TEST) else {
+        return;
+    };
+    let Some(cp) = require_control_plane(TEST) else {
+        return;
+    };
+    let ns = cp.create_namespace("pside").expect("namespace");
+    let (rbac, env, sa) = install(cp, &ns, &json!({"mode": "sidecar"}));
+    assert!(
+        rbac.iter().all(|o| o["kind"] != "ClusterRole"),
+        "the sidecar gets no cluster-wide rights"
+    );
+    let kubeconfig = cp.service_account_kubeconfig(&ns, &sa).expect("kubeconfig");
+    let pod = create_pod(cp, &ns, "api-0", &format!("{ns}-node"), "64Mi");
+    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_owned();
+    let cg = KubeletV1Pod::create_for(&root, "burstable", &uid, 64 * MIB).expect("cgroup");
+    set_running(cp, &ns, "api-0", &cg.container_id);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = json!({
+        "source": {"mode": "cgroup", "cgroup": {"path": "/sys/fs/cgroup", "poll_interval_ms": 100}},
+        "thresholds": {"warn_percent": 50, "critical_percent": 90, "predict_seconds": 0,
+                       "cooldown_seconds": 600},
+    });
+    let run = pressured(
+        &config,
+        dir.path(),
+        &kubeconfig,
+        &env,
+        &[
+            ("POD_UID", &uid),
+            ("POD_NAME", "api-0"),
+            ("POD_NAMESPACE", &ns),
+        ],
+    );
+    let mut hog = Hog::spawn_in(&cg.procs(), HogSpec::four_mib_per_100ms()).expect("hog");
+    let warn = next_event(&run.events, "warn", |e| {
+        e["container_id"] == cg.container_id.as_str() && e["severity"] == "warn"
+    });
+    assert_eq!(
+        warn["container_name"], "app",
+        "named from its own pod: {warn}"
+    );
+    assert_eq!(warn["pod_name"], "api-0");
+    hog.kill();
+    drop(run);
+    let used = check_least_privilege(cp, &ns, &sa, &rbac, false, &[]);
+    assert!(used.contains(&(String::new(), "pods".to_owned(), "get".to_owned())));
+    check_refused(cp, &ns, &sa, "api-0");
+}
