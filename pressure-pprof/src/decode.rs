@@ -164,6 +164,7 @@ pub(crate) struct Builder {
     /// Elements decoded so far, and the cap ([`Limits::max_elements`]).
     elements: u64,
     max_elements: u64,
+    max_field_bytes: u64,
     sample_types: Vec<(i64, i64)>,
     sample_offsets: Vec<u32>,
     sample_locs: SampleIds,
@@ -227,6 +228,7 @@ impl Builder {
         Builder {
             elements: 0,
             max_elements: limits.max_elements,
+            max_field_bytes: limits.max_field_bytes,
             sample_types: Vec::new(),
             sample_offsets: Vec::new(),
             sample_locs: SampleIds::Narrow(Vec::new()),
@@ -440,6 +442,14 @@ impl Builder {
                     if !(expects_len || field == 13) {
                         src.skip(len, name)?;
                         continue;
+                    }
+                    if len > self.max_field_bytes {
+                        return Err(PprofError::FieldTooLarge {
+                            field: name,
+                            offset,
+                            size: len,
+                            limit: self.max_field_bytes,
+                        });
                     }
                     let bytes = src.bytes(len, name)?;
                     let msg_err = |source: prost::DecodeError| PprofError::Message {

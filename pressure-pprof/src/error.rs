@@ -33,6 +33,20 @@ pub enum PprofError {
         /// What was being read when the limit was hit.
         field: &'static str,
     },
+    /// One field is larger than [`Limits::max_field_bytes`](crate::Limits); it was not read.
+    #[error(
+        "{field} at byte {offset} is {size} bytes long, over the limit of {limit} bytes per field"
+    )]
+    FieldTooLarge {
+        /// The field.
+        field: &'static str,
+        /// Offset (in decompressed bytes) of the field.
+        offset: u64,
+        /// Its claimed length.
+        size: u64,
+        /// The configured limit.
+        limit: u64,
+    },
     /// The input is empty (after decompression).
     #[error("empty profile")]
     Empty,

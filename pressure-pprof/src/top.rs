@@ -213,6 +213,9 @@ impl Graph {
     }
 }
 
+/// Samples below which one thread builds the graph: a second one costs more than it saves.
+const PARALLEL_ABOVE: usize = 100_000;
+
 /// pprof's `newGraph`: walks every sample from root to leaf, adding its value once to every node
 /// on the stack and to the leaf's flat value; frames of nodes outside `kept` are skipped (and a
 /// skipped leaf gets no flat value).
@@ -220,12 +223,66 @@ impl Graph {
 /// Edges are only collected into the nodes marked in `edges_into` (none when `None`): the report
 /// uses them for the inline marks alone, and a node that is never an inlined frame gets no mark
 /// whatever its edges weigh, so most edge look-ups can be skipped.
+///
+/// A large profile is walked in two halves on two threads and the halves are added up: every sum
+/// is a wrapping addition and an edge's inline flag an "and", so the result is the same as one walk.
 fn build_graph(
     p: &Profile,
     index: usize,
     kept: Option<&[bool]>,
     edges_into: Option<&[bool]>,
 ) -> Graph {
+    let n = p.sample_count();
+    let parallel =
+        n >= PARALLEL_ABOVE && std::thread::available_parallelism().is_ok_and(|c| c.get() > 1);
+    if !parallel {
+        return walk(p, index, kept, edges_into, 0..n).0;
+    }
+    let (mut g, mut map, (h, h_map)) = std::thread::scope(|scope| {
+        let second = scope.spawn(|| walk(p, index, kept, edges_into, n / 2..n));
+        let (g, map) = walk(p, index, kept, edges_into, 0..n / 2);
+        // A panic in the walk is a bug; pass it on.
+        let second = second
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        (g, map, second)
+    });
+    for (a, b) in g.flat.iter_mut().zip(&h.flat) {
+        *a = a.wrapping_add(*b);
+    }
+    for (a, b) in g.cum.iter_mut().zip(&h.cum) {
+        *a = a.wrapping_add(*b);
+    }
+    for (key, i) in h_map {
+        let e = &h.edges[i as usize];
+        match map.entry(key) {
+            Entry::Occupied(o) => {
+                let mine = &mut g.edges[*o.get() as usize];
+                mine.weight = mine.weight.wrapping_add(e.weight);
+                mine.inline &= e.inline;
+            }
+            Entry::Vacant(v) => {
+                v.insert(g.edges.len() as u32);
+                g.edges.push(EdgeAcc {
+                    dst: e.dst,
+                    weight: e.weight,
+                    inline: e.inline,
+                    last: 0,
+                });
+            }
+        }
+    }
+    g
+}
+
+/// [`build_graph`] over the samples in `samples`; also returns the edge index by `(src, dst)`.
+fn walk(
+    p: &Profile,
+    index: usize,
+    kept: Option<&[bool]>,
+    edges_into: Option<&[bool]>,
+    samples: std::ops::Range<usize>,
+) -> (Graph, FxHashMap<u64, u32>) {
     const NONE: u32 = u32::MAX;
     let n_nodes = p.nodes.len();
     let n_types = p.sample_types.len();
@@ -236,7 +293,7 @@ fn build_graph(
     };
     let mut stamp = vec![0u32; n_nodes];
     let mut edge_map: FxHashMap<u64, u32> = FxHashMap::default();
-    for s in 0..p.sample_count() {
+    for s in samples {
         let w = p.values[s * n_types + index];
         if w == 0 {
             continue;
@@ -298,7 +355,7 @@ fn build_graph(
             g.flat[pu] = g.flat[pu].wrapping_add(w);
         }
     }
-    g
+    (g, edge_map)
 }
 
 /// The nodes that are an inlined frame somewhere (any frame of a location but its outermost): the

@@ -115,7 +115,21 @@ fn a_claimed_length_over_the_cap_is_refused_before_reading() {
     key(&mut raw, 6, 2);
     varint(&mut raw, 1 << 40);
     raw.extend_from_slice(&[0u8; 64]);
-    let err = Profile::decode(&gzip(&raw), &Limits::new(1 << 20, 1 << 20)).expect_err("refused");
+    // The field cap refuses it first; without one, the decompressed cap or the input's end does.
+    let err = Profile::decode(&gzip(&raw), &Limits::default()).expect_err("refused");
+    assert!(
+        matches!(
+            err,
+            PprofError::FieldTooLarge {
+                field: "Profile.string_table",
+                size: 0x100_0000_0000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let no_field_cap = Limits::new(1 << 20, 1 << 20).with_max_field_bytes(u64::MAX);
+    let err = Profile::decode(&gzip(&raw), &no_field_cap).expect_err("refused");
     assert!(
         matches!(
             err,
@@ -126,7 +140,8 @@ fn a_claimed_length_over_the_cap_is_refused_before_reading() {
         ),
         "{err}"
     );
-    let err = Profile::decode(&raw, &Limits::default()).expect_err("raw: truncated");
+    let no_field_cap = Limits::default().with_max_field_bytes(u64::MAX);
+    let err = Profile::decode(&raw, &no_field_cap).expect_err("raw: truncated");
     assert!(
         matches!(
             err,
@@ -389,4 +404,28 @@ fn decoded_elements_are_capped() {
     let p = Profile::decode(&with(&body), &limits).expect("under the cap");
     let r = top(&p, &TopOptions::default()).expect("report");
     assert_eq!((r.rows[0].name.as_str(), r.rows[0].flat), ("f", 5));
+}
+
+/// Issue 16: one 500 MB sample of packed ids (500 KB of gzip) was gathered whole before the
+/// element cap could stop it. A field over `max_field_bytes` is refused from its length alone.
+#[test]
+fn a_field_over_the_field_cap_is_refused_before_reading() {
+    let big = gzip(&with(&packed_sample(32 << 20, 1, None)));
+    let err = Profile::decode(&big, &Limits::default()).expect_err("over the field cap");
+    assert!(
+        matches!(
+            err,
+            PprofError::FieldTooLarge {
+                field: "Profile.sample",
+                limit: 0x100_0000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let limits = Limits::default()
+        .with_max_field_bytes(64 << 20)
+        .with_max_elements(1 << 20);
+    let err = Profile::decode(&big, &limits).expect_err("over the element cap");
+    assert!(matches!(err, PprofError::TooManyElements { .. }), "{err}");
 }
