@@ -25,7 +25,7 @@ pub(crate) async fn run(config: Config, actions: &ActionsSetup) -> anyhow::Resul
         SourceMode::Node => Scope::Node,
         _ => {
             let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-            Scope::sidecar(&layout, &env, &own)
+            Scope::sidecar(&layout, &env, &own, std::process::id())?
         }
     };
     if let Err(e) = raise_nofile_limit() {
