@@ -5,4 +5,5 @@ mod k8s_cgroup_tree;
 mod k8s_cluster;
 mod k8s_node;
 mod system_cgroup;
+mod system_sandbox;
 mod util;
