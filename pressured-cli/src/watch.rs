@@ -56,6 +56,7 @@ pub(crate) async fn run(config: Config, actions: &ActionsSetup) -> anyhow::Resul
         Engine::new(&config.thresholds, config.dry_run),
         options,
     )?;
+    crate::server::telemetry().watch_oom_wakeups(watcher.oom_wakeups());
     if let Some(pods) = pods {
         watcher = watcher.with_enrich(move |target: &mut _| pods.enrich(target));
     }

@@ -74,7 +74,8 @@ exec setpriv --reuid 65532 --regid 65532 --clear-groups --inh-caps=-all --boundi
         .args(["--mount-proc", "--", "sh", "-c", script, "sh"])
         .arg(env!("CARGO_BIN_EXE_pressured"))
         .arg("-c")
-        .arg(file.path());
+        .arg(file.path())
+        .args(["--metrics-bind-address", "127.0.0.1:0"]);
     Pressured::spawn(cmd, file, env)
 }
 
@@ -98,6 +99,24 @@ fn inner_pid(unshare: u32) -> u32 {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// GET /metrics of the endpoint the log announced (`serving /metrics… address=…`).
+fn scrape(log: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let address = log
+        .lines()
+        .find(|l| l.contains("serving /metrics"))
+        .and_then(|l| l.split("address=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"));
+    let mut stream = std::net::TcpStream::connect(address).expect("connect /metrics");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response
 }
 
 /// Checks that `pid` runs as the chart says: uid/gid 65532, no capabilities, its own PID namespace
@@ -165,6 +184,11 @@ fn finds_its_pod_and_reports_the_kill(test: &str, systemd: bool, with_pod_uid: b
     assert_eq!(log.matches("OOM wake-ups refused").count(), 1, "{log}");
     let start_line = log.lines().last().expect("the start-up line");
     assert!(start_line.contains("oom_wakeups=false"), "{start_line}");
+    let metrics = scrape(&log);
+    assert!(
+        metrics.lines().any(|l| l == "pressured_oom_wakeups 0"),
+        "{metrics}"
+    );
     let pid = inner_pid(pressured.child_id());
     pressured.term_pid = Some(pid);
     assert_sandboxed(pid);
