@@ -16,6 +16,7 @@ mod capability;
 mod cgroup;
 mod hog;
 mod matrix;
+mod sandbox;
 
 pub use apiserver::{
     ContainerUsage, FakeApiError, FakeApiServer, Fault, FaultRule, Options, World, synthetic_node,
@@ -35,3 +36,4 @@ pub use matrix::{
     add_program, build_hog, build_initramfs, cloud_packages, fetch_kernel, judge_pressured,
     judge_tracer, parse_ldd, render_table, rfc3339_seconds, run_qemu,
 };
+pub use sandbox::ChartSecurity;

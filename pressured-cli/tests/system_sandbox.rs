@@ -5,8 +5,8 @@
 //! sidecar's. `pressured` joins the sidecar's cgroup, then `unshare` gives it new cgroup, PID and
 //! mount namespaces (so `/proc/self/cgroup` reads `/` and it is PID 1) with the host's cgroupfs
 //! remounted read-only in its mount namespace (as a read-only hostPath mount of `/sys/fs/cgroup`),
-//! and `setpriv` runs it as uid/gid 65532 with every capability dropped and `no_new_privs` — the
-//! chart's `securityContext`. Layouts: kubelet's cgroupfs driver (`kubepods/burstable/pod<uid>/<id>`)
+//! and `setpriv` runs it as the chart's security contexts say ([`ChartSecurity::pressured`], read
+//! from the chart's values: uid/gid 65532, every capability dropped, `no_new_privs`). Layouts: kubelet's cgroupfs driver (`kubepods/burstable/pod<uid>/<id>`)
 //! and systemd driver (`kubepods.slice/…/cri-containerd-<id>.scope`), with and without `POD_UID`.
 //!
 //! Unprivileged, v1 OOM wake-ups are refused (`cgroup.event_control` is root's, and the mount is
@@ -20,13 +20,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pressure_testkit::{Capability, KubeletV1Pod, require_all, require_v1_memcg};
+use pressure_testkit::{Capability, ChartSecurity, KubeletV1Pod, require_all, require_v1_memcg};
 
 use crate::system_cgroup::{Pressured, config, config_file, hog_until_killed_and_check_within};
 
 const LIMIT: u64 = 128 << 20;
-/// The chart's `runAsUser`/`runAsGroup`.
-const UID: u32 = 65532;
 const POLL_MS: u64 = 100;
 
 const UNSHARE: Capability = Capability::Program {
@@ -55,8 +53,7 @@ mount --make-rprivate /
 for m in /sys/fs/cgroup /sys/fs/cgroup/*; do
   if mountpoint -q "$m"; then mount -o remount,bind,ro "$m"; fi
 done
-exec setpriv --reuid 65532 --regid 65532 --clear-groups --inh-caps=-all --bounding-set=-all \
-  --no-new-privs -- "$@""#;
+exec setpriv "$@""#;
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         // Join the sidecar's cgroup first: the new cgroup namespace is rooted where the process is.
@@ -72,6 +69,8 @@ exec setpriv --reuid 65532 --regid 65532 --clear-groups --inh-caps=-all --boundi
             "--kill-child",
         ])
         .args(["--mount-proc", "--", "sh", "-c", script, "sh"])
+        .args(ChartSecurity::pressured().setpriv_args())
+        .arg("--")
         .arg(env!("CARGO_BIN_EXE_pressured"))
         .arg("-c")
         .arg(file.path())
@@ -119,9 +118,10 @@ fn scrape(log: &str) -> String {
     response
 }
 
-/// Checks that `pid` runs as the chart says: uid/gid 65532, no capabilities, its own PID namespace
-/// (PID 1 there).
+/// Checks that `pid` runs as the chart says (uid/gid, capabilities, `no_new_privs`) in its own PID
+/// namespace (PID 1 there).
 fn assert_sandboxed(pid: u32) {
+    let chart = ChartSecurity::pressured();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     let field = |name: &str| {
         status
@@ -131,12 +131,21 @@ fn assert_sandboxed(pid: u32) {
             .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
             .to_owned()
     };
-    assert_eq!(field("Uid:"), format!("{UID}\t{UID}\t{UID}\t{UID}"));
-    assert_eq!(field("Gid:"), format!("{UID}\t{UID}\t{UID}\t{UID}"));
-    for caps in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
-        assert_eq!(field(caps), "0000000000000000", "{caps}");
-    }
-    assert_eq!(field("NoNewPrivs:"), "1");
+    let (u, g) = (chart.uid, chart.gid);
+    assert_eq!(field("Uid:"), format!("{u}\t{u}\t{u}\t{u}"));
+    assert_eq!(field("Gid:"), format!("{g}\t{g}\t{g}\t{g}"));
+    let groups: Vec<String> = chart.groups.iter().map(u32::to_string).collect();
+    assert_eq!(field("Groups:"), groups.join(" "));
+    let mask = |m: u64| format!("{m:016x}");
+    assert_eq!(field("CapEff:"), mask(chart.effective_mask()));
+    assert_eq!(field("CapPrm:"), mask(chart.effective_mask()));
+    assert_eq!(field("CapBnd:"), mask(chart.bounding_mask()));
+    assert_eq!(field("CapInh:"), mask(0));
+    assert_eq!(field("CapAmb:"), mask(0));
+    assert_eq!(
+        field("NoNewPrivs:"),
+        if chart.no_new_privs { "1" } else { "0" }
+    );
     let nspid: Vec<&str> = status
         .lines()
         .find_map(|l| l.strip_prefix("NSpid:"))
