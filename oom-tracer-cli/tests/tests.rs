@@ -2,3 +2,4 @@
 
 mod cli;
 mod k8s_victim;
+mod sandbox;
