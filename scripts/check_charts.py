@@ -148,6 +148,68 @@ def container_args(objs: list[tuple[str, dict]], container: str) -> list[str] | 
     return None
 
 
+WORKLOADS = ("DaemonSet", "Deployment", "StatefulSet")
+# What a container's process gets from its pod's securityContext unless it sets its own.
+PROCESS_KEYS = ("runAsUser", "runAsGroup", "runAsNonRoot", "seccompProfile")
+
+
+def check_security_contexts(where: str, chart: str, objs: list[tuple[str, dict]]) -> None:
+    """The rendered workloads carry the chart's default security contexts unchanged.
+
+    The system tests run the binaries in the sandbox these values describe (pressure-testkit's
+    ChartSecurity reads the same values.yaml), so this is what keeps tested and deployed the same.
+    """
+    values = load_values(os.path.join(ROOT, "charts", chart, "values.yaml"))
+    want_pod = values.get("podSecurityContext") or {}
+    want_container = values.get("securityContext") or {}
+    seen = 0
+    for template, obj in objs:
+        if obj.get("kind") not in WORKLOADS:
+            continue
+        spec = obj["spec"]["template"]["spec"]
+        for c in spec.get("containers", []):
+            if c.get("name") != chart:
+                continue
+            seen += 1
+            if (spec.get("securityContext") or {}) != want_pod:
+                problem(f"{where} {template}", f"pod securityContext {spec.get('securityContext')} "
+                        f"is not the tested {want_pod} (charts/{chart}/values.yaml)")
+            if (c.get("securityContext") or {}) != want_container:
+                problem(f"{where} {template}", f"container securityContext {c.get('securityContext')} "
+                        f"is not the tested {want_container} (charts/{chart}/values.yaml)")
+    if not seen:
+        problem(where, f"no {chart} container in a workload: security contexts unchecked")
+
+
+def check_sidecar_security(path: str, docs: list[dict]) -> None:
+    """examples/sidecar.yaml runs the pressured container as the chart (and the tests) do."""
+    values = load_values(os.path.join(ROOT, "charts", "pressured", "values.yaml"))
+    want_pod = values.get("podSecurityContext") or {}
+    want_container = values.get("securityContext") or {}
+    seen = 0
+    for obj in docs:
+        if obj.get("kind") not in WORKLOADS:
+            continue
+        spec = obj["spec"]["template"]["spec"]
+        pod = spec.get("securityContext") or {}
+        for c in spec.get("containers", []):
+            if c.get("name") != "pressured":
+                continue
+            seen += 1
+            own = c.get("securityContext") or {}
+            effective = {k: own.get(k, pod.get(k)) for k in PROCESS_KEYS}
+            for k in PROCESS_KEYS:
+                if k in want_pod and effective[k] != want_pod[k]:
+                    problem(rel(path), f"pressured container: {k} is {effective[k]}, the chart's "
+                            f"(tested) is {want_pod[k]}")
+            for k, v in want_container.items():
+                if own.get(k) != v:
+                    problem(rel(path), f"pressured container: securityContext.{k} is {own.get(k)}, "
+                            f"the chart's (tested) is {v}")
+    if not seen:
+        problem(rel(path), "no pressured container")
+
+
 def check_pressured_config(where: str, objs: list[tuple[str, dict]]) -> None:
     """Runs `pressured --check-config` with the rendered arguments and config.json: the binary's own
     flag parser and config parser (which rejects unknown keys) accept what the chart renders."""
@@ -214,6 +276,8 @@ def check_chart(chart_dir: str, values_path: str | None) -> list[tuple[str, dict
         problem(where, "rendered no objects")
     for template, obj in objs:
         validate_object(f"{where} {template}", obj)
+    if values_path is None:
+        check_security_contexts(where, name, objs)
     if name == "pressured":
         check_pressured_config(where, objs)
     elif name == "oom-tracer":
@@ -307,6 +371,7 @@ def main() -> int:
         docs = [d for d in yaml.safe_load_all(f) if d]
     for obj in docs:
         validate_object(rel(sidecar), obj)
+    check_sidecar_security(sidecar, docs)
     print(f"ok   {rel(sidecar)}: {len(docs)} objects valid")
     check_descheduler_values(os.path.join(ROOT, "examples", "descheduler-values.yaml"))
     check_dashboards()

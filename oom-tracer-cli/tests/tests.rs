@@ -2,3 +2,4 @@
 
 mod cli;
 mod k8s_real_apiserver;
+mod sandbox;

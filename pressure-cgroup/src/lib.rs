@@ -43,4 +43,6 @@ pub use layout::{CgroupLayout, CgroupVersion, LayoutKind};
 pub use limits::raise_nofile_limit;
 pub use notify::OomNotifier;
 pub use reader::{CgroupReader, MemoryPsi, MemoryStats, OomCounters, PsiLine, ReadBuffer, Refresh};
-pub use watch::{Enrich, Observer, PodEnv, Scope, StopToken, WatchError, WatchOptions, Watcher};
+pub use watch::{
+    Enrich, Observer, OomWakeups, PodEnv, Scope, StopToken, WatchError, WatchOptions, Watcher,
+};

@@ -94,6 +94,56 @@ EOF
 	say end $S "rc=$prc"
 }
 
+# Scenario 4: pressured as the chart runs a sidecar, without POD_UID: joins its own container's
+# cgroup, then own cgroup, PID and mount namespaces (cgroupfs read-only there), the chart's user and
+# capabilities through setpriv. The app container next to it grows into memory.max. (util-linux
+# unshare makes the new mount namespace private, so the read-only remount stays in it.)
+run_sidecar() {
+	S=pressured-sidecar
+	say begin $S
+	pod=kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${S_UID_US}.slice
+	ct=$pod/cri-containerd-${S_CID}.scope
+	own=$pod/cri-containerd-${S_OWN_CID}.scope
+	mkcg "$ct"
+	mkcg "$own"
+	echo "$P_LIMIT" >"$CG/$ct/memory.max"
+	cat >/tmp/sidecar.json <<EOF
+{"source": {"mode": "cgroup", "poll_interval_ms": $P_POLL_MS, "cgroup": {"path": "$CG"}},
+ "thresholds": {"warn_percent": 70, "critical_percent": 85, "cooldown_seconds": 60,
+                "predict_seconds": 60, "predict_window_seconds": 10},
+ "log_level": "info"}
+EOF
+	chmod 644 /tmp/sidecar.json
+	# shellcheck disable=SC2016,SC2086
+	sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$CG/$own" \
+		/bin/unshare-ul --cgroup --pid --mount --fork --kill-child --mount-proc -- \
+		sh -c 'mount -o remount,bind,ro /sys/fs/cgroup && exec /bin/setpriv "$@"' sh \
+		$S_SETPRIV -- /bin/pressured -c /tmp/sidecar.json >/tmp/s.out 2>/tmp/s.err &
+	upid=$!
+	sleep "$P_SETTLE_S"
+	inner=$(cut -d' ' -f1 "/proc/$upid/task/$upid/children" 2>/dev/null)
+	if [ -n "$inner" ]; then
+		info $S "uid=$(awk '/^Uid:/ {print $2}' "/proc/$inner/status")" \
+			"capeff=$(awk '/^CapEff:/ {print $2}' "/proc/$inner/status")" \
+			"nonewprivs=$(awk '/^NoNewPrivs:/ {print $2}' "/proc/$inner/status")" \
+			"nspid=$(awk '/^NSpid:/ {print $NF}' "/proc/$inner/status")" \
+			"cgroupns=$([ "$(readlink "/proc/$inner/ns/cgroup")" != "$(readlink /proc/self/ns/cgroup)" ] && echo own || echo host)"
+	fi
+	before=$(kmsg_count)
+	/bin/hog -c "$CG/$ct" -s "$P_CHUNK_KIB" -i "$P_INTERVAL_MS" -v >/tmp/hog.out 2>&1
+	info $S "hog_rc=$?"
+	sleep "$P_AFTER_S"
+	info $S "alive=$([ -n "$inner" ] && kill -0 "$inner" 2>/dev/null && echo yes || echo no)"
+	[ -n "$inner" ] && kill -TERM "$inner" 2>/dev/null
+	wait $upid
+	src=$?
+	info $S "kills=$(($(kmsg_count) - before))"
+	dump $S out /tmp/s.out
+	# The start-up lines matter here (how the pod was found, oom_wakeups=): the whole log.
+	dump $S err /tmp/s.err
+	say end $S "rc=$src"
+}
+
 # One OOM of a tracer scenario: CASE POD_REL CT_REL, with hog flags after.
 oom_case() {
 	c=$1 pod=$2 ct=$3
@@ -163,6 +213,7 @@ for s in $SCENARIOS; do
 	pressured) run_pressured ;;
 	tracer-bpf) run_tracer tracer-bpf B $T_BPF_FLAGS ;;
 	tracer-kmsg) run_tracer tracer-kmsg K $T_KMSG_FLAGS ;;
+	pressured-sidecar) run_sidecar ;;
 	*) say info main "error=unknown scenario $s" ;;
 	esac
 done

@@ -226,7 +226,9 @@ pub fn v1_oom_kill_count(dir: &Path) -> io::Result<u64> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no oom_kill line"))
 }
 
-/// A kubelet-shaped v1 pod with one container: `<root>/kubepods/<qos>/pod<uid>/<id>`.
+/// A kubelet-shaped v1 pod with one container: `<root>/kubepods/<qos>/pod<uid>/<id>` (kubelet's
+/// cgroupfs driver) or, from [`KubeletV1Pod::create_systemd`],
+/// `<root>/kubepods.slice/kubepods-<qos>.slice/kubepods-<qos>-pod<uid_>.slice/cri-containerd-<id>.scope`.
 #[derive(Debug)]
 pub struct KubeletV1Pod {
     /// The pod UID (a fresh UUID, or the one given to [`KubeletV1Pod::create_for`]).
@@ -237,6 +239,8 @@ pub struct KubeletV1Pod {
     pub pod_dir: PathBuf,
     /// `<pod_dir>/<id>`.
     pub container_dir: PathBuf,
+    /// Named as the systemd cgroup driver names them.
+    systemd: bool,
     dirs: CgroupDirs,
 }
 
@@ -262,13 +266,49 @@ impl KubeletV1Pod {
         limit_bytes: u64,
     ) -> io::Result<Self> {
         let pod_uid = pod_uid.to_owned();
-        let container_id = unique_container_id();
         let mut kubepods = memory_root.join("kubepods");
         if !qos.is_empty() {
             kubepods = kubepods.join(qos);
         }
         let pod_dir = kubepods.join(format!("pod{pod_uid}"));
-        let container_dir = pod_dir.join(&container_id);
+        Self::create_at(pod_uid, pod_dir, false, limit_bytes)
+    }
+
+    /// As [`create`](Self::create), named as kubelet's systemd cgroup driver (with containerd)
+    /// names them; `qos` empty puts a Guaranteed pod directly under `kubepods.slice`.
+    ///
+    /// # Errors
+    /// As for [`create`](Self::create).
+    pub fn create_systemd(memory_root: &Path, qos: &str, limit_bytes: u64) -> io::Result<Self> {
+        let pod_uid = unique_pod_uid();
+        let uid_ = pod_uid.replace('-', "_");
+        let kubepods = memory_root.join("kubepods.slice");
+        let pod_dir = if qos.is_empty() {
+            kubepods.join(format!("kubepods-pod{uid_}.slice"))
+        } else {
+            kubepods
+                .join(format!("kubepods-{qos}.slice"))
+                .join(format!("kubepods-{qos}-pod{uid_}.slice"))
+        };
+        Self::create_at(pod_uid, pod_dir, true, limit_bytes)
+    }
+
+    fn container_dir_name(systemd: bool, id: &str) -> String {
+        if systemd {
+            format!("cri-containerd-{id}.scope")
+        } else {
+            id.to_owned()
+        }
+    }
+
+    fn create_at(
+        pod_uid: String,
+        pod_dir: PathBuf,
+        systemd: bool,
+        limit_bytes: u64,
+    ) -> io::Result<Self> {
+        let container_id = unique_container_id();
+        let container_dir = pod_dir.join(Self::container_dir_name(systemd, &container_id));
         let mut dirs = CgroupDirs::new();
         dirs.create_all(&container_dir)?;
         let limit = container_dir.join("memory.limit_in_bytes");
@@ -279,8 +319,23 @@ impl KubeletV1Pod {
             container_id,
             pod_dir,
             container_dir,
+            systemd,
             dirs,
         })
+    }
+
+    /// Adds another container cgroup without a limit (e.g. a sidecar's); returns its ID and
+    /// directory. It is removed with the pod.
+    ///
+    /// # Errors
+    /// The `mkdir` error.
+    pub fn add_container(&mut self) -> io::Result<(String, PathBuf)> {
+        let id = unique_container_id();
+        let dir = self
+            .pod_dir
+            .join(Self::container_dir_name(self.systemd, &id));
+        self.dirs.create_all(&dir)?;
+        Ok((id, dir))
     }
 
     /// The container's `cgroup.procs`, for [`crate::Hog::spawn_in`].

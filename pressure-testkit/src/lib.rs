@@ -27,6 +27,7 @@ mod kube;
 mod matrix;
 pub mod prediction;
 pub mod recorder;
+mod sandbox;
 
 pub use apiserver::{
     ContainerUsage, FakeApiError, FakeApiServer, Fault, FaultRule, Options, World, synthetic_node,
@@ -45,5 +46,6 @@ pub use matrix::{
     GuestPlan, GuestPrograms, GuestReport, HOG_SOURCE, INIT_SCRIPT, Initramfs, Kernel, MARKER,
     MatrixError, MatrixRow, OomCase, PodIds, QemuRun, QemuSpec, Scenario, ScenarioLog, Verdict,
     add_program, build_hog, build_initramfs, cloud_packages, fetch_kernel, judge_pressured,
-    judge_tracer, parse_ldd, render_table, rfc3339_seconds, run_qemu,
+    judge_sidecar, judge_tracer, parse_ldd, render_table, rfc3339_seconds, run_qemu,
 };
+pub use sandbox::ChartSecurity;

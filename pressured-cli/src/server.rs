@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+use pressure_cgroup::OomWakeups;
 use pressure_core::Event;
 use pressure_kubelet::ProbeServer;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -33,6 +34,8 @@ pub(crate) struct Telemetry {
     events: Family<EventLabels, Counter>,
     actions_dropped: Counter,
     ready: AtomicBool,
+    /// The watcher's OOM wake-up state, read at each scrape (cgroup and node modes only).
+    oom_wakeups: OnceLock<(OomWakeups, Gauge)>,
 }
 
 /// The process-wide telemetry.
@@ -64,6 +67,7 @@ pub(crate) fn telemetry() -> &'static Telemetry {
             events,
             actions_dropped,
             ready: AtomicBool::new(false),
+            oom_wakeups: OnceLock::new(),
         }
     })
 }
@@ -89,7 +93,26 @@ impl Telemetry {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
+    /// Exports `pressured_oom_wakeups` from the watcher's state (once; later calls are ignored).
+    pub(crate) fn watch_oom_wakeups(&self, state: OomWakeups) {
+        let gauge = Gauge::default();
+        if self.oom_wakeups.set((state, gauge.clone())).is_ok() {
+            self.registry
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .register(
+                    "pressured_oom_wakeups",
+                    "1 while an OOM kill wakes the sampling loop at once; 0 when it is seen at the \
+                     next poll (v1 refuses the wake-up without uid 0 or on a read-only cgroupfs)",
+                    gauge,
+                );
+        }
+    }
+
     fn encode(&self) -> String {
+        if let Some((state, gauge)) = self.oom_wakeups.get() {
+            gauge.set(i64::from(state.active()));
+        }
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         prometheus_client::encoding::text::encode(&mut out, &registry)

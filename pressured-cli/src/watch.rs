@@ -24,7 +24,7 @@ pub(crate) async fn run(config: Config, actions: &ActionsSetup) -> anyhow::Resul
         SourceMode::Node => Scope::Node,
         _ => {
             let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-            Scope::sidecar(&layout, &env, &own)
+            Scope::sidecar(&layout, &env, &own, std::process::id())?
         }
     };
     if let Err(e) = raise_nofile_limit() {
@@ -57,6 +57,7 @@ pub(crate) async fn run(config: Config, actions: &ActionsSetup) -> anyhow::Resul
         Engine::new(&config.thresholds, config.dry_run),
         options,
     )?;
+    crate::server::telemetry().watch_oom_wakeups(watcher.oom_wakeups());
     if let Some(pods) = pods {
         watcher = watcher.with_enrich(move |target: &mut _| pods.enrich(target));
     }

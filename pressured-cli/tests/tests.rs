@@ -6,4 +6,5 @@ mod k8s_cluster;
 mod k8s_node;
 mod k8s_real_apiserver;
 mod system_cgroup;
+mod system_sandbox;
 mod util;

@@ -31,6 +31,8 @@ mod wait;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use pressure_core::{Engine, Event, Psi, Reading, SlotId, Target};
@@ -90,6 +92,23 @@ pub enum WatchError {
     /// `epoll_wait` failed (other than `EINTR`).
     #[error("waiting for the next tick (epoll_wait)")]
     Wait(#[source] io::Error),
+    /// [`Scope::sidecar`] could not tell which pod or cgroup the sidecar runs in.
+    #[error(
+        "cannot tell which pod this sidecar runs in: POD_UID is unset, /proc/self/cgroup names \
+         {own_cgroup:?} (no kubelet pod; `/` inside a cgroup namespace) and no kubelet cgroup under \
+         {} lists this process (PID {pid}) in cgroup.procs (is the host's /sys/fs/cgroup mounted \
+         there?): set POD_UID from the downward API (fieldRef metadata.uid), or point \
+         source.cgroup.path at the cgroup to watch",
+        memory_root.display()
+    )]
+    NoOwnCgroup {
+        /// The memory cgroup `/proc/self/cgroup` names.
+        own_cgroup: String,
+        /// The memory root searched.
+        memory_root: PathBuf,
+        /// The own PID, as the own PID namespace sees it.
+        pid: u32,
+    },
 }
 
 /// Gives a cgroup-derived [`Target`] its names, IP and annotations (e.g. from the Kubernetes API);
@@ -121,6 +140,22 @@ pub trait Observer {
 impl<F: FnMut(&Event)> Observer for F {
     fn event(&mut self, event: &Event) {
         self(event);
+    }
+}
+
+/// Whether an OOM kill wakes the [`Watcher`] at once (v1 eventfd, v2 inotify) or waits for the next
+/// tick: a view of the state another thread can read (e.g. for a metrics gauge), from
+/// [`Watcher::oom_wakeups`]. Wake-ups end for good when the kernel refuses them: v1's
+/// `cgroup.event_control` needs uid 0 (or `CAP_DAC_OVERRIDE`) and a writable cgroupfs mount.
+#[derive(Debug, Clone)]
+pub struct OomWakeups(Arc<AtomicBool>);
+
+impl OomWakeups {
+    /// `true` while OOM kills wake the loop at once; `false` once they are reported at most one
+    /// tick late.
+    #[must_use]
+    pub fn active(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -171,6 +206,8 @@ pub struct Watcher {
     by_path: HashMap<String, u64>,
     next_key: u64,
     notifier: Option<OomNotifier>,
+    /// Mirrors `notifier.is_some()` for other threads.
+    oom_wakeups: OomWakeups,
     buf: ReadBuffer,
     events: Vec<Event>,
     /// Paths whose permission error was reported (each once).
@@ -215,6 +252,7 @@ impl Watcher {
                 None
             }
         };
+        let oom_wakeups = OomWakeups(Arc::new(AtomicBool::new(notifier.is_some())));
         Ok(Watcher {
             layout,
             plan: options.scope.into(),
@@ -227,6 +265,7 @@ impl Watcher {
             by_path: HashMap::new(),
             next_key: 0,
             notifier,
+            oom_wakeups,
             buf: ReadBuffer::new(),
             events: Vec::new(),
             reported: HashSet::new(),
@@ -247,6 +286,12 @@ impl Watcher {
     /// A token that ends [`run`](Watcher::run).
     pub fn stop_token(&self) -> StopToken {
         self.waiter.stop_token()
+    }
+
+    /// Whether OOM kills wake the loop at once (see [`OomWakeups`]); the start-up line's
+    /// `oom_wakeups=` says the same after the first scan.
+    pub fn oom_wakeups(&self) -> OomWakeups {
+        self.oom_wakeups.clone()
     }
 
     /// The engine, e.g. for its state after [`run`](Watcher::run) returned.
@@ -337,6 +382,7 @@ impl Watcher {
     /// Polling only from now on: OOM counters are re-read every tick.
     fn drop_notifier(&mut self) {
         self.notifier = None;
+        self.oom_wakeups.0.store(false, Ordering::Relaxed);
         for w in self.watched.values_mut() {
             w.notified = false;
         }
@@ -419,12 +465,15 @@ impl Watcher {
             && let Err(e) = notifier.watch(key, &reader).inspect(|()| notified = true)
         {
             if e.is_permission_denied() {
-                if self.reported.insert(PathBuf::from("<oom-notify>")) {
-                    tracing::warn!(
-                        "OOM wake-ups unavailable ({e}); relying on polling every {:?}",
-                        self.interval
-                    );
-                }
+                // What refuses one cgroup (a read-only mount, a uid other than 0) refuses them all:
+                // say so once and poll, rather than try, fail and warn for every cgroup.
+                tracing::warn!(
+                    "OOM wake-ups refused ({e}): oom_killed may come up to one poll interval ({:?}) \
+                     late; v1 needs uid 0 and the cgroupfs mounted read-write for them",
+                    self.interval
+                );
+                self.waiter.forget_notifier();
+                self.drop_notifier();
             } else {
                 self.report(&e);
             }

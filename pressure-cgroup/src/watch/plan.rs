@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use pressure_core::Target;
 
+use super::WatchError;
 use crate::{
-    CgroupError, CgroupLayout, CgroupRole, KubeCgroup, discover_kubepods, find_pod,
+    CgroupError, CgroupLayout, CgroupRole, CgroupVersion, KubeCgroup, discover_kubepods, find_pod,
     memory_cgroup_entry, parse_cgroup_path, parse_proc_cgroup, scan_pod,
 };
 
@@ -65,33 +66,106 @@ pub enum Scope {
 }
 
 impl Scope {
-    /// The sidecar's scope: the pod of `POD_UID`, else the pod named by `proc_self_cgroup` (the text
-    /// of `/proc/self/cgroup`), else the own cgroup (the memory root inside a cgroup namespace).
-    pub fn sidecar(layout: &CgroupLayout, env: &PodEnv, proc_self_cgroup: &str) -> Scope {
+    /// The sidecar's scope, from the first of these that applies:
+    ///
+    /// 1. `POD_UID` (the downward API): that pod.
+    /// 2. `proc_self_cgroup` (the text of `/proc/self/cgroup`) names a kubelet pod cgroup: that pod.
+    /// 3. A kubelet pod or container cgroup under the memory root whose `cgroup.procs` lists `own_pid`
+    ///    (the process's PID in its own PID namespace, `std::process::id()`): its pod. This finds
+    ///    the pod of a container with its own cgroup namespace, where `/proc/self/cgroup` reads `/`,
+    ///    given the host's cgroupfs mounted: the kernel lists `cgroup.procs` in the reader's PID
+    ///    namespace and leaves out (v1) or shows as 0 (v2) the processes it cannot see there, so only
+    ///    the own process can match.
+    /// 4. Outside Kubernetes: the own cgroup, when `proc_self_cgroup` names one other than the root
+    ///    that exists under the memory root.
+    /// 5. The memory root itself, when it is not the hierarchy's root (`source.cgroup.path` names a
+    ///    cgroup: the configuration asked for it).
+    ///
+    /// # Errors
+    /// [`WatchError::NoOwnCgroup`](super::WatchError::NoOwnCgroup) when none applies, saying what is
+    /// missing: the host's root cgroup is never watched by accident.
+    pub fn sidecar(
+        layout: &CgroupLayout,
+        env: &PodEnv,
+        proc_self_cgroup: &str,
+        own_pid: u32,
+    ) -> Result<Scope, WatchError> {
         if let Some(uid) = &env.pod_uid {
             tracing::info!(pod_uid = %uid, "sidecar: own pod from POD_UID");
-            return Scope::Pod {
+            return Ok(Scope::Pod {
                 uid: uid.replace('_', "-"),
-            };
+            });
         }
         let entries = parse_proc_cgroup(proc_self_cgroup);
         let own_path =
             memory_cgroup_entry(&entries).map_or_else(|| "/".to_owned(), |e| e.path.clone());
         if let Some(pod) = parse_cgroup_path(&own_path) {
             tracing::info!(pod_uid = %pod.pod_uid, cgroup = %own_path, "sidecar: own pod from /proc/self/cgroup");
-            return Scope::Pod { uid: pod.pod_uid };
+            return Ok(Scope::Pod { uid: pod.pod_uid });
         }
-        // Inside a cgroup namespace the own cgroup is `/`, which is the memory root as mounted here.
-        let path = if layout.memory_dir(&own_path).is_dir() {
-            own_path
-        } else {
-            "/".to_owned()
-        };
-        tracing::warn!(
-            cgroup = %path,
-            "no Kubernetes pod found (POD_UID unset, /proc/self/cgroup names no kubelet pod): watching the own cgroup"
-        );
-        Scope::Cgroup { path }
+        if let Some(own) = kube_cgroup_of_pid(layout, own_pid) {
+            tracing::info!(
+                pod_uid = %own.identity.pod_uid,
+                cgroup = %own.path,
+                pid = own_pid,
+                "sidecar: own pod from the cgroup.procs listing this process"
+            );
+            return Ok(Scope::Pod {
+                uid: own.identity.pod_uid,
+            });
+        }
+        // `/` is the root of a cgroup namespace as often as the host's root: never a guess.
+        if own_path != "/" && !own_path.starts_with("/..") && layout.memory_dir(&own_path).is_dir()
+        {
+            tracing::warn!(
+                cgroup = %own_path,
+                "no Kubernetes pod found (POD_UID unset, /proc/self/cgroup names no kubelet pod, no kubelet cgroup lists this process): watching the own cgroup"
+            );
+            return Ok(Scope::Cgroup { path: own_path });
+        }
+        if !is_hierarchy_root(layout) {
+            tracing::info!(
+                memory_root = %layout.memory_root().display(),
+                "sidecar: the cgroup source.cgroup.path names"
+            );
+            return Ok(Scope::Cgroup {
+                path: "/".to_owned(),
+            });
+        }
+        Err(WatchError::NoOwnCgroup {
+            own_cgroup: own_path,
+            memory_root: layout.memory_root().to_owned(),
+            pid: own_pid,
+        })
+    }
+}
+
+/// The kubelet cgroup (a container's before its pod's) whose `cgroup.procs` lists `pid`.
+fn kube_cgroup_of_pid(layout: &CgroupLayout, pid: u32) -> Option<KubeCgroup> {
+    let mut list = match discover_kubepods(layout.memory_root()) {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::warn!("looking for the own pod under kubepods: {e}");
+            return None;
+        }
+    };
+    // Processes live in leaf cgroups: the containers'; a pod cgroup lists only its own members.
+    list.sort_by_key(|c| c.role == CgroupRole::Pod);
+    let wanted = pid.to_string();
+    list.into_iter().find(|c| {
+        std::fs::read_to_string(layout.memory_dir(&c.path).join("cgroup.procs"))
+            .is_ok_and(|procs| procs.lines().any(|l| l.trim() == wanted))
+    })
+}
+
+/// Whether the memory root is its hierarchy's root cgroup (v1: it holds the root-only
+/// `release_agent`; v2: it lacks `cgroup.type`, which every other cgroup has), rather than a cgroup
+/// that `source.cgroup.path` names.
+fn is_hierarchy_root(layout: &CgroupLayout) -> bool {
+    let root = layout.memory_root();
+    match layout.version() {
+        CgroupVersion::V1 => root.join("release_agent").exists(),
+        CgroupVersion::V2 => !root.join("cgroup.type").exists(),
     }
 }
 
@@ -204,7 +278,6 @@ pub(super) fn target(plan: &Plan, env: &PodEnv, found: &Found) -> Target {
 mod tests {
     use super::*;
     use std::fs;
-    use std::path::Path;
 
     const UID: &str = "0b7632a2-a56e-4278-987a-22de18008dbe";
     const ID: &str = "1111111111111111111111111111111111111111111111111111111111111111";
@@ -214,6 +287,8 @@ mod tests {
         let mem = dir.path().join("memory");
         fs::create_dir_all(&mem).expect("mkdir");
         fs::write(mem.join("memory.usage_in_bytes"), "0\n").expect("write");
+        // Only the hierarchy's root has it: this is the whole hierarchy, not a named cgroup.
+        fs::write(mem.join("release_agent"), "\n").expect("write");
         for d in [
             format!("kubepods/burstable/pod{UID}/{ID}"),
             "kubepods/besteffort/pod99999999-a56e-4278-987a-22de18008dbe".to_owned(),
@@ -255,7 +330,7 @@ mod tests {
             ("POD_NAME", "web-0"),
             ("POD_NAMESPACE", "shop"),
         ]);
-        let mut scope = Plan::from(Scope::sidecar(&layout, &e, "4:memory:/\n"));
+        let mut scope = Plan::from(Scope::sidecar(&layout, &e, "4:memory:/\n", 1).expect("scope"));
         let found = discover(&layout, &mut scope).expect("discover");
         let paths: Vec<&str> = found.iter().map(|f| f.path.as_str()).collect();
         let pod = format!("/kubepods/burstable/pod{UID}");
@@ -274,25 +349,24 @@ mod tests {
     fn sidecar_by_proc_self_cgroup_v1_and_v2() {
         let (_dir, layout) = v1_tree();
         let v1 = format!("9:pids:/\n4:memory:/kubepods/burstable/pod{UID}/{ID}\n0::/\n");
-        let scope = Scope::sidecar(&layout, &PodEnv::default(), &v1);
+        let scope = Scope::sidecar(&layout, &PodEnv::default(), &v1, 1).expect("scope");
         assert!(matches!(&scope, Scope::Pod { uid } if uid == UID));
 
         let uid_ = UID.replace('-', "_");
         let v2 = format!(
             "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid_}.slice/cri-containerd-{ID}.scope\n"
         );
-        let scope = Scope::sidecar(&layout, &PodEnv::default(), &v2);
+        let scope = Scope::sidecar(&layout, &PodEnv::default(), &v2, 1).expect("scope");
         assert!(matches!(&scope, Scope::Pod { uid } if uid == UID));
     }
 
     #[test]
     fn outside_kubernetes_watches_own_cgroup() {
         let (dir, layout) = v1_tree();
-        let mut scope = Plan::from(Scope::sidecar(
-            &layout,
-            &PodEnv::default(),
-            "4:memory:/user.slice\n",
-        ));
+        let mut scope = Plan::from(
+            Scope::sidecar(&layout, &PodEnv::default(), "4:memory:/user.slice\n", 1)
+                .expect("scope"),
+        );
         assert_eq!(
             scope,
             Plan::Own {
@@ -308,16 +382,64 @@ mod tests {
         let t = target(&scope, &PodEnv::default(), &found[0]);
         assert_eq!(t.pod_uid, None);
         assert_eq!(t.cgroup_path.as_deref(), Some("/user.slice"));
+    }
 
-        // A cgroup namespace shows `0::/`; a path not visible here falls back to the root.
-        let scope = Scope::sidecar(&layout, &PodEnv::default(), "4:memory:/elsewhere\n");
+    #[test]
+    fn own_pod_from_the_cgroup_procs_that_lists_the_own_pid() {
+        let (dir, layout) = v1_tree();
+        let container = dir
+            .path()
+            .join(format!("memory/kubepods/burstable/pod{UID}/{ID}"));
+        // v1 leaves out the PIDs the reader's namespace cannot see; v2 shows them as 0.
+        fs::write(container.join("cgroup.procs"), "1\n7\n").expect("write");
+        let other = dir
+            .path()
+            .join("memory/kubepods/besteffort/pod99999999-a56e-4278-987a-22de18008dbe");
+        fs::write(other.join("cgroup.procs"), "0\n70\n").expect("write");
+        // Inside its own cgroup and PID namespaces the sidecar is `/` and, say, PID 7.
+        let scope = Scope::sidecar(&layout, &PodEnv::default(), "4:memory:/\n", 7).expect("scope");
+        assert_eq!(
+            scope,
+            Scope::Pod {
+                uid: UID.to_owned()
+            }
+        );
+        let scope = Scope::sidecar(&layout, &PodEnv::default(), "0::/\n", 70).expect("scope");
+        assert_eq!(
+            scope,
+            Scope::Pod {
+                uid: "99999999-a56e-4278-987a-22de18008dbe".to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn never_the_root_by_accident() {
+        let (dir, layout) = v1_tree();
+        // A cgroup namespace shows `/`; a path not visible here, or above the namespace, names nothing.
+        for own in ["4:memory:/\n", "4:memory:/elsewhere\n", "0::/../../x\n", ""] {
+            let err =
+                Scope::sidecar(&layout, &PodEnv::default(), own, 4242).expect_err("no own cgroup");
+            let text = err.to_string();
+            assert!(text.contains("set POD_UID from the downward API"), "{text}");
+            assert!(text.contains("PID 4242"), "{text}");
+            assert!(
+                matches!(err, WatchError::NoOwnCgroup { pid: 4242, .. }),
+                "{err:?}"
+            );
+        }
+        // Unless the configuration names a cgroup as the root: then that one is watched.
+        let user = dir.path().join("memory/user.slice");
+        fs::write(user.join("memory.usage_in_bytes"), "0\n").expect("write");
+        let named = CgroupLayout::detect(&user).expect("layout of a named cgroup");
+        let scope =
+            Scope::sidecar(&named, &PodEnv::default(), "4:memory:/\n", 4242).expect("scope");
         assert_eq!(
             scope,
             Scope::Cgroup {
                 path: "/".to_owned()
             }
         );
-        assert!(Path::new(&layout.memory_dir("/")).is_dir());
     }
 
     #[test]

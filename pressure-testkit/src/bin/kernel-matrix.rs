@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use pressure_testkit::{
-    GuestPlan, GuestPrograms, GuestReport, Kernel, MatrixRow, PodIds, QemuSpec, Scenario, Verdict,
-    build_hog, build_initramfs, fetch_kernel, judge_pressured, judge_tracer, render_table,
-    run_qemu,
+    ChartSecurity, GuestPlan, GuestPrograms, GuestReport, Kernel, MatrixRow, PodIds, QemuSpec,
+    Scenario, Verdict, build_hog, build_initramfs, fetch_kernel, judge_pressured, judge_sidecar,
+    judge_tracer, render_table, run_qemu,
 };
 
 /// Runs pressured and oom-tracer on Debian cloud kernels under qemu, cgroup v2.
@@ -26,11 +26,11 @@ struct Args {
     /// Kernel series (Debian bookworm `linux-image-<series>.*-cloud-amd64`), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "6.1,6.12")]
     kernels: Vec<String>,
-    /// Scenarios: pressured, tracer-bpf, tracer-kmsg; comma-separated.
+    /// Scenarios: pressured, tracer-bpf, tracer-kmsg, pressured-sidecar; comma-separated.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "pressured,tracer-bpf,tracer-kmsg"
+        default_value = "pressured,tracer-bpf,tracer-kmsg,pressured-sidecar"
     )]
     scenarios: Vec<String>,
     /// Work and cache directory [<workspace>/target/kernel-matrix].
@@ -242,6 +242,12 @@ fn judge(
             let log = report.scenarios.get(s.name());
             let mut v = match s {
                 Scenario::Pressured => judge_pressured(log, &plan.pressured, plan.pressured_limit),
+                Scenario::PressuredSidecar => judge_sidecar(
+                    log,
+                    &plan.sidecar,
+                    plan.pressured_limit,
+                    &ChartSecurity::pressured(),
+                ),
                 other => {
                     let source = if *other == Scenario::TracerBpf {
                         "bpf"
@@ -282,7 +288,10 @@ fn run() -> anyhow::Result<bool> {
         match Scenario::from_name(name) {
             Some(s) => wanted.push(s),
             None => {
-                bail!("unknown scenario {name:?}: expected pressured, tracer-bpf or tracer-kmsg")
+                bail!(
+                    "unknown scenario {name:?}: expected pressured, tracer-bpf, tracer-kmsg or \
+                     pressured-sidecar"
+                )
             }
         }
     }
@@ -303,7 +312,8 @@ fn run() -> anyhow::Result<bool> {
     let build = !args.no_build;
     let mut not_ready: BTreeMap<Scenario, String> = BTreeMap::new();
     let mut pressured = None;
-    if wanted.contains(&Scenario::Pressured) {
+    let pressured_scenarios = [Scenario::Pressured, Scenario::PressuredSidecar];
+    if wanted.iter().any(|s| pressured_scenarios.contains(s)) {
         let p = prepare(
             "pressured-cli",
             "pressured",
@@ -314,7 +324,22 @@ fn run() -> anyhow::Result<bool> {
         match p.path {
             Ok(path) => pressured = Some(path),
             Err(e) => {
-                not_ready.insert(Scenario::Pressured, e);
+                for s in pressured_scenarios {
+                    not_ready.insert(s, e.clone());
+                }
+            }
+        }
+    }
+    // The sidecar scenario's sandbox: util-linux unshare (with --cgroup) and setpriv.
+    let mut sandbox = None;
+    if wanted.contains(&Scenario::PressuredSidecar) {
+        match (which("unshare"), which("setpriv")) {
+            (Some(unshare), Some(setpriv)) => sandbox = Some((unshare, setpriv)),
+            _ => {
+                not_ready.insert(
+                    Scenario::PressuredSidecar,
+                    "unshare or setpriv not found (Debian util-linux)".into(),
+                );
             }
         }
     }
@@ -391,6 +416,9 @@ fn run() -> anyhow::Result<bool> {
         pressured: random_ids()?,
         tracer_bpf: [random_ids()?, random_ids()?, random_ids()?],
         tracer_kmsg: [random_ids()?, random_ids()?, random_ids()?],
+        sidecar: random_ids()?,
+        sidecar_own_container: random_ids()?.container_id,
+        sidecar_setpriv: ChartSecurity::pressured().setpriv_args(),
         pressured_limit: 64 << 20,
         pressured_poll_ms: 100,
         pressured_growth: (1024, 100),
@@ -405,6 +433,7 @@ fn run() -> anyhow::Result<bool> {
             hog,
             pressured: pressured.map(|p| stripped(p, &work)),
             oom_tracer: oom_tracer.map(|p| stripped(p, &work)),
+            sandbox: sandbox.filter(|_| runnable.contains(&Scenario::PressuredSidecar)),
         },
     )?;
     let initrd = work.join("initramfs.cpio");

@@ -24,14 +24,20 @@ pub enum Scenario {
     TracerBpf,
     /// The same in kmsg-only mode.
     TracerKmsg,
+    /// `pressured` as a sidecar the way the chart runs it: in the sidecar container's cgroup, with
+    /// its own cgroup, PID and mount namespaces, cgroupfs read-only, the chart's user and no
+    /// capabilities (`setpriv`), no `POD_UID`: it must find its pod, warn, go critical and report the
+    /// kill at once (v2 `memory.events` inotify works unprivileged).
+    PressuredSidecar,
 }
 
 impl Scenario {
     /// Every scenario, in run order.
-    pub const ALL: [Scenario; 3] = [
+    pub const ALL: [Scenario; 4] = [
         Scenario::Pressured,
         Scenario::TracerBpf,
         Scenario::TracerKmsg,
+        Scenario::PressuredSidecar,
     ];
 
     /// The name used on the command line, in the guest markers and in the table.
@@ -40,6 +46,7 @@ impl Scenario {
             Scenario::Pressured => "pressured",
             Scenario::TracerBpf => "tracer-bpf",
             Scenario::TracerKmsg => "tracer-kmsg",
+            Scenario::PressuredSidecar => "pressured-sidecar",
         }
     }
 
@@ -142,6 +149,13 @@ pub struct GuestPlan {
     pub tracer_bpf: [PodIds; 3],
     /// The pods of the kmsg tracer scenario, one per [`OomCase`].
     pub tracer_kmsg: [PodIds; 3],
+    /// The sidecar scenario's pod and its app container (the one that is OOM-killed).
+    pub sidecar: PodIds,
+    /// The sidecar scenario: the container ID of `pressured`'s own container in that pod.
+    pub sidecar_own_container: String,
+    /// The sidecar scenario: `setpriv` arguments for the chart's security context
+    /// ([`crate::ChartSecurity::setpriv_args`]); no argument may hold a space.
+    pub sidecar_setpriv: Vec<String>,
     /// pressured: the container's `memory.max` in bytes.
     pub pressured_limit: u64,
     /// pressured: `source.poll_interval_ms`.
@@ -162,7 +176,7 @@ impl GuestPlan {
         match scenario {
             Scenario::TracerBpf => Some(&self.tracer_bpf),
             Scenario::TracerKmsg => Some(&self.tracer_kmsg),
-            Scenario::Pressured => None,
+            Scenario::Pressured | Scenario::PressuredSidecar => None,
         }
     }
 
@@ -187,6 +201,13 @@ impl GuestPlan {
         for (i, p) in self.tracer_kmsg.iter().enumerate() {
             ids(&format!("K{}", i + 1), p);
         }
+        ids("S", &self.sidecar);
+        let _ = writeln!(
+            s,
+            "S_OWN_CID={}\nS_SETPRIV=\"{}\"",
+            self.sidecar_own_container,
+            self.sidecar_setpriv.join(" ")
+        );
         let _ = writeln!(
             s,
             "P_LIMIT={}\nP_POLL_MS={}\nP_CHUNK_KIB={}\nP_INTERVAL_MS={}\nP_SETTLE_S=2\nP_AFTER_S=2",
@@ -291,6 +312,9 @@ pub struct GuestPrograms {
     pub pressured: Option<PathBuf>,
     /// `oom-tracer`, when a tracer scenario runs.
     pub oom_tracer: Option<PathBuf>,
+    /// util-linux `unshare` and `setpriv`, when the sidecar scenario runs (busybox's `unshare` has
+    /// no cgroup namespace, and it has no `setpriv`).
+    pub sandbox: Option<(PathBuf, PathBuf)>,
 }
 
 /// The guest's initramfs: init script, parameters, busybox, hog and the programs under test.
@@ -311,6 +335,10 @@ pub fn build_initramfs(plan: &GuestPlan, progs: &GuestPrograms) -> Result<Initra
     }
     if let Some(p) = &progs.oom_tracer {
         add_program(&mut fs, p, "/bin/oom-tracer")?;
+    }
+    if let Some((unshare, setpriv)) = &progs.sandbox {
+        add_program(&mut fs, unshare, "/bin/unshare-ul")?;
+        add_program(&mut fs, setpriv, "/bin/setpriv")?;
     }
     Ok(fs)
 }
@@ -368,6 +396,9 @@ mod tests {
             pressured: p(1),
             tracer_bpf: [p(2), p(3), p(4)],
             tracer_kmsg: [p(5), p(6), p(7)],
+            sidecar: p(8),
+            sidecar_own_container: "ab".repeat(32),
+            sidecar_setpriv: vec!["--reuid=65532".into(), "--no-new-privs".into()],
             pressured_limit: 64 << 20,
             pressured_poll_ms: 100,
             pressured_growth: (1024, 100),
@@ -381,5 +412,8 @@ mod tests {
         assert!(env.contains(&format!("B1_UID_US={}\n", p(2).uid_underscored())));
         assert!(env.contains("P_LIMIT=67108864\n"));
         assert!(env.contains("T_KMSG_FLAGS=\"--kmsg-only\"\n"));
+        assert!(env.contains(&format!("S_CID={}\n", p(8).container_id)));
+        assert!(env.contains(&format!("S_OWN_CID={}\n", "ab".repeat(32))));
+        assert!(env.contains("S_SETPRIV=\"--reuid=65532 --no-new-privs\"\n"));
     }
 }

@@ -24,7 +24,7 @@ pub use guest::{
 pub use kernel::{Kernel, cloud_packages, fetch_kernel};
 pub use qemu::{QemuRun, QemuSpec, run_qemu};
 pub use report::{GuestReport, MARKER, ScenarioLog};
-pub use verdict::{Verdict, judge_pressured, judge_tracer, rfc3339_seconds};
+pub use verdict::{Verdict, judge_pressured, judge_sidecar, judge_tracer, rfc3339_seconds};
 
 /// An error of the kernel-matrix harness; each names the command, path or kernel at fault.
 #[derive(Debug, thiserror::Error)]

@@ -241,6 +241,64 @@ pub fn judge_pressured(log: Option<&ScenarioLog>, ids: &PodIds, limit: u64) -> V
     Verdict::from_reasons(figures, reasons)
 }
 
+/// Scenario 4: the sidecar as the chart runs it. Everything of [`judge_pressured`] (for the app
+/// container), and: it ran as `chart` says (uid, capabilities, `no_new_privs`), as PID 1 of its own
+/// PID namespace, in a cgroup namespace of its own (where `/proc/self/cgroup` reads `/`); it found its pod without `POD_UID` (by the
+/// `cgroup.procs` listing its PID); OOM wake-ups were on (v2: inotify on `memory.events` needs no
+/// privilege) and none was refused.
+pub fn judge_sidecar(
+    log: Option<&ScenarioLog>,
+    ids: &PodIds,
+    limit: u64,
+    chart: &crate::ChartSecurity,
+) -> Verdict {
+    let mut verdict = judge_pressured(log, ids, limit);
+    let Some(log) = log.filter(|l| l.ended()) else {
+        return verdict;
+    };
+    let mut reasons = Vec::new();
+    let want = [
+        ("uid", chart.uid.to_string()),
+        ("capeff", format!("{:016x}", chart.effective_mask())),
+        (
+            "nonewprivs",
+            if chart.no_new_privs { "1" } else { "0" }.to_owned(),
+        ),
+        ("nspid", "1".to_owned()),
+        ("cgroupns", "own".to_owned()),
+    ];
+    for (key, value) in &want {
+        if log.get(key) != Some(value.as_str()) {
+            reasons.push(format!(
+                "sandbox: {key} is {:?}, expected {value}",
+                log.get(key)
+            ));
+        }
+    }
+    let err = log.err.join("\n");
+    for (needle, what) in [
+        (
+            "own pod from the cgroup.procs listing this process",
+            "found its pod by cgroup.procs",
+        ),
+        ("oom_wakeups=true", "OOM wake-ups on"),
+        (ids.uid.as_str(), "named its pod"),
+    ] {
+        if !err.contains(needle) {
+            reasons.push(format!(
+                "stderr shows no {what} ({needle:?}); {}",
+                stderr_tail(log)
+            ));
+        }
+    }
+    if err.contains("OOM wake-ups refused") {
+        reasons.push("OOM wake-ups were refused (v2 inotify should work unprivileged)".into());
+    }
+    verdict.pass &= reasons.is_empty();
+    verdict.reasons.extend(reasons);
+    verdict
+}
+
 fn normalise_cgroup(p: &str) -> String {
     let t = p.trim_end_matches('/');
     if t.starts_with('/') {
@@ -419,6 +477,67 @@ mod tests {
         }
         c.push_str("@@KM end pressured rc=0\n");
         c
+    }
+
+    /// A sidecar run: the pressured console renamed, the sandbox facts, and the log lines `err`.
+    fn sidecar_console(events: &[String], facts: &str, err: &[&str]) -> String {
+        let mut c = pressured_console(events)
+            .replace("pressured ", "pressured-sidecar ")
+            .replace("begin pressured\n", "begin pressured-sidecar\n");
+        let end = c.rfind("@@KM end").expect("end marker");
+        let mut extra = format!("@@KM info pressured-sidecar {facts}\n");
+        for line in err {
+            extra.push_str(&format!("@@KM err pressured-sidecar {line}\n"));
+        }
+        c.insert_str(end, &extra);
+        c
+    }
+
+    #[test]
+    fn sidecar_passes_sandboxed_found_by_cgroup_procs_with_wake_ups_and_fails_otherwise() {
+        let p = ids(2);
+        let ev = [
+            pressured_event("memory_pressure", "warn", "2026-11-24T00:00:01.000Z", 0, &p),
+            pressured_event("predicted_oom", "warn", "2026-11-24T00:00:01.200Z", 0, &p),
+            pressured_event(
+                "memory_pressure",
+                "critical",
+                "2026-11-24T00:00:01.500Z",
+                0,
+                &p,
+            ),
+            pressured_event("oom_killed", "critical", "2026-11-24T00:00:02.000Z", 1, &p),
+        ];
+        let chart = crate::ChartSecurity::pressured();
+        let facts = "uid=65532 capeff=0000000000000000 nonewprivs=1 nspid=1 cgroupns=own";
+        let found = format!(
+            "INFO sidecar: own pod from the cgroup.procs listing this process pod_uid={}",
+            p.uid
+        );
+        let start = format!(
+            "INFO watching 3 cgroups (sidecar, pod {}) oom_wakeups=true",
+            p.uid
+        );
+        let r = GuestReport::parse(&sidecar_console(&ev, facts, &[&found, &start]));
+        let v = judge_sidecar(r.scenarios.get("pressured-sidecar"), &p, 64 << 20, &chart);
+        assert!(v.pass, "{:?}", v.reasons);
+
+        // Root, found by POD_UID, wake-ups refused: each is a reason.
+        let root = "uid=0 capeff=0000000000000000 nonewprivs=1 nspid=1 cgroupns=own";
+        let by_uid = format!("INFO sidecar: own pod from POD_UID pod_uid={}", p.uid);
+        let refused = "WARN OOM wake-ups refused (permission denied)";
+        let bad_start = start.replace("oom_wakeups=true", "oom_wakeups=false");
+        let r = GuestReport::parse(&sidecar_console(&ev, root, &[&by_uid, refused, &bad_start]));
+        let v = judge_sidecar(r.scenarios.get("pressured-sidecar"), &p, 64 << 20, &chart);
+        assert!(!v.pass);
+        let all = v.reasons.join("\n");
+        assert!(
+            all.contains("sandbox: uid is Some(\"0\"), expected 65532"),
+            "{all}"
+        );
+        assert!(all.contains("found its pod by cgroup.procs"), "{all}");
+        assert!(all.contains("OOM wake-ups were refused"), "{all}");
+        assert!(all.contains("OOM wake-ups on"), "{all}");
     }
 
     #[test]
