@@ -4,6 +4,8 @@
 
 mod cluster;
 mod config;
+#[cfg(test)]
+mod fuzz;
 mod logging;
 mod pprof_cmd;
 mod replay;
