@@ -8,6 +8,10 @@
 use pressure_core::{ConfigError, from_json_strict};
 use serde::{Deserialize, Serialize};
 
+/// The largest `actions.queue_capacity`: a million queued events is already far more than any action can
+/// catch up on, and tokio's channel panics above `usize::MAX >> 3` (issue 16).
+pub const MAX_QUEUE_CAPACITY: usize = 1 << 20;
+
 /// The event types an `events` filter may name.
 const EVENT_TYPES: [&str; 5] = [
     "memory_pressure",
@@ -184,7 +188,8 @@ pub struct S3Config {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ActionsConfig {
-    /// `actions.queue_capacity` [None = built-in default]: bounded queue between sampling and actions.
+    /// `actions.queue_capacity` [None = built-in default]: bounded queue between sampling and actions,
+    /// 1 to [`MAX_QUEUE_CAPACITY`].
     pub queue_capacity: Option<usize>,
     /// `actions.exec`: programs run per event.
     pub exec: Vec<ExecAction>,
@@ -229,6 +234,14 @@ impl ActionsConfig {
                     format!("unknown event type {bad:?}; expected one of {EVENT_TYPES:?}"),
                 ));
             }
+        }
+        if let Some(n) = self.queue_capacity
+            && n > MAX_QUEUE_CAPACITY
+        {
+            return Err(ConfigError::invalid(
+                "actions.queue_capacity",
+                format!("{n} is more than the maximum {MAX_QUEUE_CAPACITY}"),
+            ));
         }
         let h = &self.heap_profile;
         for (key, v) in [
@@ -365,6 +378,15 @@ mod tests {
             ),
             (
                 r#"{"actions":{"queue_capacity":0}}"#,
+                "actions.queue_capacity",
+            ),
+            // Issue 16: 2^61 passed validation and made tokio's channel panic at start.
+            (
+                r#"{"actions":{"queue_capacity":2305843009213693952}}"#,
+                "actions.queue_capacity",
+            ),
+            (
+                r#"{"actions":{"queue_capacity":1048577}}"#,
                 "actions.queue_capacity",
             ),
             (

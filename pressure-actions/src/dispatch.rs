@@ -293,6 +293,22 @@ impl Dispatcher {
         }
     }
 
+    /// Queues an event for the actions, waiting for room when the queue is full: back-pressure for
+    /// callers without a real-time deadline (`--replay`), which must drop nothing (issue 16). Returns
+    /// `false` (and counts a drop) only when the dispatcher is shut down.
+    pub async fn submit_wait(&self, event: Event) -> bool {
+        let sent = match &self.tx {
+            Some(tx) => tx.send(event).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        sent
+    }
+
     /// The receiver of follow-up events (`heap_profile`), once; `None` if taken or if a channel was
     /// given to [`DispatcherBuilder::followups`]. Unread follow-ups beyond its capacity are dropped.
     pub fn take_followups(&mut self) -> Option<mpsc::Receiver<Event>> {

@@ -22,6 +22,18 @@ pub enum StorageError {
         /// The key.
         key: String,
     },
+    /// The object is larger than the reader's limit (e.g. `storage.read` under the Lua memory cap).
+    #[error("storage {backend}: {key:?} is {size} bytes or more, more than the limit of {max}")]
+    TooLarge {
+        /// Backend name.
+        backend: String,
+        /// The key.
+        key: String,
+        /// Its size (or the bytes read when the limit was passed).
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
     /// A local file operation failed.
     #[error("storage local: {op} {path}: {source}")]
     Io {

@@ -58,8 +58,8 @@ mod webhook;
 
 pub use action::{Action, ActionContext};
 pub use config::{
-    ActionsConfig, DispatchConfig, ExecAction, HeapProfileConfig, LuaConfig, PluginsConfig,
-    S3Config, StorageBackend, StorageConfig, WebhookAction,
+    ActionsConfig, DispatchConfig, ExecAction, HeapProfileConfig, LuaConfig, MAX_QUEUE_CAPACITY,
+    PluginsConfig, S3Config, StorageBackend, StorageConfig, WebhookAction,
 };
 pub use counters::{DispatchStats, Failure};
 pub use dispatch::{DEFAULT_QUEUE_CAPACITY, Dispatcher, DispatcherBuilder, ShutdownReport};

@@ -40,6 +40,7 @@ impl WebhookAction {
             .get_or_init(|| {
                 reqwest::Client::builder()
                     .user_agent(concat!("pressured/", env!("CARGO_PKG_VERSION")))
+                    .redirect(redirect_policy())
                     .build()
                     .map_err(|e| format!("building the HTTP client: {e}"))
             })
@@ -47,6 +48,45 @@ impl WebhookAction {
             .map_err(String::as_str)
     }
 }
+
+/// Redirects a webhook follows: at most [`MAX_REDIRECTS`], only 307/308 (which keep the method and the
+/// body) and only on the same origin (scheme, host, port), because the event and the custom headers
+/// (`X-Api-Key`, …) must not reach another host. A 301/302/303 would turn the POST into a body-less GET
+/// that is then "sent"; all of these fail the webhook instead (issue 16).
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let status = attempt.status().as_u16();
+        if !matches!(status, 307 | 308) {
+            let message =
+                format!("refused a {status} redirect: it would change the POST into a GET");
+            return attempt.error(message);
+        }
+        let first = &attempt.previous()[0];
+        let to = attempt.url();
+        let origin = |u: &reqwest::Url| {
+            (
+                u.scheme().to_string(),
+                u.host_str().map(str::to_string),
+                u.port_or_known_default(),
+            )
+        };
+        if origin(first) != origin(to) {
+            let message = format!(
+                "refused a redirect to another host ({}): the event and headers stay with {}",
+                to.origin().ascii_serialization(),
+                first.origin().ascii_serialization()
+            );
+            return attempt.error(message);
+        }
+        if attempt.previous().len() > MAX_REDIRECTS {
+            return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+        }
+        attempt.follow()
+    })
+}
+
+/// Redirects followed per attempt.
+const MAX_REDIRECTS: usize = 5;
 
 impl Action for WebhookAction {
     fn handle<'a>(
@@ -102,6 +142,12 @@ impl Action for WebhookAction {
                         {
                             break;
                         }
+                    }
+                    Err(e) if e.is_redirect() => {
+                        // A refused redirect is a configuration problem; retrying cannot change it.
+                        last = std::error::Error::source(&e)
+                            .map_or_else(|| e.to_string(), ToString::to_string);
+                        break;
                     }
                     Err(e) => {
                         last = if e.is_timeout() {

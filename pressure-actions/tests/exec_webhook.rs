@@ -147,3 +147,50 @@ async fn a_hanging_webhook_times_out_and_is_retried() {
         report.failures
     );
 }
+
+/// Issue 16 (8): a 307 to another host carried the event and the custom headers there, and a 302 turned
+/// the POST into a body-less GET that was logged as "sent". Both are failures now (not retried); a 307 on
+/// the same host still delivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_webhook_redirects_keep_headers_home_and_never_change_the_method() {
+    let server = TestServer::start().await;
+    let other = TestServer::start().await;
+    let elsewhere = format!("http://localhost:{}/stolen", other.addr.port());
+    let cfg = config(json!({"actions": {"webhook": [
+        {"url": server.url(&format!("/r307?{elsewhere}")), "headers": {"X-Api-Key": "k"}, "retries": 2},
+        {"url": server.url("/redirect"), "retries": 2},
+        {"url": server.url("/r307?/hook"), "headers": {"X-Api-Key": "k"}},
+    ]}}));
+    let report = run(&cfg, vec![event()]).await;
+    assert!(other.seen().is_empty(), "{:?}", other.seen());
+    assert!(
+        server.seen_path("/hello").is_empty(),
+        "the 302 was not followed"
+    );
+    assert_eq!(
+        server.seen_path("/r307").len(),
+        2,
+        "no retry of a refused redirect"
+    );
+    assert_eq!(
+        server.seen_path("/redirect").len(),
+        1,
+        "no retry of a refused redirect"
+    );
+    let mut failed: Vec<_> = report
+        .failures
+        .iter()
+        .map(|f| (f.action.as_str(), f.message.as_str()))
+        .collect();
+    failed.sort();
+    assert_eq!(failed.len(), 2, "{failed:#?}");
+    assert_eq!(failed[0].0, "webhook[0]");
+    assert!(failed[0].1.contains("another host"), "{failed:?}");
+    assert_eq!(failed[1].0, "webhook[1]");
+    assert!(failed[1].1.contains("302"), "{failed:?}");
+    let hook = server.seen_path("/hook");
+    assert_eq!(hook.len(), 1);
+    assert_eq!(hook[0].method, "POST");
+    assert_eq!(hook[0].headers["x-api-key"], "k");
+    assert!(!hook[0].body.is_empty());
+}

@@ -1,7 +1,7 @@
 //! The sandbox and the failure isolation: a runaway, a crashing and a memory-hungry script are stopped
 //! and reported, and the other scripts and the dispatcher keep running.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -121,6 +121,83 @@ end"#,
     assert!(load_loop[0].contains("timeout"), "{load_loop:?}");
     assert!(of("7_ok.lua").is_empty());
     assert_eq!(report.stats.failures, 10);
+}
+
+/// Issue 16 (3): runaways in places Lua runs with hooks off — an `xpcall` message handler of an error
+/// and a `__gc` finalizer — are stopped too, and a script that caught one still works afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_xpcall_handler_and_finalizer_runaways_are_stopped() {
+    let scripts = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(scripts.path().join(name), text).unwrap();
+    write(
+        "1_xpcall.lua",
+        r#"function on_event(e, ctx)
+  xpcall(function() error("x") end, function() while true do end end)
+end"#,
+    );
+    write(
+        "2_xpcall_timeout.lua",
+        r#"function on_event(e, ctx)
+  xpcall(function() while true do end end, function() while true do end end)
+end"#,
+    );
+    write(
+        "3_gc.lua",
+        r#"function on_event(e, ctx)
+  setmetatable({}, {__gc = function() while true do end end})
+  collectgarbage()
+end"#,
+    );
+    write(
+        "4_gc_at_load.lua",
+        r#"setmetatable({}, {__gc = function() while true do end end})
+function on_event(e, ctx) end"#,
+    );
+    // xpcall still behaves like xpcall: handler result on error, all results on success.
+    write(
+        "5_ok.lua",
+        r#"function on_event(e, ctx)
+  local ok, v = xpcall(function() error("boom", 0) end, function(m) return "handled " .. m end)
+  assert(ok == false and v == "handled boom", tostring(v))
+  local ok2, a, b = xpcall(function(x, y) return x + y, "two" end, print, 1, 2)
+  assert(ok2 and a == 3 and b == "two")
+  local t = setmetatable({}, {__index = function() return 7 end})
+  assert(t.anything == 7)
+end"#,
+    );
+    let cfg = config(json!({
+        "plugins": {"lua": {"enabled": true, "scripts_dir": scripts.path(), "timeout_ms": 500}},
+    }));
+    let started = Instant::now();
+    let report = tokio::time::timeout(Duration::from_secs(60), run(&cfg, vec![event()]))
+        .await
+        .expect("every runaway stopped");
+    assert!(report.drained, "{report:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let of = |name: &str| -> Vec<String> {
+        report
+            .failures
+            .iter()
+            .filter(|f| f.action == format!("lua:{name}"))
+            .map(|f| f.message.clone())
+            .collect()
+    };
+    let x = of("1_xpcall.lua");
+    assert_eq!(x.len(), 1, "{:#?}", report.failures);
+    assert!(x[0].contains("timeout"), "{x:?}");
+    let x = of("2_xpcall_timeout.lua");
+    assert_eq!(x.len(), 1, "{:#?}", report.failures);
+    assert!(x[0].contains("timeout"), "{x:?}");
+    for name in ["3_gc.lua", "4_gc_at_load.lua"] {
+        let x = of(name);
+        assert_eq!(x.len(), 1, "{name}: {:#?}", report.failures);
+        assert!(x[0].contains("__gc metamethods are not allowed"), "{x:?}");
+    }
+    assert!(of("5_ok.lua").is_empty(), "{:#?}", report.failures);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -138,3 +138,98 @@ async fn s3_wrong_secret_is_a_clear_error() {
     );
     assert!(!server.dir.path().join("bucket/k").exists());
 }
+
+/// Issue 16 (4): with `link -> /elsewhere` in the root, write, open, rename, remove, read and exists
+/// acted outside the root. Now no link below the root is followed.
+#[tokio::test]
+async fn issue_16_local_storage_cannot_be_left_through_symlinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), "outside").unwrap();
+    let root = dir.path().join("root");
+    let s = LocalStorage::new(&root).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("link")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret"), root.join("filelink")).unwrap();
+    s.write("inside", Bytes::from_static(b"in")).await.unwrap();
+    let refused = |r: Result<(), StorageError>, what: &str| {
+        let e = r.expect_err(what);
+        assert!(
+            matches!(e, StorageError::InvalidKey { .. }) && e.to_string().contains("symbolic link"),
+            "{what}: {e}"
+        );
+    };
+    refused(
+        s.write("link/x", Bytes::from_static(b"x")).await.map(drop),
+        "write",
+    );
+    refused(
+        s.write("link/new/x", Bytes::from_static(b"x"))
+            .await
+            .map(drop),
+        "write deeper",
+    );
+    refused(s.open_write("link/y").await.map(drop), "open_write");
+    refused(s.read("link/secret").await.map(drop), "read");
+    refused(
+        s.read("filelink").await.map(drop),
+        "read through a file link",
+    );
+    refused(s.open_read("link/secret").await.map(drop), "open_read");
+    refused(s.exists("link/secret").await.map(drop), "exists");
+    refused(s.remove("link/secret").await, "remove");
+    refused(s.rename("inside", "link/moved").await, "rename into");
+    refused(s.rename("link/secret", "stolen").await, "rename out of");
+    // A link to a file is not a file of the storage.
+    assert!(!s.exists("filelink").await.unwrap());
+    // Removing a link removes the link itself, never its target.
+    s.remove("filelink").await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("secret")).unwrap(),
+        "outside"
+    );
+    let left: Vec<_> = std::fs::read_dir(outside.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["secret"], "nothing was written outside the root");
+    assert_eq!(&s.read("inside").await.unwrap()[..], b"in");
+}
+
+/// Issue 16 (9): temp files of writes whose process was killed stayed forever; they are removed at
+/// start, while a live writer's are kept.
+#[tokio::test]
+async fn issue_16_stale_temp_files_are_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("ns/pod")).unwrap();
+    let own = format!(".heap.pb.gz.tmp.{}.3", std::process::id());
+    // Beyond the kernel's largest pid: no such process.
+    let dead = ".heap.pb.gz.tmp.4194305.0";
+    // pid 1 is alive: a concurrent writer's temp file stays.
+    let live = ".other.tmp.1.0";
+    for name in [own.as_str(), dead, live, "keep.tmp"] {
+        std::fs::write(root.join("ns/pod").join(name), "partial").unwrap();
+    }
+    LocalStorage::new(&root).unwrap();
+    let mut left: Vec<_> = std::fs::read_dir(root.join("ns/pod"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, [live, "keep.tmp"]);
+}
+
+/// Issue 16 (5): `storage.read` under a 64 MiB Lua cap read a 1 GiB object whole before failing; the
+/// size is checked first.
+#[tokio::test]
+async fn issue_16_read_at_most_checks_the_size_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = LocalStorage::new(dir.path()).unwrap();
+    s.write("big", mib(0)).await.unwrap();
+    let e = s.read_at_most("big", 1000).await.unwrap_err();
+    assert!(
+        matches!(e, StorageError::TooLarge { size, max: 1000, .. } if size == 1 << 20),
+        "{e}"
+    );
+    assert_eq!(s.read_at_most("big", 1 << 20).await.unwrap().len(), 1 << 20);
+}

@@ -102,6 +102,12 @@ async fn handle(
             .header("location", "/hello")
             .body(Body::empty())
             .unwrap(),
+        // 307 to the URL given as the whole query string (`/r307?http://other/x`).
+        "/r307" => Response::builder()
+            .status(StatusCode::TEMPORARY_REDIRECT)
+            .header("location", uri.query().unwrap_or("/"))
+            .body(Body::empty())
+            .unwrap(),
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(5)).await;
             resp(200, Body::from("late"))

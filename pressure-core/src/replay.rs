@@ -10,6 +10,10 @@
 //! values are fine). Only `t` and `usage_bytes` are required. A missing `working_set_bytes` equals the usage;
 //! a missing or `null` `limit_bytes` means unlimited. Optional extras: `container_id`, `node`, `pod_ip`,
 //! `psi_some_avg10`. Blank lines and lines starting with `#` are skipped.
+//!
+//! Hostile input is a bad line, never a panic (issue 16): a line is at most [`MAX_LINE_BYTES`], any bytes
+//! ([`parse_line_bytes`] reports non-UTF-8), and `t` at most [`MAX_T_SECONDS`] (the last second of year
+//! 9999, the latest an RFC 3339 timestamp can show).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
@@ -29,6 +33,13 @@ pub struct ReplayError {
     /// What is wrong.
     pub message: String,
 }
+
+/// The longest replay line accepted, in bytes; a reader skips the rest of a longer line and reports it.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// The largest `t` accepted: 9999-12-31T23:59:59Z. Later clocks cannot be formatted as event timestamps
+/// (and values past `u64` seconds would panic in `Duration::from_secs_f64`).
+pub const MAX_T_SECONDS: f64 = 253_402_300_799.0;
 
 /// One parsed line: the clock value and the sample.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +71,24 @@ struct Line {
     annotations: BTreeMap<String, String>,
 }
 
+/// Parses line number `line` (1-based) from raw bytes: [`parse_line`] after a UTF-8 and a length check,
+/// so a reader never has to stop at a line it cannot decode.
+pub fn parse_line_bytes(line: usize, bytes: &[u8]) -> Result<Option<ReplayRecord>, ReplayError> {
+    if bytes.len() > MAX_LINE_BYTES {
+        return Err(ReplayError {
+            line,
+            field: ".".into(),
+            message: format!("longer than {MAX_LINE_BYTES} bytes"),
+        });
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| ReplayError {
+        line,
+        field: ".".into(),
+        message: format!("not UTF-8: {e}"),
+    })?;
+    parse_line(line, text)
+}
+
 /// Parses line number `line` (1-based). `Ok(None)` for blank and comment lines.
 pub fn parse_line(line: usize, text: &str) -> Result<Option<ReplayRecord>, ReplayError> {
     let trimmed = text.trim();
@@ -84,11 +113,14 @@ pub fn parse_line(line: usize, text: &str) -> Result<Option<ReplayRecord>, Repla
             message: msg,
         }
     })?;
-    if !parsed.t.is_finite() || parsed.t < 0.0 {
+    if !parsed.t.is_finite() || parsed.t < 0.0 || parsed.t > MAX_T_SECONDS {
         return Err(ReplayError {
             line,
             field: "t".into(),
-            message: format!("{} is not a non-negative number of seconds", parsed.t),
+            message: format!(
+                "{} is not a number of seconds from 0 to {MAX_T_SECONDS} (year 9999)",
+                parsed.t
+            ),
         });
     }
     let working_set = parsed.working_set_bytes.unwrap_or(parsed.usage_bytes);
@@ -163,5 +195,39 @@ mod tests {
         assert_eq!(e.field, "annotations.a");
         let e = parse_line(8, "not json").unwrap_err();
         assert_eq!(e.line, 8);
+    }
+
+    #[test]
+    fn issue_16_huge_t_is_a_bad_line_not_a_panic() {
+        for t in ["1e30", "1e12", "253402300800", "1.8446744073709552e19"] {
+            let e = parse_line(1, &format!(r#"{{"t": {t}, "usage_bytes": 1}}"#)).unwrap_err();
+            assert_eq!(e.field, "t", "{t}: {e}");
+        }
+        let r = parse_line(1, r#"{"t": 253402300799, "usage_bytes": 1}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.t, MAX_T_SECONDS);
+    }
+
+    #[test]
+    fn issue_16_non_utf8_and_overlong_lines_are_bad_lines() {
+        let e =
+            parse_line_bytes(2, b"{\"t\": 1, \"usage_bytes\": 1, \"pod\": \"\xff\"}").unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (2, "."));
+        assert!(e.message.contains("UTF-8"), "{e}");
+        let long = vec![b' '; MAX_LINE_BYTES + 1];
+        let e = parse_line_bytes(3, &long).unwrap_err();
+        assert!(e.message.contains("longer than"), "{e}");
+        assert!(parse_line_bytes(4, br#"{"t": 1, "usage_bytes": 1}"#).is_ok());
+    }
+
+    #[test]
+    fn issue_16_pods_without_namespace_are_keyed_by_pod() {
+        let key = |pod: &str| {
+            let line = format!(r#"{{"t":1,"pod":"{pod}","container":"c","usage_bytes":1}}"#);
+            parse_line(1, &line).unwrap().unwrap().sample.target.key()
+        };
+        assert_ne!(key("a"), key("b"));
+        assert_eq!(key("a"), key("a"));
     }
 }

@@ -40,7 +40,9 @@ pub struct Target {
 impl Target {
     /// The key the engine tracks this container under.
     ///
-    /// Pod UID plus container ID (or name) when known; else namespace/pod/container; else the cgroup path.
+    /// Pod UID plus container ID (or name) when known; else namespace/pod/container (a pod without a
+    /// namespace is still keyed by its name, so two such pods never share a state; issue 16); else the
+    /// cgroup path.
     pub fn key(&self) -> String {
         let container = self
             .container_id
@@ -52,6 +54,9 @@ impl Target {
         }
         if let (Some(ns), Some(pod)) = (&self.namespace, &self.pod_name) {
             return format!("name:{ns}/{pod}/{container}");
+        }
+        if let Some(pod) = &self.pod_name {
+            return format!("pod:{pod}/{container}");
         }
         match &self.cgroup_path {
             Some(path) => format!("cgroup:{path}"),

@@ -61,6 +61,14 @@ pub enum KubeletError {
         #[source]
         source: serde_json::Error,
     },
+    /// A Summary API answer is larger than [`crate::MAX_SUMMARY_BYTES`]; reading stopped at the cap.
+    #[error("the stats summary of node {node} is larger than {max} bytes")]
+    SummaryTooLarge {
+        /// The node.
+        node: String,
+        /// The cap.
+        max: usize,
+    },
     /// The server answered `429 Too Many Requests`; `Retry-After` says how long to wait, when sent.
     #[error("{what}: 429 Too Many Requests (Retry-After: {})", .retry_after.map_or_else(|| "none".to_owned(), |d| format!("{} s", d.as_secs())))]
     TooManyRequests {

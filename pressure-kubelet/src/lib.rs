@@ -53,11 +53,11 @@ pub use pods::{
     container_ids, current_container_id, memory_limit, target_for,
 };
 pub use poller::{ClusterPoller, LeaseOptions, MAX_IN_FLIGHT, PollerOptions};
-pub use probes::{ProbeServer, parse_bind_address};
+pub use probes::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, ProbeServer, parse_bind_address};
 pub use quantity::{Quantity, parse_bytes};
 pub use summary::{
-    ContainerStats, NodeStats, PodReference, PodStats, PsiData, PsiStats, Summary, SummaryMemory,
-    SummarySource,
+    ContainerStats, MAX_SUMMARY_BYTES, NodeStats, PodReference, PodStats, PsiData, PsiStats,
+    Summary, SummaryMemory, SummarySource,
 };
 pub use victim::{Victim, VictimMarker, VictimOutcome};
 

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -14,16 +15,27 @@ use crate::error::KubeletError;
 /// The OpenMetrics content type `prometheus_client`'s text encoder writes.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// How long a connection may take to send a request's headers, and stay idle between requests.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more are closed at once. Scrapers and probes need a handful.
+pub const MAX_CONNECTIONS: usize = 64;
+
 type Encode = dyn Fn() -> String + Send + Sync;
 type Ready = dyn Fn() -> bool + Send + Sync;
 
 /// The `/metrics`, `/healthz`, `/readyz` endpoint: `/metrics` answers what `encode` returns (e.g.
 /// `prometheus_client::encoding::text::encode` of a registry), `/readyz` is 200 while `ready` says so
 /// and 503 otherwise, `/healthz` is always 200.
+///
+/// Bounded against idle and slow clients (issue 16): a connection that sends no complete request headers
+/// within [`HEADER_READ_TIMEOUT`] (also between keep-alive requests) is closed, and at most
+/// [`MAX_CONNECTIONS`] are served at once.
 #[derive(Clone)]
 pub struct ProbeServer {
     encode: Arc<Encode>,
     ready: Arc<Ready>,
+    header_read_timeout: Duration,
+    max_connections: usize,
 }
 
 impl std::fmt::Debug for ProbeServer {
@@ -42,7 +54,21 @@ impl ProbeServer {
         Self {
             encode: Arc::new(encode),
             ready: Arc::new(ready),
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
         }
+    }
+
+    /// Replaces [`HEADER_READ_TIMEOUT`].
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// Replaces [`MAX_CONNECTIONS`] (at least 1).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
     }
 
     /// Binds `addr` and serves on a background task; returns the bound address (port 0 picks one).
@@ -68,9 +94,41 @@ impl ProbeServer {
                     async move { readyz(ok) }
                 }),
             );
+        let (timeout, slots) = (
+            self.header_read_timeout,
+            Arc::new(tokio::sync::Semaphore::new(self.max_connections)),
+        );
+        // hyper's own loop rather than `axum::serve`, which has neither a header timeout nor a cap.
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "metrics endpoint stopped");
+            loop {
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // EMFILE and the like: wait a little instead of spinning.
+                        tracing::warn!(error = %e, "metrics endpoint: accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                    tracing::debug!("metrics endpoint: connection cap reached, closing a new one");
+                    drop(stream);
+                    continue;
+                };
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        tower::ServiceExt::oneshot(app.clone(), req)
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(timeout)
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "metrics endpoint: connection closed");
+                    }
+                    drop(permit);
+                });
             }
         });
         tracing::info!(address = %local, "serving /metrics, /healthz, /readyz");

@@ -200,6 +200,10 @@ impl std::fmt::Debug for SummarySource {
     }
 }
 
+/// The largest stats summary read, in bytes. A node at the kubelet's default of 110 pods answers a few
+/// MiB; 64 MiB leaves room for dense nodes and still bounds what a broken or hostile endpoint costs.
+pub const MAX_SUMMARY_BYTES: usize = 64 << 20;
+
 impl SummarySource {
     /// Fetches and parses the summary of `node`.
     ///
@@ -234,12 +238,27 @@ impl SummarySource {
                     .and_then(retry_after_seconds),
             });
         }
-        let body = res
-            .into_body()
+        // Streamed through a cap: a body past it fails as soon as the cap is passed, without being
+        // read whole (issue 16: a 512 MiB summary took 1.14 GB).
+        let body = match http_body_util::Limited::new(res.into_body(), MAX_SUMMARY_BYTES)
             .collect()
             .await
-            .map_err(|e| KubeletError::api(what(), e))?
-            .to_bytes();
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(KubeletError::SummaryTooLarge {
+                    node: node.to_owned(),
+                    max: MAX_SUMMARY_BYTES,
+                });
+            }
+            Err(e) => {
+                let e = match e.downcast::<kube::Error>() {
+                    Ok(k) => *k,
+                    Err(other) => kube::Error::Service(other),
+                };
+                return Err(KubeletError::api(what(), e));
+            }
+        };
         if status.is_client_error() || status.is_server_error() {
             let text = String::from_utf8_lossy(&body);
             let st = serde_json::from_slice::<kube::core::Status>(&body).unwrap_or_else(|_| {

@@ -571,3 +571,40 @@ async fn summary_from_a_dead_api_server_is_an_error() {
     assert_eq!(err.status_code(), None, "{err}");
     assert!(err.to_string().contains("node node-0"), "{err}");
 }
+
+/// Issue 16 (5): a 512 MiB summary body was read whole. The server here never ends its body: reading it
+/// whole would never return, so an answer at all shows the read stopped at the cap.
+#[tokio::test]
+async fn issue_16_summary_body_is_read_with_a_cap() {
+    use futures::StreamExt;
+    let app = axum::Router::new().fallback(|| async {
+        let chunk = axum::body::Bytes::from(vec![b' '; 1 << 20]);
+        let endless = futures::stream::repeat(chunk).map(Ok::<_, std::io::Error>);
+        axum::response::Response::builder()
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from_stream(endless))
+            .unwrap()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = ClientSource::Proxy {
+        url: format!("http://{addr}"),
+    }
+    .connect_without_retries()
+    .await
+    .expect("client");
+    let err = tokio::time::timeout(
+        Duration::from_secs(120),
+        SummarySource::ApiProxy(client).fetch("node-0"),
+    )
+    .await
+    .expect("the read stops at the cap")
+    .expect_err("too large");
+    assert!(
+        matches!(err, pressure_kubelet::KubeletError::SummaryTooLarge { max, .. } if max == pressure_kubelet::MAX_SUMMARY_BYTES),
+        "{err}"
+    );
+    assert!(err.to_string().contains("node node-0"), "{err}");
+    server.abort();
+}

@@ -4,6 +4,11 @@
 //! One struct with all eight keys, because serde cannot reject unknown keys across a flattened struct;
 //! each section keeps its own defaults (`Default`) and checks (`validate`) in its crate.
 
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use anyhow::Context;
 use pressure_actions::{ActionsConfig, DispatchConfig, PluginsConfig, StorageConfig};
 use pressure_core::{
     ConfigError, KubernetesConfig, LogLevel, SourceConfig, ThresholdsConfig, from_json_strict,
@@ -11,6 +16,44 @@ use pressure_core::{
 use serde::{Deserialize, Serialize};
 
 use crate::sink::ActionsSetup;
+
+/// The largest configuration file read, in bytes.
+pub(crate) const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Reads the configuration file at `path`: a regular file (or a symlink to one) of at most
+/// [`MAX_CONFIG_BYTES`], as UTF-8.
+///
+/// Opened non-blocking so a FIFO fails at once instead of waiting for a writer, and read through a
+/// [`Read::take`] so a file that grows while read (or lies about its size, as `/proc` files do) still
+/// cannot take more than the cap (issue 16: `-c /dev/zero` ran the host out of memory, `-c FIFO` hung).
+pub(crate) fn read_file(path: &Path) -> anyhow::Result<String> {
+    let shown = path.display();
+    let file = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .with_context(|| format!("reading config {shown}"))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("reading config {shown}"))?;
+    if !meta.is_file() {
+        anyhow::bail!("config {shown} is not a regular file");
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        anyhow::bail!(
+            "config {shown} is {} bytes, more than the maximum {MAX_CONFIG_BYTES}",
+            meta.len()
+        );
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading config {shown}"))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        anyhow::bail!("config {shown} is more than the maximum {MAX_CONFIG_BYTES} bytes");
+    }
+    String::from_utf8(bytes).with_context(|| format!("config {shown} is not UTF-8"))
+}
 
 /// The whole configuration file. The fields mirror the sections; see `pressure_core::Config` and
 /// `pressure_actions::DispatchConfig`.
@@ -77,6 +120,27 @@ impl FileConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue_16_config_must_be_a_small_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // A character device and a FIFO fail at once (a FIFO without a writer would block an open).
+        let e = read_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(format!("{e:#}").contains("not a regular file"), "{e:#}");
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = read_file(&fifo).unwrap_err();
+        assert!(format!("{e:#}").contains("not a regular file"), "{e:#}");
+        let big = dir.path().join("big.json");
+        std::fs::write(&big, vec![b' '; MAX_CONFIG_BYTES as usize + 1]).unwrap();
+        let e = read_file(&big).unwrap_err();
+        assert!(format!("{e:#}").contains("maximum"), "{e:#}");
+        let ok = dir.path().join("ok.json");
+        std::fs::write(&ok, "{}").unwrap();
+        assert_eq!(read_file(&ok).unwrap(), "{}");
+    }
 
     #[test]
     fn empty_document_gives_every_sections_defaults() {

@@ -4,6 +4,8 @@
 
 mod cluster;
 mod config;
+#[cfg(test)]
+mod fuzz;
 mod logging;
 mod pprof_cmd;
 mod replay;
@@ -130,8 +132,7 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 fn load_config(args: &Args) -> anyhow::Result<FileConfig> {
     let mut config = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading config {}", path.display()))?;
+            let text = config::read_file(path)?;
             FileConfig::from_json(&text).with_context(|| format!("in {}", path.display()))?
         }
         None => FileConfig::default(),

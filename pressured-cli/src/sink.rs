@@ -66,6 +66,22 @@ impl EventSink {
         }
     }
 
+    /// Writes one event and queues it for the actions, waiting for room in the queue: replay has no
+    /// real-time deadline, so it applies back-pressure instead of dropping (issue 16).
+    pub(crate) async fn emit_wait(&mut self, event: &Event) {
+        print_event(event);
+        crate::server::telemetry().event(event);
+        if let Some(d) = &self.dispatcher
+            && !d.submit_wait(event.clone()).await
+        {
+            crate::server::telemetry().action_dropped();
+            tracing::warn!(
+                event_type = event.event_type.as_str(),
+                "dispatcher shut down: event dropped for the actions"
+            );
+        }
+    }
+
     /// Drains the actions (at most [`DRAIN_DEADLINE`]) and prints their last follow-up events.
     pub(crate) async fn shutdown(mut self) {
         crate::server::telemetry().set_ready(false);

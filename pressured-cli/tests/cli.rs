@@ -24,13 +24,14 @@ fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    // Written from a thread: a large input and a large output would otherwise fill both pipes and
+    // block the test and the child on each other.
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.to_string();
+    let writer = std::thread::spawn(move || pipe.write_all(input.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    out
 }
 
 fn events(out: &Output) -> Vec<Value> {
@@ -399,4 +400,129 @@ fn pprof_top_diff_base_prints_the_leak_like_go() {
         err.contains("cpu.pb.gz as the diff base of") && err.contains("incompatible"),
         "{err}"
     );
+}
+
+/// Issue 16 (6, 7): huge clocks and non-UTF-8 lines are bad lines, not a panic or the end of the replay.
+#[test]
+fn issue_16_replay_never_panics_and_goes_on_after_any_bad_line() {
+    let mut input = Vec::new();
+    input
+        .extend_from_slice(b"{\"t\":1,\"pod_uid\":\"a\",\"usage_bytes\":90,\"limit_bytes\":100}\n");
+    input.extend_from_slice(b"{\"t\":1e30,\"pod_uid\":\"a\",\"usage_bytes\":90}\n");
+    input.extend_from_slice(b"{\"t\":1e12,\"pod_uid\":\"a\",\"usage_bytes\":90}\n");
+    input.extend_from_slice(b"{\"t\":2,\"pod_uid\":\"\xff\xfe\",\"usage_bytes\":90}\n");
+    input
+        .extend_from_slice(b"{\"t\":3,\"pod_uid\":\"a\",\"usage_bytes\":10,\"limit_bytes\":100}\n");
+    let mut child = pressured()
+        .args(["--replay", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("line 2: t:"), "{err}");
+    assert!(err.contains("line 3: t:"), "{err}");
+    assert!(err.contains("line 4: .: not UTF-8"), "{err}");
+    assert!(err.contains("3 malformed line(s)"), "{err}");
+    assert_eq!(out.status.code(), Some(1));
+    let kinds: Vec<_> = events(&out)
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["memory_pressure", "recovered"], "line 5 still ran");
+}
+
+/// Issue 16 (7): pods without a namespace shared one state, so one pod's low reading "recovered" another.
+#[test]
+fn issue_16_pods_without_namespace_do_not_share_a_state() {
+    let input = concat!(
+        "{\"t\":1,\"pod\":\"a\",\"container\":\"c\",\"usage_bytes\":90,\"limit_bytes\":100}\n",
+        "{\"t\":1,\"pod\":\"b\",\"container\":\"c\",\"usage_bytes\":10,\"limit_bytes\":100}\n",
+    );
+    let out = run_with_stdin(&["--replay", "-"], input);
+    assert!(out.status.success(), "{out:?}");
+    let ev = events(&out);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0]["pod_name"], "a");
+    assert_eq!(ev[0]["severity"], "critical");
+}
+
+/// Issue 16 (7): 3,000 critical containers with an exec action dropped 1,971 events for the actions;
+/// replay has no real-time deadline, so it waits for room in the queue instead. Scaled down (a queue of
+/// 16, 20 times as many events) to keep the test short; N = 3000 with the default queue passes too.
+#[test]
+fn issue_16_replay_applies_back_pressure_and_drops_no_action() {
+    const N: usize = 320;
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("seen");
+    let config = serde_json::json!({
+        "actions": {"queue_capacity": 16,
+                    "exec": [{"command": ["sh", "-c", format!("cat > /dev/null; echo >> {}", out_file.display())]}]}
+    });
+    let f = config_file(&config.to_string());
+    let input: String = (0..N)
+        .map(|i| {
+            format!(
+                "{{\"t\":1,\"namespace\":\"n\",\"pod\":\"p{i}\",\"container\":\"c\",\"usage_bytes\":900,\"limit_bytes\":1000}}\n"
+            )
+        })
+        .collect();
+    let out = run_with_stdin(&["--replay", "-", "-c", f.path().to_str().unwrap()], &input);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(events(&out).len(), N);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("dropped: 0") && !err.contains("event dropped"),
+        "{err}"
+    );
+    let ran = std::fs::read_to_string(&out_file).unwrap().lines().count();
+    assert_eq!(ran, N, "every event reached the exec action");
+}
+
+/// Issue 16 (5): `-c /dev/zero` grew until the host ran out of memory and `-c FIFO` blocked forever.
+#[test]
+fn issue_16_config_must_be_a_regular_file_of_at_most_1_mib() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let big = dir.path().join("big.json");
+    std::fs::write(&big, vec![b' '; (1 << 20) + 1]).unwrap();
+    for (path, why) in [
+        ("/dev/zero", "not a regular file"),
+        (fifo.to_str().unwrap(), "not a regular file"),
+        (big.to_str().unwrap(), "maximum 1048576"),
+    ] {
+        // A hang would hang the test too; the output is read only after the process exited.
+        let out = pressured()
+            .args(["--check-config", "-c", path])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{path}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{path}: {err}");
+    }
+}
+
+/// Issue 16 (6): a queue capacity of 2^61 passed `--check-config` and panicked at start.
+#[test]
+fn issue_16_huge_queue_capacity_is_rejected_naming_the_key() {
+    let f = config_file(r#"{"actions":{"queue_capacity":2305843009213693952}}"#);
+    let out = pressured()
+        .args(["--check-config", "-c", f.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("actions.queue_capacity"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }

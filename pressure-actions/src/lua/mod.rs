@@ -39,7 +39,8 @@ function on_event(event, ctx)
 end
 "#;
 
-/// Runs before every script: removes what the sandbox forbids and makes `load` text-only.
+/// Runs before every script: removes what the sandbox forbids, makes `load` text-only, and closes the two
+/// ways around the timeout hook (`xpcall` handlers, `__gc` finalizers).
 const SANDBOX: &str = r##"
 dofile = nil
 loadfile = nil
@@ -54,6 +55,29 @@ load = function(...)
     return rawload(chunk, name, "t", env)
   end
   return rawload(chunk, name, "t")
+end
+-- The timeout is an instruction hook, and Lua runs two kinds of user code with hooks off (issue 16):
+-- a message handler called for an error the hook raised (luaD_hook leaves hooks disabled until the
+-- protected call unwinds), and __gc finalizers (GCTM turns hooks off). So xpcall runs its handler as an
+-- ordinary call after the protected call has unwound, and finalizers are refused.
+local rawpcall, rawsetmetatable, rawget, type = pcall, setmetatable, rawget, type
+local pack, unpack = table.pack, table.unpack
+local function deadline_check() end
+xpcall = function(f, handler, ...)
+  local r = pack(rawpcall(f, ...))
+  if r[1] then
+    return unpack(r, 1, r.n)
+  end
+  local _, v = rawpcall(handler, r[2])
+  -- A call, outside any protected call: the call hook stops a script whose deadline passed meanwhile.
+  deadline_check()
+  return false, v
+end
+setmetatable = function(t, mt)
+  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+    error("__gc metamethods are not allowed: finalizers run where plugins.lua.timeout_ms cannot stop them", 2)
+  end
+  return rawsetmetatable(t, mt)
 end
 print = function(...)
   local parts = {}

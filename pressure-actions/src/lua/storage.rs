@@ -149,7 +149,7 @@ pub(super) fn register(lua: &Lua, env: &Arc<ScriptEnv>) -> mlua::Result<()> {
         lua.create_function(move |lua, key: String| {
             let r = storage(&e).and_then(|s| {
                 e.runtime
-                    .block_on(s.read(&key))
+                    .block_on(s.read_at_most(&key, e.max_body))
                     .map_err(|err| err.to_string())
             });
             let t = lua.create_table()?;

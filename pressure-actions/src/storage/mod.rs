@@ -1,6 +1,7 @@
 //! Storage: the [`Storage`] trait, key validation, and the built-in backends
 //! ([`LocalStorage`], [`ObjectStorage`] for S3 or any `object_store`).
 
+mod beneath;
 mod local;
 mod object;
 
@@ -58,10 +59,35 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
 
     /// Reads a whole object.
     fn read<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Bytes, StorageError>> {
+        self.read_at_most(key, u64::MAX)
+    }
+
+    /// Reads a whole object of at most `max` bytes: a larger one fails with
+    /// [`StorageError::TooLarge`] before anything is read when the backend knows the size, else as soon
+    /// as the bytes read pass `max` (issue 16: a Lua cap of 64 MiB must not read a 1 GiB object first).
+    fn read_at_most<'a>(
+        &'a self,
+        key: &'a str,
+        max: u64,
+    ) -> BoxFuture<'a, Result<Bytes, StorageError>> {
         Box::pin(async move {
             let mut r = self.open_read(key).await?;
+            let too_large = |size| StorageError::TooLarge {
+                backend: self.backend().to_string(),
+                key: key.to_string(),
+                size,
+                max,
+            };
+            if let Some(size) = r.size()
+                && size > max
+            {
+                return Err(too_large(size));
+            }
             let mut out = BytesMut::new();
             while let Some(chunk) = r.next_chunk().await? {
+                if (out.len() + chunk.len()) as u64 > max {
+                    return Err(too_large((out.len() + chunk.len()) as u64));
+                }
                 out.extend_from_slice(&chunk);
             }
             Ok(out.freeze())
@@ -81,6 +107,10 @@ pub trait ObjectWriter: Send {
 
 /// A streaming object reader.
 pub trait ObjectReader: Send {
+    /// The object's size when the backend knows it before reading (`None` = unknown).
+    fn size(&self) -> Option<u64> {
+        None
+    }
     /// The next chunk, `None` at the end.
     fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<Bytes>, StorageError>>;
 }

@@ -167,9 +167,11 @@ impl Storage for ObjectStorage {
                 .get(&path)
                 .await
                 .map_err(|e| self.err("get", key, e))?;
+            let size = result.meta.size;
             Ok(Box::new(ObjectStoreReader {
                 storage: self.clone(),
                 key: key.to_string(),
+                size,
                 stream: result.into_stream(),
             }) as Box<dyn ObjectReader>)
         })
@@ -288,10 +290,16 @@ impl ObjectWriter for ObjectStoreWriter {
 struct ObjectStoreReader {
     storage: ObjectStorage,
     key: String,
+    /// From the GET response's metadata (`Content-Length`).
+    size: u64,
     stream: BoxStream<'static, object_store::Result<Bytes>>,
 }
 
 impl ObjectReader for ObjectStoreReader {
+    fn size(&self) -> Option<u64> {
+        Some(self.size)
+    }
+
     fn next_chunk(&mut self) -> BoxFuture<'_, Result<Option<Bytes>, StorageError>> {
         Box::pin(async move {
             match self.stream.next().await {
