@@ -1,4 +1,6 @@
-//! pressure-kubelet against the fake API server.
+//! pressure-kubelet against the fake API server (faults) and a real one (pressure-testkit's control
+//! plane).
 
 mod api;
 mod poller;
+mod real_apiserver;
