@@ -15,7 +15,7 @@ use pressure_testkit::{
 };
 use serde_json::{Value, json};
 
-use crate::util::{Running, next_event, spawn};
+use crate::util::{Running, next_event, spawn, wait_log};
 
 const MIB: u64 = 1 << 20;
 
@@ -250,7 +250,7 @@ fn check_refused(cp: &ControlPlane, ns: &str, sa: &str, pod: &str) {
 }
 
 // Core/v1 Events are the fallback for API servers without events.k8s.io/v1; Event patches update
-// a repeated Event's series (not in these scenarios).
+// a repeated Event's series (only the restart scenario repeats one).
 const EVENT_FALLBACKS: [(&str, &str, &str); 3] = [
     ("", "events", "create"),
     ("", "events", "patch"),
@@ -481,6 +481,114 @@ fn real_apiserver_cluster_mode_two_replicas_one_leader_summaries_through_the_nod
     drop(b);
     check_least_privilege(cp, &ns, &sa, &rbac, true, &EVENT_FALLBACKS);
     check_refused(cp, &ns, &sa, "web-0");
+}
+
+/// The Events (events.k8s.io/v1) on pod `name` with `reason`, read with kubectl as the admin.
+fn kubectl_events(cp: &ControlPlane, ns: &str, name: &str, reason: &str) -> Vec<Value> {
+    let out = cp
+        .kubectl()
+        .args(["get", "events.v1.events.k8s.io", "-n", ns, "-o", "json"])
+        .output()
+        .expect("kubectl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Value = serde_json::from_slice(&out.stdout).expect("kubectl json");
+    list["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e["regarding"]["name"] == name && e["reason"] == reason)
+        .collect()
+}
+
+/// The findings of issue 15 through the real API server: a summary figure above the limit reads as
+/// its real percentage; a summary pod the API server does not know is logged once, not per cycle; a
+/// restarted `pressured` continues the same Event series instead of posting a new object.
+#[test]
+fn real_apiserver_cluster_mode_real_percent_unknown_pods_once_and_events_across_restarts() {
+    const TEST: &str =
+        "real_apiserver_cluster_mode_real_percent_unknown_pods_once_and_events_across_restarts";
+    let Some(cp) = require_control_plane(TEST) else {
+        return;
+    };
+    let ns = cp.create_namespace("pfind").expect("namespace");
+    let (rbac, env, sa) = install(cp, &ns, &json!({"mode": "cluster"}));
+    let kubeconfig = cp.service_account_kubeconfig(&ns, &sa).expect("kubeconfig");
+    let node = cp.kubelet(&format!("{ns}-n0")).expect("kubelet stand-in");
+    create_pod(cp, &ns, "big", node.name(), "64Mi");
+    set_running(cp, &ns, "big", &pressure_testkit::unique_container_id());
+    let pod = cp
+        .get(&format!("/api/v1/namespaces/{ns}/pods/big"))
+        .expect("pod");
+    // The pod-level figure of a 64 MiB container: 500 MiB.
+    node.set_pod(&pod, &[Some(ContainerUsage::working_set(500 * MIB))]);
+    // A pod the node runs but the API server does not have (e.g. listed before its watch event).
+    let ghost = json!({
+        "metadata": {"name": "ghost", "namespace": ns, "uid": pressure_testkit::unique_pod_uid()},
+        "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+    });
+    node.set_pod(&ghost, &[Some(ContainerUsage::working_set(8 * MIB))]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = json!({
+        "source": {"mode": "cluster", "poll_interval_ms": 100,
+                   "kubelet": {"namespace_filter": ns}},
+        "thresholds": {"warn_percent": 70, "critical_percent": 85, "cooldown_seconds": 600,
+                       "predict_seconds": 0},
+    });
+    let extra = [("POD_NAME", "pressured-0"), ("POD_NAMESPACE", ns.as_str())];
+    let first = pressured(&config, dir.path(), &kubeconfig, &env, &extra);
+
+    let crit = next_event(&first.events, "critical of the big pod", |e| {
+        e["pod_name"] == "big" && e["severity"] == "critical"
+    });
+    assert_eq!(crit["usage_percent"], 781.25, "500 MiB of 64 MiB: {crit}");
+
+    let line = wait_log(&first.log, "not in the pod cache");
+    assert!(line.contains("ghost"), "{line}");
+    // A request to the node follows the previous one's processing (one in flight per node), so five
+    // more requests mean at least four more summaries with the ghost in them were processed.
+    let seen = node.summary_requests();
+    wait_for("five more summaries", Duration::from_secs(20), || {
+        (node.summary_requests() >= seen + 5).then_some(())
+    });
+    let again: Vec<String> = first
+        .log
+        .try_iter()
+        .filter(|l| l.contains("not in the pod cache"))
+        .collect();
+    assert!(
+        again.is_empty(),
+        "logged once per pod, not per cycle: {again:?}"
+    );
+
+    let created = wait_for(
+        "the MemoryPressureCritical Event",
+        Duration::from_secs(20),
+        || {
+            let evs = kubectl_events(cp, &ns, "big", "MemoryPressureCritical");
+            (!evs.is_empty()).then_some(evs)
+        },
+    );
+    assert_eq!(created.len(), 1, "{created:#?}");
+    let name = created[0]["metadata"]["name"].clone();
+    drop(first);
+
+    // A restart: the fresh engine reports critical again; the Event is the same object, count 2.
+    let second = pressured(&config, dir.path(), &kubeconfig, &env, &extra);
+    next_event(&second.events, "critical after the restart", |e| {
+        e["pod_name"] == "big" && e["severity"] == "critical"
+    });
+    let folded = wait_for("the series count 2", Duration::from_secs(20), || {
+        let evs = kubectl_events(cp, &ns, "big", "MemoryPressureCritical");
+        (evs.len() == 1 && evs[0]["series"]["count"] == 2).then_some(evs)
+    });
+    assert_eq!(folded[0]["metadata"]["name"], name, "the same Event object");
+    drop(second);
+    check_least_privilege(cp, &ns, &sa, &rbac, true, &EVENT_FALLBACKS);
 }
 
 #[test]
