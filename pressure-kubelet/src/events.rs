@@ -245,7 +245,11 @@ impl EventRecorder {
                 .await
             {
                 Ok(current) => current,
-                Err(kube::Error::Api(st)) if st.code == 404 => continue,
+                // Deleted in between (TTL): create it again.
+                Err(kube::Error::Api(st)) if st.code == 404 => {
+                    last_error = Some(kube::Error::Api(st));
+                    continue;
+                }
                 Err(e) => return Err(KubeletError::api(format!("reading event {ns}/{name}"), e)),
             };
             let count = current.series.as_ref().map_or(1, |s| s.count) + 1;
@@ -273,10 +277,11 @@ impl EventRecorder {
                 Err(e) => return Err(KubeletError::api(format!("updating event {ns}/{name}"), e)),
             }
         }
-        Err(KubeletError::api(
-            format!("recording event {ns}/{name}"),
-            last_error.expect("three rounds of conflicts"),
-        ))
+        // Every round ended in a 404 or 409 (each sets `last_error`), so it is set here.
+        match last_error {
+            Some(e) => Err(KubeletError::api(format!("recording event {ns}/{name}"), e)),
+            None => unreachable!("each round returns or records its error"),
+        }
     }
 }
 
