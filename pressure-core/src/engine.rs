@@ -811,7 +811,9 @@ impl EventMaker<'_> {
             usage_bytes: Some(reading.usage_bytes),
             working_set_bytes: Some(reading.working_set_bytes),
             limit_bytes: reading.limit_bytes,
-            usage_percent: usage_percent.map(|p| ((p * 100.0).round() / 100.0).clamp(0.0, 100.0)),
+            // The real ratio, not capped at 100: a pod-level figure can exceed a container's limit
+            // (issue 15), and a capped figure would hide by how much. Severity never reads it.
+            usage_percent: usage_percent.map(|p| (p * 100.0).round() / 100.0),
             oom_kill_count: reading.oom_kill_count,
             eta_seconds: eta_seconds.map(|e| (e * 10.0).round() / 10.0),
             psi_some_avg10: reading.psi.map(|p| p.some_avg10),

@@ -139,7 +139,8 @@ pub struct Event {
     pub working_set_bytes: Option<u64>,
     /// Limit in bytes; `null` when unlimited.
     pub limit_bytes: Option<u64>,
-    /// The threshold signal as a percentage of the limit (0–100); `null` when unlimited.
+    /// The threshold signal as a percentage of the limit; above 100 when the signal exceeds the limit
+    /// (e.g. a pod-level figure against a container limit); `null` when unlimited.
     pub usage_percent: Option<f64>,
     /// OOM-kill counter, when known.
     pub oom_kill_count: Option<u64>,

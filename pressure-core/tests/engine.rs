@@ -262,6 +262,20 @@ fn working_set_is_the_default_signal_and_usage_can_be_chosen() {
 }
 
 #[test]
+fn usage_percent_is_the_real_ratio_above_100_and_severity_is_unaffected() {
+    // A 500 MiB figure against a 64 MiB limit (issue 15: it read 100): 781.25 %, critical as at 90 %.
+    let mut d = Drive::new(&no_predict());
+    let e = d.feed(reading(0.0, 500 * MIB, Some(64 * MIB), None), 0.0);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].severity, Severity::Critical);
+    assert_eq!(e[0].usage_percent, Some(781.25));
+    // Falling back under the limit and under warn minus hysteresis recovers as it always did.
+    let e = d.feed(reading(1.0, 10 * MIB, Some(64 * MIB), None), 1.0);
+    assert_eq!(e[0].severity, Severity::Ok, "{e:?}");
+    assert_eq!(e[0].usage_percent, Some(15.63));
+}
+
+#[test]
 fn containers_not_seen_for_three_cycles_are_forgotten() {
     let mut engine = Engine::new(&no_predict().thresholds, false);
     let mut out = Vec::new();

@@ -75,7 +75,6 @@ pub enum Recorded {
 
 #[derive(Debug)]
 struct Series {
-    name: String,
     count: i32,
     last: Instant,
 }
@@ -125,19 +124,33 @@ impl EventRecorder {
         self
     }
 
-    fn key(spec: &EventSpec) -> String {
+    /// The series key: the object, container, type, reason, action and reporting controller. The note
+    /// is not part of it (it carries the figures of the moment; `note` is immutable in
+    /// events.k8s.io/v1, so a series keeps its first note), nor is the reporting instance (a restarted
+    /// or newly elected replica continues the series).
+    fn key(&self, spec: &EventSpec) -> String {
         let r = &spec.regarding;
         format!(
-            "{}/{}/{}/{}|{}|{}|{}|{}",
+            "{}/{}/{}/{}/{}|{}|{}|{}|{}",
             r.kind.as_deref().unwrap_or(""),
             r.namespace.as_deref().unwrap_or(""),
             r.name.as_deref().unwrap_or(""),
             r.uid.as_deref().unwrap_or(""),
+            r.field_path.as_deref().unwrap_or(""),
             spec.kind.as_str(),
             spec.reason,
             spec.action,
-            spec.note
+            self.controller,
         )
+    }
+
+    /// The Event's name: deterministic per series key, so a restarted process finds its series by name
+    /// (the chart grants create and patch only, no list): `{object}.{fnv64(key)}`.
+    fn event_name(&self, spec: &EventSpec) -> String {
+        let base = spec.regarding.name.as_deref().unwrap_or("event");
+        // A DNS subdomain name: at most 253 characters with the 17 of the suffix.
+        let base = &base[..base.len().min(200)];
+        format!("{base}.{:016x}", fnv1a(self.key(spec).as_bytes()))
     }
 
     /// Posts the Kubernetes Event for an engine event when it is one that gets posted (see
@@ -155,7 +168,9 @@ impl EventRecorder {
         });
     }
 
-    /// Creates the Event, or folds it into the series of an identical recent one.
+    /// Creates the Event, or folds the repeat into the series of the Event of the same object and
+    /// reason (`series.count`, `series.lastObservedTime`), also one an earlier process created: its
+    /// name is deterministic, so a create that meets `AlreadyExists` continues that Event's series.
     pub async fn record(&self, spec: &EventSpec) -> Result<Recorded, KubeletError> {
         let ns = spec
             .regarding
@@ -163,38 +178,25 @@ impl EventRecorder {
             .clone()
             .unwrap_or_else(|| "default".to_owned());
         let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
-        let key = Self::key(spec);
+        let key = self.key(spec);
+        let name = self.event_name(spec);
         let mut series = self.series.lock().await;
+        // The window only bounds this memory: past it the count is read back from the Event.
         series.retain(|_, s| s.last.elapsed() < self.window);
         if let Some(s) = series.get_mut(&key) {
             let count = s.count + 1;
-            let patch = json!({"series": {"count": count, "lastObservedTime": now()}});
-            match api
-                .patch(&s.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => {
+            match fold(&api, &name, count, None).await {
+                Ok(()) => {
                     s.count = count;
                     s.last = Instant::now();
-                    return Ok(Recorded::Folded {
-                        name: s.name.clone(),
-                        count,
-                    });
+                    return Ok(Recorded::Folded { name, count });
                 }
-                Err(kube::Error::Api(st)) if st.code == 404 => {}
-                Err(e) => {
-                    return Err(KubeletError::api(
-                        format!("updating event {ns}/{}", s.name),
-                        e,
-                    ));
-                }
+                // Deleted (TTL) or edited by another replica: start again from the server's state.
+                Err(kube::Error::Api(st)) if st.code == 404 || st.code == 409 => {}
+                Err(e) => return Err(KubeletError::api(format!("updating event {ns}/{name}"), e)),
             }
+            series.remove(&key);
         }
-        let base = spec.regarding.name.as_deref().unwrap_or("event");
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let name = format!("{base}.{nanos:x}");
         let mut note = spec.note.clone();
         if note.len() > 1024 {
             let mut cut = 1024;
@@ -219,19 +221,93 @@ impl EventRecorder {
             reporting_instance: Some(self.instance.to_string()),
             ..Event::default()
         };
-        api.create(&PostParams::default(), &ev)
+        // A few rounds: another replica may create or fold the same Event between our read and write.
+        let mut last_error = None;
+        for _ in 0..3 {
+            match api.create(&PostParams::default(), &ev).await {
+                Ok(_) => {
+                    series.insert(
+                        key,
+                        Series {
+                            count: 1,
+                            last: Instant::now(),
+                        },
+                    );
+                    return Ok(Recorded::Created { name });
+                }
+                Err(kube::Error::Api(st)) if st.code == 409 => {}
+                Err(e) => return Err(KubeletError::api(format!("creating event {ns}/{name}"), e)),
+            }
+            // It exists (an earlier process, or a restart): an empty merge patch returns it (patch is
+            // what the chart grants, not get); then its count + 1, guarded by its resourceVersion.
+            let current = match api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&json!({})))
+                .await
+            {
+                Ok(current) => current,
+                // Deleted in between (TTL): create it again.
+                Err(kube::Error::Api(st)) if st.code == 404 => {
+                    last_error = Some(kube::Error::Api(st));
+                    continue;
+                }
+                Err(e) => return Err(KubeletError::api(format!("reading event {ns}/{name}"), e)),
+            };
+            let count = current.series.as_ref().map_or(1, |s| s.count) + 1;
+            match fold(
+                &api,
+                &name,
+                count,
+                current.metadata.resource_version.as_deref(),
+            )
             .await
-            .map_err(|e| KubeletError::api(format!("creating event {ns}/{name}"), e))?;
-        series.insert(
-            key,
-            Series {
-                name: name.clone(),
-                count: 1,
-                last: Instant::now(),
-            },
-        );
-        Ok(Recorded::Created { name })
+            {
+                Ok(()) => {
+                    series.insert(
+                        key,
+                        Series {
+                            count,
+                            last: Instant::now(),
+                        },
+                    );
+                    return Ok(Recorded::Folded { name, count });
+                }
+                Err(kube::Error::Api(st)) if st.code == 404 || st.code == 409 => {
+                    last_error = Some(kube::Error::Api(st));
+                }
+                Err(e) => return Err(KubeletError::api(format!("updating event {ns}/{name}"), e)),
+            }
+        }
+        // Every round ended in a 404 or 409 (each sets `last_error`), so it is set here.
+        match last_error {
+            Some(e) => Err(KubeletError::api(format!("recording event {ns}/{name}"), e)),
+            None => unreachable!("each round returns or records its error"),
+        }
     }
+}
+
+/// Sets the series of Event `name` to `count` observed now; with `resource_version`, only if the Event
+/// is still at that version (409 otherwise).
+async fn fold(
+    api: &Api<Event>,
+    name: &str,
+    count: i32,
+    resource_version: Option<&str>,
+) -> Result<(), kube::Error> {
+    let mut patch = json!({"series": {"count": count, "lastObservedTime": now()}});
+    if let Some(rv) = resource_version {
+        patch["metadata"] = json!({"resourceVersion": rv});
+    }
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(drop)
+}
+
+/// FNV-1a, 64 bits: a hash that stays the same across processes and builds (std's `DefaultHasher`
+/// promises neither), for Event names a restarted process must find again.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// What a Kubernetes Event is about: see [`event_spec`].

@@ -16,6 +16,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use kube::Client;
@@ -104,6 +105,11 @@ pub struct ClusterPoller {
     cycles: u64,
     /// Whether this replica leads (`None`: no election, always acts).
     leader: Option<watch::Receiver<bool>>,
+    /// Summary pods of a watched namespace missing from the pod cache, per node, as of that node's last
+    /// summary: each is logged once when it first appears, not every cycle.
+    unknown: HashMap<String, HashSet<String>>,
+    /// How many distinct such pods were seen (see [`ClusterPoller::unknown_pods`]).
+    unknown_total: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for ClusterPoller {
@@ -135,7 +141,17 @@ impl ClusterPoller {
             start: Instant::now(),
             cycles: 0,
             leader: None,
+            unknown: HashMap::new(),
+            unknown_total: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// A counter of the summary pods, in a watched namespace, whose UID the pod cache does not hold
+    /// (outside the label selector, not listed yet, or a static pod whose summary UID is its config
+    /// hash): their samples are skipped. Counts each pod once per appearance in its node's summaries;
+    /// each is logged once at info. Read it while [`run`](Self::run) owns the poller.
+    pub fn unknown_pods(&self) -> Arc<AtomicU64> {
+        self.unknown_total.clone()
     }
 
     /// Also posts Kubernetes Events (critical, predicted_oom, oom_killed) on the pods, each on its own
@@ -325,9 +341,11 @@ impl ClusterPoller {
             }
         };
         tracing::trace!(node = %f.node, took_ms = f.took.as_millis() as u64, pods = summary.pods.len(), "summary");
+        self.note_unknown(&f.node, &summary, cache);
         let now = self.now();
         for mut sample in summary.samples(SystemTime::now(), |uid| cache.by_uid(uid)) {
-            // Only pods of the watched scope (the summary lists every pod of the node).
+            // Only pods of the watched scope (the summary lists every pod of the node); the others
+            // were counted above.
             let Some(uid) = sample.target.pod_uid.as_deref().map(str::to_owned) else {
                 continue;
             };
@@ -345,6 +363,36 @@ impl ClusterPoller {
                 Some(self.oom_counts.get(&(uid, container)).copied().unwrap_or(0));
             self.last.insert(sample.target.key(), sample.reading);
             self.engine.observe_sample(&sample, now, events);
+        }
+    }
+
+    /// Counts and logs (once each) the pods of `node`'s summary that are in a watched namespace but
+    /// not in the cache. Pods of other namespaces are outside the scope by configuration: not counted.
+    fn note_unknown(&mut self, node: &str, summary: &Summary, cache: &PodCache) {
+        let namespaces = &self.options.scope.namespaces;
+        let mut now_unknown = HashSet::new();
+        for p in &summary.pods {
+            let r = &p.pod_ref;
+            if !namespaces.is_empty() && !namespaces.contains(&r.namespace) {
+                continue;
+            }
+            if cache.by_uid(&r.uid).is_some() {
+                continue;
+            }
+            let seen = self.unknown.get(node).is_some_and(|s| s.contains(&r.uid));
+            if !seen {
+                self.unknown_total.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(node, namespace = %r.namespace, pod = %r.name, uid = %r.uid,
+                    label_selector = ?self.options.scope.label_selector,
+                    "summary pod not in the pod cache (outside the label selector, not listed yet, or a static pod): skipped");
+            }
+            now_unknown.insert(r.uid.clone());
+        }
+        // Only this summary's set is kept, so the memory is bounded by the node's pods.
+        if now_unknown.is_empty() {
+            self.unknown.remove(node);
+        } else {
+            self.unknown.insert(node.to_owned(), now_unknown);
         }
     }
 

@@ -1,12 +1,12 @@
-//! Clients, pod caches, summaries, events and annotations against `pressure_testkit::FakeApiServer`.
+//! Clients, pod caches, summaries and annotations against `pressure_testkit::FakeApiServer` (Events: the
+//! real API server, `real_apiserver.rs`).
 
 use std::time::{Duration, SystemTime};
 
-use pressure_kubelet::k8s_openapi::api::core::v1::ObjectReference;
 use pressure_kubelet::kube::Client;
 use pressure_kubelet::{
-    AnnotateOutcome, Annotator, Backoff, ClientSource, EventKind, EventRecorder, EventSpec,
-    OomTracker, PodCache, PodScope, PodUpdate, Recorded, SummarySource,
+    AnnotateOutcome, Annotator, Backoff, ClientSource, OomTracker, PodCache, PodScope, PodUpdate,
+    SummarySource,
 };
 use pressure_testkit::{
     ContainerUsage, FakeApiServer, Fault, FaultRule, Options, World, synthetic_pod,
@@ -332,65 +332,6 @@ async fn summary_through_proxy_and_kubelet_with_cache_targets() {
         .await
         .expect_err("no such node");
     assert_eq!(missing.status_code(), Some(404));
-}
-
-#[tokio::test]
-async fn events_fold_into_a_series() {
-    let server = FakeApiServer::start(World::synthetic(1, 2))
-        .await
-        .expect("server");
-    let pod = server.pod("ns-1", "pod-0-1").expect("pod");
-    let recorder = EventRecorder::new(proxy_client(&server).await, "pressure.dev/test", "node-0");
-    let spec = EventSpec {
-        regarding: ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            name: Some("pod-0-1".into()),
-            namespace: Some("ns-1".into()),
-            uid: pod["metadata"]["uid"].as_str().map(str::to_owned),
-            ..ObjectReference::default()
-        },
-        kind: EventKind::Warning,
-        reason: "MemoryPressureCritical".into(),
-        action: "Observed".into(),
-        note: "container app at 90% of its 256Mi limit".into(),
-    };
-    let Recorded::Created { name } = recorder.record(&spec).await.expect("create") else {
-        panic!("expected a new event")
-    };
-    assert_eq!(
-        recorder.record(&spec).await.expect("fold"),
-        Recorded::Folded {
-            name: name.clone(),
-            count: 2
-        }
-    );
-    assert_eq!(
-        recorder.record(&spec).await.expect("fold"),
-        Recorded::Folded {
-            name: name.clone(),
-            count: 3
-        }
-    );
-    let other = EventSpec {
-        reason: "OOMKilled".into(),
-        ..spec.clone()
-    };
-    assert!(matches!(
-        recorder.record(&other).await.expect("create"),
-        Recorded::Created { .. }
-    ));
-    let events = server.events();
-    assert_eq!(events.len(), 2);
-    let ev = events
-        .iter()
-        .find(|e| e["metadata"]["name"] == name.as_str())
-        .expect("event");
-    assert_eq!(ev["series"]["count"], 3);
-    assert_eq!(ev["reason"], "MemoryPressureCritical");
-    assert_eq!(ev["type"], "Warning");
-    assert_eq!(ev["involvedObject"]["uid"], pod["metadata"]["uid"]);
-    assert_eq!(ev["reportingComponent"], "pressure.dev/test");
 }
 
 #[tokio::test]

@@ -1,5 +1,7 @@
-//! pressure-kubelet against the fake API server.
+//! pressure-kubelet against the fake API server (faults) and a real one (pressure-testkit's control
+//! plane).
 
 mod api;
 mod poller;
 mod probes;
+mod real_apiserver;

@@ -15,7 +15,7 @@ use pressure_testkit::{
 };
 use serde_json::{Value, json};
 
-use crate::util::{Running, next_event, spawn};
+use crate::util::{Running, next_event, spawn, wait_log};
 
 const MIB: u64 = 1 << 20;
 
@@ -60,6 +60,16 @@ fn install(
         })
         .collect();
     (rbac, env, sa)
+}
+
+/// The chart's rendered `config.json` (its ConfigMap) for `values`, release `ns`.
+fn chart_config(ns: &str, values: &Value) -> Value {
+    let maps =
+        ControlPlane::render_chart(&chart(), ns, ns, values, &["ConfigMap"]).expect("render");
+    maps.iter()
+        .find_map(|m| m["data"]["config.json"].as_str())
+        .map(|c| serde_json::from_str(c).expect("the chart's config.json"))
+        .expect("the chart's ConfigMap")
 }
 
 fn pressured(
@@ -250,7 +260,7 @@ fn check_refused(cp: &ControlPlane, ns: &str, sa: &str, pod: &str) {
 }
 
 // Core/v1 Events are the fallback for API servers without events.k8s.io/v1; Event patches update
-// a repeated Event's series (not in these scenarios).
+// a repeated Event's series (only the restart scenario repeats one).
 const EVENT_FALLBACKS: [(&str, &str, &str); 3] = [
     ("", "events", "create"),
     ("", "events", "patch"),
@@ -275,6 +285,17 @@ fn real_apiserver_node_mode_warns_predicts_and_reports_a_real_oom_kill_with_even
     let uid = pod["metadata"]["uid"].as_str().expect("uid").to_owned();
     let cg = KubeletV1Pod::create_for(&root, "burstable", &uid, 64 * MIB).expect("cgroup");
     set_running(cp, &ns, "hungry", &cg.container_id);
+    // The pod's own warn threshold (an annotation) and its IP, as the events must carry them.
+    cp.merge_patch(
+        &format!("/api/v1/namespaces/{ns}/pods/hungry"),
+        &json!({"metadata": {"annotations": {"pressured.io/warn-percent": "30"}}}),
+    )
+    .expect("annotate");
+    cp.merge_patch(
+        &format!("/api/v1/namespaces/{ns}/pods/hungry/status"),
+        &json!({"status": {"podIP": "10.44.0.7"}}),
+    )
+    .expect("pod IP");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let config = json!({
@@ -305,24 +326,44 @@ fn real_apiserver_node_mode_warns_predicts_and_reports_a_real_oom_kill_with_even
                 .then_some(())
         },
     );
-    let mut hog = Hog::spawn_in(&cg.procs(), HogSpec::four_mib_per_100ms()).expect("hog");
+    // 10 MiB/s: the 64 MiB fill in about 6 s, long enough for the prediction's evidence rule (a rise
+    // of at least 3 s, MIN_RISE_SECONDS in pressure-core) before the kill.
+    let spec = HogSpec {
+        step_bytes: 1 << 20,
+        interval: Duration::from_millis(100),
+        max_bytes: None,
+    };
+    let mut hog = Hog::spawn_in(&cg.procs(), spec).expect("hog");
     let ours = |e: &Value| e["container_id"] == cg.container_id.as_str();
     let warn = next_event(&run.events, "warn", |e| ours(e) && e["severity"] == "warn");
     assert_eq!(
         warn["pod_name"], "hungry",
         "named from the real API server: {warn}"
     );
-    assert_eq!(warn["namespace"], ns.as_str());
-    assert_eq!(warn["container_name"], "app");
+    assert!(
+        warn["usage_percent"]
+            .as_f64()
+            .is_some_and(|p| (30.0..60.0).contains(&p)),
+        "the pod's 30 % override applies, not the configured 60 %: {warn}"
+    );
     next_event(&run.events, "critical", |e| {
         ours(e) && e["severity"] == "critical"
     });
     hog.wait_timeout(Duration::from_secs(60))
         .expect("wait")
         .expect("the hog was OOM-killed");
-    next_event(&run.events, "oom_killed", |e| {
+    let oom = next_event(&run.events, "oom_killed", |e| {
         ours(e) && e["event_type"] == "oom_killed"
     });
+    for ev in [&warn, &oom] {
+        assert_eq!(ev["pod_name"], "hungry", "{ev}");
+        assert_eq!(ev["namespace"], ns.as_str());
+        assert_eq!(ev["pod_uid"], uid.as_str());
+        assert_eq!(ev["pod_ip"], "10.44.0.7");
+        assert_eq!(ev["node_name"], node.as_str());
+        assert_eq!(ev["container_name"], "app");
+        assert_eq!(ev["annotations"]["pressured.io/warn-percent"], "30");
+    }
 
     let reasons = wait_for("the Events on the pod", Duration::from_secs(20), || {
         let r = event_reasons(cp, &ns, "hungry");
@@ -374,11 +415,17 @@ fn real_apiserver_cluster_mode_two_replicas_one_leader_summaries_through_the_nod
     let ns = cp.create_namespace("pclus").expect("namespace");
     let values = json!({"mode": "cluster", "replicaCount": 2});
     let (rbac, env, sa) = install(cp, &ns, &values);
-    let lease = env
-        .iter()
-        .find(|(k, _)| k == "PRESSURED_LEASE_NAME")
-        .map(|(_, v)| v.clone())
-        .expect("the chart turns leader election on for 2 replicas");
+    // The chart's leader election, from its rendered configuration (config keys, not env vars).
+    let mut leader_election =
+        chart_config(&ns, &values)["source"]["kubelet"]["leader_election"].clone();
+    assert_eq!(
+        leader_election["enabled"], true,
+        "the chart turns leader election on for 2 replicas"
+    );
+    let lease = leader_election["lease_name"]
+        .as_str()
+        .expect("lease name")
+        .to_owned();
     let kubeconfig = cp.service_account_kubeconfig(&ns, &sa).expect("kubeconfig");
     let nodes: Vec<_> = (0..2)
         .map(|i| cp.kubelet(&format!("{ns}-n{i}")).expect("kubelet stand-in"))
@@ -395,17 +442,16 @@ fn real_apiserver_cluster_mode_two_replicas_one_leader_summaries_through_the_nod
         pods.push(pod);
     }
     let dir = tempfile::tempdir().expect("tempdir");
+    const LEASE_SECONDS: u64 = 4;
+    leader_election["lease_duration_seconds"] = json!(LEASE_SECONDS);
     let config = json!({
         "source": {"mode": "cluster", "poll_interval_ms": 200,
-                   "kubelet": {"namespace_filter": ns}},
+                   "kubelet": {"namespace_filter": ns, "leader_election": leader_election}},
         "thresholds": {"warn_percent": 70, "critical_percent": 85, "cooldown_seconds": 600,
                        "predict_seconds": 0},
     });
-    const LEASE_SECONDS: u64 = 4;
-    let lease_env = [("PRESSURED_LEASE_DURATION_SECONDS", "4")];
     let start = |name: &str| {
-        let mut extra = vec![("POD_NAME", name), ("POD_NAMESPACE", ns.as_str())];
-        extra.extend(lease_env);
+        let extra = [("POD_NAME", name), ("POD_NAMESPACE", ns.as_str())];
         pressured(&config, dir.path(), &kubeconfig, &env, &extra)
     };
     let a = start("replica-a");
@@ -413,12 +459,9 @@ fn real_apiserver_cluster_mode_two_replicas_one_leader_summaries_through_the_nod
         (lease_holder(cp, &ns, &lease).as_deref() == Some("replica-a")).then_some(())
     });
     let b = start("replica-b");
-    wait_for("replica-b started", Duration::from_secs(30), || {
-        b.log
-            .try_iter()
-            .any(|l| l.contains("leader election on"))
-            .then_some(())
-    });
+    // Its first election round found the holder (its pod list is in by then): as ready as a standby gets.
+    let standby = wait_log(&b.log, "standing by");
+    assert!(standby.contains("replica-b"), "{standby}");
 
     // 56 of 64 MiB (87.5 %): critical, from the leader only, read through the node proxy.
     let before = nodes[0].summary_requests();
@@ -477,10 +520,181 @@ fn real_apiserver_cluster_mode_two_replicas_one_leader_summaries_through_the_nod
         e["pod_name"] == "web-0" && e["severity"] == "critical"
     });
     assert_eq!(crit["node_name"], nodes[0].name());
+    // It fed its engine nothing while standing by: its critical comes from ok.
+    assert_eq!(crit["previous_severity"], "ok", "{crit}");
 
     drop(b);
     check_least_privilege(cp, &ns, &sa, &rbac, true, &EVENT_FALLBACKS);
     check_refused(cp, &ns, &sa, "web-0");
+}
+
+/// Issue 14 item 6: an OOM kill in pod status before any summary reading of the container (here its
+/// node's kubelet reports no stats for it) is reported with usage and working set null, severity
+/// unchanged (ok), and the Kubernetes Event names no working set.
+#[test]
+fn real_apiserver_an_oom_kill_before_any_reading_reports_no_usage() {
+    const TEST: &str = "real_apiserver_an_oom_kill_before_any_reading_reports_no_usage";
+    let Some(cp) = require_control_plane(TEST) else {
+        return;
+    };
+    let ns = cp.create_namespace("pnoread").expect("namespace");
+    let (_rbac, env, sa) = install(cp, &ns, &json!({"mode": "cluster"}));
+    let kubeconfig = cp.service_account_kubeconfig(&ns, &sa).expect("kubeconfig");
+    let node = cp.kubelet(&format!("{ns}-n0")).expect("kubelet stand-in");
+    create_pod(cp, &ns, "quiet", node.name(), "256Mi");
+    set_running(cp, &ns, "quiet", &pressure_testkit::unique_container_id());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = json!({"source": {"mode": "cluster", "poll_interval_ms": 100,
+                                   "kubelet": {"namespace_filter": ns}}});
+    let run = pressured(
+        &config,
+        dir.path(),
+        &kubeconfig,
+        &env,
+        &[("POD_NAME", "pressured-0"), ("POD_NAMESPACE", &ns)],
+    );
+    // Ready: the pod list is in (the kill below is news, not history) and a summary without the pod
+    // has been read.
+    wait_log(&run.log, "cluster mode: watching pods");
+    wait_for("a summary request", Duration::from_secs(20), || {
+        (node.summary_requests() > 0).then_some(())
+    });
+    cp.merge_patch(
+        &format!("/api/v1/namespaces/{ns}/pods/quiet/status"),
+        &json!({"status": {"containerStatuses": [{
+            "name": "app", "image": "app:1", "imageID": "", "ready": true, "restartCount": 1,
+            "containerID": format!("containerd://{}", pressure_testkit::unique_container_id()),
+            "state": {"running": {"startedAt": "2026-01-01T00:01:00Z"}},
+            "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137,
+                "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "2026-01-01T00:00:59Z"}}}]}}),
+    )
+    .expect("status patch");
+    let oom = next_event(&run.events, "oom_killed", |e| {
+        e["pod_name"] == "quiet" && e["event_type"] == "oom_killed"
+    });
+    assert!(oom["usage_bytes"].is_null(), "{oom}");
+    assert!(oom["working_set_bytes"].is_null(), "{oom}");
+    assert!(oom["usage_percent"].is_null(), "{oom}");
+    assert_eq!(oom["severity"], "ok");
+    assert_eq!(oom["previous_severity"], "ok");
+    assert_eq!(oom["oom_kill_count"], 1);
+    assert_eq!(oom["limit_bytes"], 256 * MIB);
+    let events = wait_for("the OOMKilled Event", Duration::from_secs(20), || {
+        let evs = kubectl_events(cp, &ns, "quiet", "OOMKilled");
+        (!evs.is_empty()).then_some(evs)
+    });
+    assert_eq!(
+        events[0]["note"],
+        "container app was OOM-killed (256 MiB limit)"
+    );
+}
+
+/// The Events (events.k8s.io/v1) on pod `name` with `reason`, read with kubectl as the admin.
+fn kubectl_events(cp: &ControlPlane, ns: &str, name: &str, reason: &str) -> Vec<Value> {
+    let out = cp
+        .kubectl()
+        .args(["get", "events.v1.events.k8s.io", "-n", ns, "-o", "json"])
+        .output()
+        .expect("kubectl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Value = serde_json::from_slice(&out.stdout).expect("kubectl json");
+    list["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e["regarding"]["name"] == name && e["reason"] == reason)
+        .collect()
+}
+
+/// The findings of issue 15 through the real API server: a summary figure above the limit reads as
+/// its real percentage; a summary pod the API server does not know is logged once, not per cycle; a
+/// restarted `pressured` continues the same Event series instead of posting a new object.
+#[test]
+fn real_apiserver_cluster_mode_real_percent_unknown_pods_once_and_events_across_restarts() {
+    const TEST: &str =
+        "real_apiserver_cluster_mode_real_percent_unknown_pods_once_and_events_across_restarts";
+    let Some(cp) = require_control_plane(TEST) else {
+        return;
+    };
+    let ns = cp.create_namespace("pfind").expect("namespace");
+    let (rbac, env, sa) = install(cp, &ns, &json!({"mode": "cluster"}));
+    let kubeconfig = cp.service_account_kubeconfig(&ns, &sa).expect("kubeconfig");
+    let node = cp.kubelet(&format!("{ns}-n0")).expect("kubelet stand-in");
+    create_pod(cp, &ns, "big", node.name(), "64Mi");
+    set_running(cp, &ns, "big", &pressure_testkit::unique_container_id());
+    let pod = cp
+        .get(&format!("/api/v1/namespaces/{ns}/pods/big"))
+        .expect("pod");
+    // The pod-level figure of a 64 MiB container: 500 MiB.
+    node.set_pod(&pod, &[Some(ContainerUsage::working_set(500 * MIB))]);
+    // A pod the node runs but the API server does not have (e.g. listed before its watch event).
+    let ghost = json!({
+        "metadata": {"name": "ghost", "namespace": ns, "uid": pressure_testkit::unique_pod_uid()},
+        "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+    });
+    node.set_pod(&ghost, &[Some(ContainerUsage::working_set(8 * MIB))]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = json!({
+        "source": {"mode": "cluster", "poll_interval_ms": 100,
+                   "kubelet": {"namespace_filter": ns}},
+        "thresholds": {"warn_percent": 70, "critical_percent": 85, "cooldown_seconds": 600,
+                       "predict_seconds": 0},
+    });
+    let extra = [("POD_NAME", "pressured-0"), ("POD_NAMESPACE", ns.as_str())];
+    let first = pressured(&config, dir.path(), &kubeconfig, &env, &extra);
+
+    let crit = next_event(&first.events, "critical of the big pod", |e| {
+        e["pod_name"] == "big" && e["severity"] == "critical"
+    });
+    assert_eq!(crit["usage_percent"], 781.25, "500 MiB of 64 MiB: {crit}");
+
+    let line = wait_log(&first.log, "not in the pod cache");
+    assert!(line.contains("ghost"), "{line}");
+    // A request to the node follows the previous one's processing (one in flight per node), so five
+    // more requests mean at least four more summaries with the ghost in them were processed.
+    let seen = node.summary_requests();
+    wait_for("five more summaries", Duration::from_secs(20), || {
+        (node.summary_requests() >= seen + 5).then_some(())
+    });
+    let again: Vec<String> = first
+        .log
+        .try_iter()
+        .filter(|l| l.contains("not in the pod cache"))
+        .collect();
+    assert!(
+        again.is_empty(),
+        "logged once per pod, not per cycle: {again:?}"
+    );
+
+    let created = wait_for(
+        "the MemoryPressureCritical Event",
+        Duration::from_secs(20),
+        || {
+            let evs = kubectl_events(cp, &ns, "big", "MemoryPressureCritical");
+            (!evs.is_empty()).then_some(evs)
+        },
+    );
+    assert_eq!(created.len(), 1, "{created:#?}");
+    let name = created[0]["metadata"]["name"].clone();
+    drop(first);
+
+    // A restart: the fresh engine reports critical again; the Event is the same object, count 2.
+    let second = pressured(&config, dir.path(), &kubeconfig, &env, &extra);
+    next_event(&second.events, "critical after the restart", |e| {
+        e["pod_name"] == "big" && e["severity"] == "critical"
+    });
+    let folded = wait_for("the series count 2", Duration::from_secs(20), || {
+        let evs = kubectl_events(cp, &ns, "big", "MemoryPressureCritical");
+        (evs.len() == 1 && evs[0]["series"]["count"] == 2).then_some(evs)
+    });
+    assert_eq!(folded[0]["metadata"]["name"], name, "the same Event object");
+    drop(second);
+    check_least_privilege(cp, &ns, &sa, &rbac, true, &EVENT_FALLBACKS);
 }
 
 #[test]

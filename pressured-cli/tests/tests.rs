@@ -3,7 +3,6 @@
 mod cli;
 mod k8s_cgroup_tree;
 mod k8s_cluster;
-mod k8s_node;
 mod k8s_real_apiserver;
 mod system_cgroup;
 mod system_sandbox;
