@@ -10,10 +10,11 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pressure_testkit::{
-    ControlPlane, Hog, HogSpec, KubeletV1Pod, require_control_plane, require_v1_memcg,
+    ControlPlane, Hog, HogSpec, KubeletV1Pod, granted_rules, require_control_plane,
+    require_v1_memcg, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -141,41 +142,6 @@ fn oom_kill(cg: &KubeletV1Pod) -> u32 {
         .expect("wait")
         .expect("the hog was OOM-killed");
     pid
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// `(apiGroup, resource[/subresource], verb)` of every rule of the chart's ClusterRole/Role.
-fn granted(objects: &[Value]) -> BTreeSet<(String, String, String)> {
-    let mut out = BTreeSet::new();
-    for o in objects
-        .iter()
-        .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role")
-    {
-        for rule in o["rules"].as_array().into_iter().flatten() {
-            for g in rule["apiGroups"].as_array().into_iter().flatten() {
-                for r in rule["resources"].as_array().into_iter().flatten() {
-                    for v in rule["verbs"].as_array().into_iter().flatten() {
-                        out.insert((
-                            g.as_str().unwrap_or_default().to_owned(),
-                            r.as_str().unwrap_or_default().to_owned(),
-                            v.as_str().unwrap_or_default().to_owned(),
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -329,7 +295,7 @@ fn real_apiserver_oom_kill_annotates_the_victims_pod_as_the_charts_service_accou
             ))
         })
         .collect();
-    let granted = granted(&rbac);
+    let granted = granted_rules(&rbac);
     let beyond: Vec<_> = used.difference(&granted).collect();
     assert!(beyond.is_empty(), "used without a grant: {beyond:?}");
     let unused: BTreeSet<_> = granted.difference(&used).cloned().collect();

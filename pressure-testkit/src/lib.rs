@@ -41,7 +41,9 @@ pub use cgroup::{
     unique_container_id, unique_pod_uid, v1_memcg_available, v1_oom_kill_count,
 };
 pub use hog::{Hog, HogExit, HogSpec};
-pub use kube::{ControlPlane, KubeError, KubeletStandIn, require_control_plane};
+pub use kube::{
+    ControlPlane, KubeError, KubeletStandIn, granted_rules, require_control_plane, wait_for,
+};
 pub use matrix::{
     GuestPlan, GuestPrograms, GuestReport, HOG_SOURCE, INIT_SCRIPT, Initramfs, Kernel, MARKER,
     MatrixError, MatrixRow, OomCase, PodIds, QemuRun, QemuSpec, Scenario, ScenarioLog, Verdict,

@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pressure_testkit::{
-    ContainerUsage, ControlPlane, Hog, HogSpec, KubeletV1Pod, require_control_plane,
-    require_v1_memcg,
+    ContainerUsage, ControlPlane, Hog, HogSpec, KubeletV1Pod, granted_rules, require_control_plane,
+    require_v1_memcg, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -103,17 +103,6 @@ fn pressured(
     spawn(&mut cmd)
 }
 
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn create_pod(cp: &ControlPlane, ns: &str, name: &str, node: &str, limit: &str) -> Value {
     cp.create(
         &format!("/api/v1/namespaces/{ns}/pods"),
@@ -149,30 +138,6 @@ fn event_reasons(cp: &ControlPlane, ns: &str, name: &str) -> BTreeSet<String> {
         .filter(|e| e["regarding"]["name"] == name)
         .filter_map(|e| e["reason"].as_str().map(str::to_owned))
         .collect()
-}
-
-/// `(apiGroup, resource[/subresource], verb)` of every rule of the chart's ClusterRole/Role.
-fn granted(objects: &[Value]) -> BTreeSet<(String, String, String)> {
-    let mut out = BTreeSet::new();
-    for o in objects
-        .iter()
-        .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role")
-    {
-        for rule in o["rules"].as_array().into_iter().flatten() {
-            for g in rule["apiGroups"].as_array().into_iter().flatten() {
-                for r in rule["resources"].as_array().into_iter().flatten() {
-                    for v in rule["verbs"].as_array().into_iter().flatten() {
-                        out.insert((
-                            g.as_str().unwrap_or_default().to_owned(),
-                            r.as_str().unwrap_or_default().to_owned(),
-                            v.as_str().unwrap_or_default().to_owned(),
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    out
 }
 
 /// After the binaries stopped (kube-apiserver 1.20 logs a watch when it ends): the ServiceAccount's
@@ -218,7 +183,7 @@ fn check_least_privilege(
             ))
         })
         .collect();
-    let granted = granted(rbac);
+    let granted = granted_rules(rbac);
     let beyond: Vec<_> = used.difference(&granted).collect();
     assert!(beyond.is_empty(), "used without a grant: {beyond:?}");
     let documented: BTreeSet<(String, String, String)> = documented

@@ -65,7 +65,7 @@ pub struct WatchOptions {
     /// happens on the first tick at least this long after the previous one.
     pub rescan: Duration,
     /// The downward-API values of the own pod: `node_name` goes on every target; the pod name,
-    /// namespace and IP on the targets of [`Scope::Pod`] and [`Scope::Cgroup`] [none].
+    /// namespace and IP on the targets of [`Scope::Pod`] and [`Scope::Cgroup`] \[none\].
     pub pod: PodEnv,
 }
 

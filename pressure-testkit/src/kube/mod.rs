@@ -19,6 +19,7 @@ mod certs;
 mod client;
 mod kubelet;
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, Read as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -91,6 +92,45 @@ pub enum KubeError {
     /// The shared control plane failed to start earlier in this process.
     #[error("the shared control plane failed to start: {0}")]
     Shared(String),
+}
+
+/// Polls `f` every 20 ms until it returns `Some` (a state the API server reaches on its own, e.g. a Lease
+/// holder or an Event); panics naming `what` after `timeout`.
+///
+/// # Panics
+/// When `timeout` passes first.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `(apiGroup, resource[/subresource], verb)` of every rule of the ClusterRoles and Roles among
+/// `objects` (a chart's render): what its ServiceAccount is granted.
+#[must_use]
+pub fn granted_rules(objects: &[Value]) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    for o in objects
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role")
+    {
+        for rule in o["rules"].as_array().into_iter().flatten() {
+            for g in rule["apiGroups"].as_array().into_iter().flatten() {
+                for r in rule["resources"].as_array().into_iter().flatten() {
+                    for v in rule["verbs"].as_array().into_iter().flatten() {
+                        out.insert((text(g), text(r), text(v)));
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// For tests that need a real control plane: the shared one, or `None` after printing why the test
