@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use pressure_testkit::{
     ControlPlane, Hog, HogSpec, KubeletV1Pod, granted_rules, require_control_plane,
-    require_v1_memcg, wait_for,
+    require_v1_memcg, used_requests, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -279,22 +279,7 @@ fn real_apiserver_oom_kill_annotates_the_victims_pod_as_the_charts_service_accou
         .filter(|e| e["responseStatus"]["code"] == 403)
         .collect();
     assert!(refused.is_empty(), "403s: {refused:#?}");
-    let used: BTreeSet<(String, String, String)> = events
-        .iter()
-        .filter_map(|e| {
-            let r = &e["objectRef"];
-            let resource = r["resource"].as_str()?;
-            let resource = match r["subresource"].as_str() {
-                Some(s) => format!("{resource}/{s}"),
-                None => resource.to_owned(),
-            };
-            Some((
-                r["apiGroup"].as_str().unwrap_or_default().to_owned(),
-                resource,
-                e["verb"].as_str().unwrap_or_default().to_owned(),
-            ))
-        })
-        .collect();
+    let used = used_requests(&events);
     let granted = granted_rules(&rbac);
     let beyond: Vec<_> = used.difference(&granted).collect();
     assert!(beyond.is_empty(), "used without a grant: {beyond:?}");

@@ -42,7 +42,8 @@ pub use cgroup::{
 };
 pub use hog::{Hog, HogExit, HogSpec};
 pub use kube::{
-    ControlPlane, KubeError, KubeletStandIn, granted_rules, require_control_plane, wait_for,
+    ControlPlane, KubeError, KubeletStandIn, granted_rules, require_control_plane, used_requests,
+    wait_for,
 };
 pub use matrix::{
     GuestPlan, GuestPrograms, GuestReport, HOG_SOURCE, INIT_SCRIPT, Initramfs, Kernel, MARKER,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use pressure_testkit::{
     ContainerUsage, ControlPlane, Hog, HogSpec, KubeletV1Pod, granted_rules, require_control_plane,
-    require_v1_memcg, wait_for,
+    require_v1_memcg, used_requests, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -167,22 +167,7 @@ fn check_least_privilege(
         .filter(|e| e["responseStatus"]["code"] == 403)
         .collect();
     assert!(refused.is_empty(), "403s: {refused:#?}");
-    let used: BTreeSet<(String, String, String)> = events
-        .iter()
-        .filter_map(|e| {
-            let r = &e["objectRef"];
-            let resource = r["resource"].as_str()?;
-            let resource = match r["subresource"].as_str() {
-                Some(s) => format!("{resource}/{s}"),
-                None => resource.to_owned(),
-            };
-            Some((
-                r["apiGroup"].as_str().unwrap_or_default().to_owned(),
-                resource,
-                e["verb"].as_str().unwrap_or_default().to_owned(),
-            ))
-        })
-        .collect();
+    let used = used_requests(&events);
     let granted = granted_rules(rbac);
     let beyond: Vec<_> = used.difference(&granted).collect();
     assert!(beyond.is_empty(), "used without a grant: {beyond:?}");

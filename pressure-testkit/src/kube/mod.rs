@@ -133,6 +133,28 @@ pub fn granted_rules(objects: &[Value]) -> BTreeSet<(String, String, String)> {
     out
 }
 
+/// `(apiGroup, resource[/subresource], verb)` of every request in `events` (audit log entries, see
+/// [`ControlPlane::audit_events`]): what a client used, to compare with [`granted_rules`].
+#[must_use]
+pub fn used_requests(events: &[Value]) -> BTreeSet<(String, String, String)> {
+    events
+        .iter()
+        .filter_map(|e| {
+            let r = &e["objectRef"];
+            let resource = r["resource"].as_str()?;
+            let resource = match r["subresource"].as_str() {
+                Some(s) => format!("{resource}/{s}"),
+                None => resource.to_owned(),
+            };
+            Some((
+                r["apiGroup"].as_str().unwrap_or_default().to_owned(),
+                resource,
+                e["verb"].as_str().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect()
+}
+
 /// For tests that need a real control plane: the shared one, or `None` after printing why the test
 /// is skipped. Under CI (see [`crate::under_ci`]) a control plane that cannot be built or started fails the
 /// test instead.
