@@ -5,30 +5,8 @@ use std::path::Path;
 
 use pressure_kubelet::k8s_openapi::api::core::v1::ObjectReference;
 use pressure_kubelet::{ClientSource, EventKind, EventRecorder, EventSpec, Recorded};
-use pressure_testkit::{ControlPlane, require_control_plane};
-use serde_json::{Value, json};
-
-/// The Events (events.k8s.io/v1) about pod `name`, read with kubectl as the admin.
-fn events_about(cp: &ControlPlane, ns: &str, name: &str) -> Vec<Value> {
-    let out = cp
-        .kubectl()
-        .args(["get", "events.v1.events.k8s.io", "-n", ns, "-o", "json"])
-        .output()
-        .expect("kubectl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let list: Value = serde_json::from_slice(&out.stdout).expect("json");
-    list["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e["regarding"]["name"] == name)
-        .collect()
-}
+use pressure_testkit::require_control_plane;
+use serde_json::json;
 
 async fn recorder(kubeconfig: &Path, instance: &str) -> EventRecorder {
     let client = ClientSource::Kubeconfig {
@@ -132,7 +110,7 @@ async fn real_apiserver_events_fold_into_one_series_across_restarts() {
         Recorded::Created { .. }
     ));
 
-    let events = events_about(cp, &ns, "web");
+    let events = cp.events_about(&ns, "web");
     assert_eq!(events.len(), 2, "{events:#?}");
     let ev = events
         .iter()

@@ -541,23 +541,9 @@ fn real_apiserver_an_oom_kill_before_any_reading_reports_no_usage() {
 
 /// The Events (events.k8s.io/v1) on pod `name` with `reason`, read with kubectl as the admin.
 fn kubectl_events(cp: &ControlPlane, ns: &str, name: &str, reason: &str) -> Vec<Value> {
-    let out = cp
-        .kubectl()
-        .args(["get", "events.v1.events.k8s.io", "-n", ns, "-o", "json"])
-        .output()
-        .expect("kubectl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let list: Value = serde_json::from_slice(&out.stdout).expect("kubectl json");
-    list["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    cp.events_about(ns, name)
         .into_iter()
-        .filter(|e| e["regarding"]["name"] == name && e["reason"] == reason)
+        .filter(|e| e["reason"] == reason)
         .collect()
 }
 

@@ -610,6 +610,32 @@ impl ControlPlane {
         &self.admin_kubeconfig
     }
 
+    /// The `events.k8s.io/v1` Events about pod `name` in `ns`, read with kubectl as the admin.
+    ///
+    /// # Panics
+    /// When kubectl fails or prints no JSON.
+    #[must_use]
+    pub fn events_about(&self, ns: &str, name: &str) -> Vec<Value> {
+        let out = self
+            .kubectl()
+            .args(["get", "events.v1.events.k8s.io", "-n", ns, "-o", "json"])
+            .output()
+            .expect("kubectl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let list: Value = serde_json::from_slice(&out.stdout).expect("kubectl json");
+        list["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e["regarding"]["name"] == name)
+            .collect()
+    }
+
     /// `kubectl --kubeconfig <admin>`.
     #[must_use]
     pub fn kubectl(&self) -> Command {
