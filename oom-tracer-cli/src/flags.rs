@@ -108,7 +108,7 @@ pub(crate) struct Args {
         default_value = DEFAULT_STATE_FILE,
         value_name = "PATH"
     )]
-    pub(crate) state_file: PathBuf,
+    pub(crate) state_file: String,
     /// Print the version and exit.
     #[arg(long = "version", action = ArgAction::Version)]
     version: (),
@@ -253,7 +253,9 @@ impl Config {
             replay_kmsg: args.replay_kmsg,
             kmsg_path: args.kmsg_path,
             pending,
-            state_file: Some(args.state_file).filter(|p| !p.as_os_str().is_empty()),
+            state_file: Some(args.state_file)
+                .filter(|p| !p.trim().is_empty())
+                .map(PathBuf::from),
         })
     }
 }

@@ -4,6 +4,7 @@
 //! (API server down, throttled, erroring) wait in a [`MarkQueue`] that retries them and keeps them in
 //! the state file across a restart.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,7 +39,7 @@ pub(crate) struct Kube {
 /// `--pending-marks-*`, `--state-file`) and starts retrying pending marks until `stop` completes.
 pub(crate) async fn build_sink(
     cfg: &Config,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    stop: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Kube> {
     // kube-rs has no client-side rate limiter; the tracer sends two requests per victim, far below
     // the QPS/burst budget the original's flags set.
@@ -65,7 +66,7 @@ pub(crate) async fn build_sink(
         .await
         .context("connecting to the API server")?;
     let cache = Arc::new(PodCache::spawn(client.clone(), &PodScope::node(&node)));
-    let mut marker = VictimMarker::new(cache).events(EventRecorder::new(
+    let mut marker = VictimMarker::new(cache.clone()).events(EventRecorder::new(
         client.clone(),
         "pressure.dev/oom-tracer",
         &node,

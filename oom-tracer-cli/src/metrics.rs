@@ -76,7 +76,7 @@ impl Metrics {
             DropReason::PodGone,
             DropReason::Rejected,
         ] {
-            dropped.get_or_create(&labels(&[("reason", r.as_str())]));
+            let _ = dropped.get_or_create(&labels(&[("reason", r.as_str())]));
         }
         registry.register(
             "oom_tracer_events",

@@ -2,6 +2,7 @@
 //! plane).
 
 mod api;
+mod mark_queue;
 mod poller;
 mod probes;
 mod real_apiserver;
