@@ -218,8 +218,8 @@ impl Config {
         if annotation.is_some() && !kubernetes {
             bail!("--victim_annotation needs Kubernetes: drop --no-kubernetes");
         }
-        let max_age = humantime::parse_duration(args.pending_marks_max_age.trim())
-            .with_context(|| {
+        let max_age =
+            humantime::parse_duration(args.pending_marks_max_age.trim()).with_context(|| {
                 format!(
                     "--pending-marks-max-age {:?}: expected a duration such as 1h, 90m or 3600s",
                     args.pending_marks_max_age
@@ -397,11 +397,26 @@ mod tests {
         assert_eq!(c.pending.capacity, 5);
         assert_eq!(c.state_file, None);
         for (args, flag) in [
-            (&["--pending-marks-max-age", "0s"][..], "--pending-marks-max-age"),
-            (&["--pending-marks-max-age", "30d"][..], "--pending-marks-max-age"),
-            (&["--pending-marks-max-age", "soon"][..], "--pending-marks-max-age"),
-            (&["--pending-marks-capacity", "0"][..], "--pending-marks-capacity"),
-            (&["--pending-marks-capacity", "100000"][..], "--pending-marks-capacity"),
+            (
+                &["--pending-marks-max-age", "0s"][..],
+                "--pending-marks-max-age",
+            ),
+            (
+                &["--pending-marks-max-age", "30d"][..],
+                "--pending-marks-max-age",
+            ),
+            (
+                &["--pending-marks-max-age", "soon"][..],
+                "--pending-marks-max-age",
+            ),
+            (
+                &["--pending-marks-capacity", "0"][..],
+                "--pending-marks-capacity",
+            ),
+            (
+                &["--pending-marks-capacity", "100000"][..],
+                "--pending-marks-capacity",
+            ),
         ] {
             let e = format!("{:#}", parse(args).unwrap_err());
             assert!(e.contains(flag), "{args:?}: {e}");

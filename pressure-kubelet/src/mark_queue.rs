@@ -267,6 +267,8 @@ impl MarkQueue {
         for d in &dropped {
             self.count_drop(d, DropReason::Capacity, "the pending queue is full");
         }
+        // In the state file before it is announced: a restart from here on keeps it.
+        self.persist();
         if id.is_some() {
             tracing::info!(
                 pod = %m.describe(),
@@ -276,7 +278,6 @@ impl MarkQueue {
                 "OOM mark pending; retrying with backoff"
             );
         }
-        self.persist();
         self.wake.notify_one();
         VictimOutcome::Pending { pod, error }
     }
@@ -307,9 +308,15 @@ impl MarkQueue {
                 changed = true;
                 match step {
                     Step::Done(outcome) => {
-                        self.lock().remove(id);
+                        // The API server answers again: the others need not wait out their backoff.
+                        let mut q = self.lock();
+                        q.remove(id);
+                        q.retry_all_now(self.clock.now());
+                        drop(q);
                         let counter = match &outcome {
-                            VictimOutcome::AlreadyMarked { .. } => &self.counters.already_marked_late,
+                            VictimOutcome::AlreadyMarked { .. } => {
+                                &self.counters.already_marked_late
+                            }
                             _ => &self.counters.marked_late,
                         };
                         counter.fetch_add(1, Ordering::Relaxed);

@@ -60,8 +60,7 @@ impl PendingOptions {
                 reason,
             })
         };
-        if self.max_age < Duration::from_secs(1) || self.max_age > Duration::from_secs(7 * 86_400)
-        {
+        if self.max_age < Duration::from_secs(1) || self.max_age > Duration::from_secs(7 * 86_400) {
             return invalid(
                 "max_age",
                 format!("{:?} is not between 1s and 7 days", self.max_age),
@@ -700,7 +699,10 @@ mod tests {
         assert!(!f.path().exists(), "empty queue: no file");
         std::fs::write(f.path(), b"{not json").unwrap();
         let e = f.load().unwrap_err().to_string();
-        assert!(e.contains("pending.json") && e.contains("not a state file"), "{e}");
+        assert!(
+            e.contains("pending.json") && e.contains("not a state file"),
+            "{e}"
+        );
         std::fs::write(f.path(), br#"{"version":9,"marks":[]}"#).unwrap();
         assert!(f.load().unwrap_err().to_string().contains("version 9"));
         let big = std::fs::File::create(f.path()).unwrap();

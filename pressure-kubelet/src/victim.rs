@@ -295,7 +295,10 @@ impl VictimMarker {
             match (&self.recorder, &target.event) {
                 (Some(recorder), Some(event)) => {
                     let spec = EventSpec::from(event);
-                    match self.timed("posting the Event", recorder.record(&spec)).await {
+                    match self
+                        .timed("posting the Event", recorder.record(&spec))
+                        .await
+                    {
                         Ok(_) => m.event_posted = true,
                         Err(step) => return step,
                     }

@@ -113,14 +113,14 @@ fn stats(s: &Setup) -> MarkQueueStats {
 /// The Events about pod `name` (one object per series) and the annotation.
 fn marked(s: &Setup, ns: &str, name: &str) -> (Option<String>, Vec<serde_json::Value>) {
     let pod = s.server.pod(ns, name).expect("pod");
-    let ann = pod["metadata"]["annotations"][KEY].as_str().map(str::to_owned);
+    let ann = pod["metadata"]["annotations"][KEY]
+        .as_str()
+        .map(str::to_owned);
     let events = s
         .server
         .events()
         .into_iter()
-        .filter(|e| {
-            e["regarding"]["name"] == name || e["involvedObject"]["name"] == name
-        })
+        .filter(|e| e["regarding"]["name"] == name || e["involvedObject"]["name"] == name)
         .collect();
     (ann, events)
 }
@@ -142,7 +142,10 @@ async fn issue_16_429_with_retry_after_is_waited_out_then_marked_once() {
     let (ann, events) = marked(&s, "ns-0", "pod-0-0");
     assert_eq!(ann.as_deref(), Some("true"));
     assert_eq!(events.len(), 1, "one Event: {events:?}");
-    assert!(events[0]["series"].is_null(), "not folded twice: {events:?}");
+    assert!(
+        events[0]["series"].is_null(),
+        "not folded twice: {events:?}"
+    );
     // The 429 asked for 1 s: the annotator did not spend its own retries against it.
     let reads = s
         .server
@@ -181,7 +184,10 @@ async fn issue_16_a_run_of_500s_and_slow_answers_end_in_one_mark() {
     }
     let st = stats(&s);
     assert!(st.retries >= 2, "{st:?}");
-    assert_eq!((st.pending, st.dropped_rejected, st.dropped_pod_gone), (0, 0, 0));
+    assert_eq!(
+        (st.pending, st.dropped_rejected, st.dropped_pod_gone),
+        (0, 0, 0)
+    );
 }
 
 #[tokio::test]
@@ -194,7 +200,12 @@ async fn issue_16_an_event_that_failed_is_posted_later_without_a_second_annotati
     );
     let out = s.queue.mark(&victim(0), SystemTime::now()).await;
     assert!(matches!(out, VictimOutcome::Pending { .. }), "{out:?}");
-    assert!(s.queue.pending().iter().all(|m| m.annotated && !m.event_posted));
+    assert!(
+        s.queue
+            .pending()
+            .iter()
+            .all(|m| m.annotated && !m.event_posted)
+    );
     until("the late Event", || stats(&s).marked_late == 1).await;
     let (ann, events) = marked(&s, "ns-0", "pod-0-0");
     assert_eq!((ann.as_deref(), events.len()), (Some("true"), 1));
@@ -224,7 +235,8 @@ async fn issue_16_a_pod_deleted_while_pending_is_dropped() {
 #[tokio::test]
 async fn issue_16_the_queue_holds_its_capacity_dropping_the_oldest() {
     let s = setup(5, 2).await;
-    s.server.add_fault(FaultRule::new(Fault::InternalError).path_contains("/pods/"));
+    s.server
+        .add_fault(FaultRule::new(Fault::InternalError).path_contains("/pods/"));
     for i in 0..5 {
         let out = s.queue.mark(&victim(i), SystemTime::now()).await;
         assert!(matches!(out, VictimOutcome::Pending { .. }), "{out:?}");
