@@ -249,3 +249,59 @@ async fn issue_16_the_queue_holds_its_capacity_dropping_the_oldest() {
     s.server.clear_faults();
     until("the two kept marks", || stats(&s).marked_late == 2).await;
 }
+
+#[tokio::test]
+async fn issue_16_state_file_restores_marks_drops_expired_ones_and_survives_garbage() {
+    use pressure_kubelet::{MarkTarget, PendingMark, StateFile};
+    let s = setup(2, 16).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = StateFile::new(dir.path().join("pending.json"));
+    // Two marks an earlier process left: one of a kill two hours ago (past the 1 h maximum age).
+    let now = SystemTime::now();
+    let mut fresh = PendingMark::new(victim(0), now);
+    fresh.target = Some(MarkTarget {
+        namespace: "ns-0".into(),
+        name: "pod-0-0".into(),
+        event: None,
+    });
+    fresh.event_posted = true;
+    fresh.attempts = 5;
+    let old = PendingMark::new(victim(1), now - Duration::from_secs(7200));
+    file.save(&[old, fresh]).expect("save");
+    let q = MarkQueue::new(fresh_marker(&s).await, options(16)).with_state_file(file.clone());
+    let st = q.stats();
+    assert_eq!((st.pending, st.dropped_expired), (1, 1), "{st:?}");
+    // Restored marks are due at once, whatever backoff they had reached.
+    let (tx, rx) = oneshot::channel::<()>();
+    let q = Arc::new(q);
+    let run = tokio::spawn({
+        let q = q.clone();
+        async move {
+            q.run(async {
+                let _ = rx.await;
+            })
+            .await;
+        }
+    });
+    until("the restored mark", || q.stats().marked_late == 1).await;
+    let _ = tx.send(());
+    let _ = run.await;
+    assert_eq!(marked(&s, "ns-0", "pod-0-0").0.as_deref(), Some("true"));
+    assert!(!file.path().exists(), "nothing pending: no file");
+    // A corrupt file is ignored (logged), never fatal, and replaced by the next write.
+    std::fs::write(file.path(), b"\x00garbage").expect("write");
+    let q = MarkQueue::new(fresh_marker(&s).await, options(16)).with_state_file(file);
+    assert_eq!(q.stats().pending, 0);
+}
+
+/// Another marker over the same fake server (a second process's).
+async fn fresh_marker(s: &Setup) -> VictimMarker {
+    let client = ClientSource::Proxy {
+        url: s.server.url().to_owned(),
+    }
+    .connect_without_retries()
+    .await
+    .expect("client");
+    let cache = Arc::new(PodCache::spawn(client.clone(), &PodScope::node("node-0")));
+    VictimMarker::new(cache).annotate(Annotator::new(client, "oom-tracer"), KEY, "true")
+}
