@@ -333,13 +333,14 @@ fn unread_containers_keep_their_state_through_any_number_of_cycles() {
     let mut out = Vec::new();
     let hot = target("hot");
     let gone = target("gone");
-    let feed = |engine: &mut Engine, out: &mut Vec<_>, t: &pressure_core::Target, at: f64, used, ooms| {
-        let s = Sample {
-            target: t.clone(),
-            reading: reading(at, used, Some(100 * MIB), Some(ooms)),
+    let feed =
+        |engine: &mut Engine, out: &mut Vec<_>, t: &pressure_core::Target, at: f64, used, ooms| {
+            let s = Sample {
+                target: t.clone(),
+                reading: reading(at, used, Some(100 * MIB), Some(ooms)),
+            };
+            engine.observe_sample(&s, at, out);
         };
-        engine.observe_sample(&s, at, out);
-    };
     feed(&mut engine, &mut out, &hot, 0.0, 90 * MIB, 0);
     feed(&mut engine, &mut out, &gone, 0.0, 10 * MIB, 0);
     assert_eq!(kinds(&out), ["memory_pressure:critical<-ok"]);
@@ -354,12 +355,18 @@ fn unread_containers_keep_their_state_through_any_number_of_cycles() {
         });
     }
     assert_eq!(engine.len(), 1, "only `gone` is forgotten");
-    assert!(asked <= 600 + 4, "each unseen container asked at most once a cycle: {asked}");
+    assert!(
+        asked <= 600 + 4,
+        "each unseen container asked at most once a cycle: {asked}"
+    );
     // Readings resume: the same critical is no news (cooldown 600 s, 10 s later), the kill counts from 0.
     feed(&mut engine, &mut out, &hot, 10.0, 95 * MIB, 0);
     assert!(out.is_empty(), "{:?}", kinds(&out));
     feed(&mut engine, &mut out, &hot, 11.0, 5 * MIB, 1);
-    assert_eq!(kinds(&out), ["oom_killed:critical<-critical", "recovered:ok<-critical"]);
+    assert_eq!(
+        kinds(&out),
+        ["oom_killed:critical<-critical", "recovered:ok<-critical"]
+    );
     // Once its source is read without it, it goes too.
     for _ in 0..4 {
         engine.end_cycle_keeping(|_| false);

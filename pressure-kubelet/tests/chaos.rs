@@ -163,8 +163,18 @@ async fn scenario(kind: Kind, d: Duration) -> Result<(), String> {
     let server = FakeApiServer::start(World::synthetic(2, 2))
         .await
         .map_err(|e| e.to_string())?;
-    server.set_usage("ns-0", "pod-0-0", "app", ContainerUsage::working_set(240 * MIB));
-    server.set_usage("ns-0", "pod-1-0", "app", ContainerUsage::working_set(200 * MIB));
+    server.set_usage(
+        "ns-0",
+        "pod-0-0",
+        "app",
+        ContainerUsage::working_set(240 * MIB),
+    );
+    server.set_usage(
+        "ns-0",
+        "pod-1-0",
+        "app",
+        ContainerUsage::working_set(200 * MIB),
+    );
     let source = ClientSource::Proxy {
         url: server.url().to_owned(),
     };
@@ -185,12 +195,11 @@ async fn scenario(kind: Kind, d: Duration) -> Result<(), String> {
     let tracked = poller.tracked();
     let (tx, rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(poller.run(
-        move |e: &Event| drop(tx.send(e.clone())),
-        async move {
+    let task = tokio::spawn(
+        poller.run(move |e: &Event| drop(tx.send(e.clone())), async move {
             let _ = stop_rx.await;
-        },
-    ));
+        }),
+    );
     let mut run = Run {
         server,
         rx,
@@ -265,7 +274,12 @@ async fn faults(run: &mut Run, kind: Kind, d: Duration) -> Result<(), String> {
         cs["lastState"] = json!({"terminated": {"reason": "OOMKilled", "exitCode": 137,
             "containerID": old, "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "2026-01-01T00:10:00Z"}});
     });
-    server.set_usage("ns-0", "pod-0-0", "app", ContainerUsage::working_set(20 * MIB));
+    server.set_usage(
+        "ns-0",
+        "pod-0-0",
+        "app",
+        ContainerUsage::working_set(20 * MIB),
+    );
     let deleted = server.delete_pod("ns-1", "pod-1-1");
     if !(killed && deleted) {
         return Err("the fake server lost its pods".into());
@@ -279,7 +293,10 @@ async fn faults(run: &mut Run, kind: Kind, d: Duration) -> Result<(), String> {
     let met = match kind {
         Kind::Outage => server.refused_connections() as usize,
         Kind::WatchExpired => phase.iter().filter(|r| r.contains("watch=true")).count(),
-        _ => phase.iter().filter(|r| r.contains("/stats/summary")).count(),
+        _ => phase
+            .iter()
+            .filter(|r| r.contains("/stats/summary"))
+            .count(),
     };
     if met == 0 {
         return Err(format!("the poller never met the fault: {phase:?}"));
@@ -300,10 +317,14 @@ async fn faults(run: &mut Run, kind: Kind, d: Duration) -> Result<(), String> {
 
     // After the fault: the kill and the recovery, each once. The watch's backoff may reach 30 s.
     let after = Duration::from_secs(120);
-    run.event("oom_killed for pod-0-0", after, |e| is(e, "pod-0-0", "oom_killed"))
-        .await?;
-    run.event("recovered for pod-0-0", after, |e| is(e, "pod-0-0", "recovered"))
-        .await?;
+    run.event("oom_killed for pod-0-0", after, |e| {
+        is(e, "pod-0-0", "oom_killed")
+    })
+    .await?;
+    run.event("recovered for pod-0-0", after, |e| {
+        is(e, "pod-0-0", "recovered")
+    })
+    .await?;
     // Proof that a duplicate would have been seen: both nodes read at least 20 more times, and the
     // deleted pod's container forgotten.
     let mark = run.server.requests().len();
