@@ -2,6 +2,7 @@
 //! plane).
 
 mod api;
+mod chaos;
 mod poller;
 mod probes;
 mod real_apiserver;
