@@ -324,7 +324,8 @@ struct Meta {
 ///
 /// Pure: no I/O, no threads, no clock of its own. The caller passes `now` (seconds on a monotonic clock, or
 /// the replay's `t`) and calls [`Engine::end_cycle`] after each poll cycle so that containers not seen for
-/// three cycles are forgotten.
+/// three cycles are forgotten ([`Engine::end_cycle_keeping`] when some sources could not be read: their
+/// containers keep their state).
 ///
 /// ```
 /// use pressure_core::{Engine, EventType, Reading, Sample, Target, ThresholdsConfig};
@@ -702,8 +703,23 @@ impl Engine {
 
     /// Ends a poll cycle: forgets containers not seen in the last three cycles. Returns how many were forgotten.
     pub fn end_cycle(&mut self) -> usize {
+        self.end_cycle_keeping(|_| false)
+    }
+
+    /// Ends a poll cycle like [`end_cycle`](Self::end_cycle), except that a container not seen in the
+    /// cycle that ended counts as seen when `unread(target)` says its source could not be read (cluster
+    /// mode: its node's summary failed, is backing off or is still running). Its absence then says
+    /// nothing about it, so it keeps its state — severity, cooldown clock, OOM-kill counter, trend —
+    /// through an outage of any length, and its next reading is compared with that state, not taken
+    /// for a first one. Only containers whose source was read without them for three cycles (gone) are
+    /// forgotten; the caller bounds what it calls unread (e.g. pods that still exist). Returns how many
+    /// were forgotten.
+    ///
+    /// `unread` is asked only about containers not seen in the cycle, at most once each per cycle.
+    pub fn end_cycle_keeping(&mut self, mut unread: impl FnMut(&Target) -> bool) -> usize {
+        let ended = self.cycle as u32;
         self.cycle += 1;
-        let cycle = self.cycle;
+        let cycle = self.cycle as u32;
         let all_seen = self.seen >= self.index.len();
         self.seen = 0;
         if all_seen {
@@ -712,9 +728,15 @@ impl Engine {
         }
         let mut forgotten = 0;
         for (i, st) in self.states.iter_mut().enumerate() {
-            if st.generation != 0
-                && (cycle as u32).wrapping_sub(st.seen_cycle) > FORGET_AFTER_CYCLES as u32
-            {
+            if st.generation == 0 || st.seen_cycle == ended {
+                continue;
+            }
+            let Some(meta) = &self.meta[i] else { continue };
+            if unread(&meta.target) {
+                st.seen_cycle = ended;
+                continue;
+            }
+            if cycle.wrapping_sub(st.seen_cycle) > FORGET_AFTER_CYCLES as u32 {
                 st.generation = 0;
                 if let Some(meta) = self.meta[i].take() {
                     self.index.remove(&meta.key);

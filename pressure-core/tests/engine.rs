@@ -321,6 +321,59 @@ fn only_the_containers_not_seen_are_forgotten() {
     assert!(engine.observe(fresh, &r, 7.0, &mut out));
 }
 
+/// Issue 16 item 2: a container whose source could not be read (its node unreachable) keeps its state
+/// through any number of cycles: no `critical prev=ok` when readings resume, a kill counted from the
+/// counter it had, `recovered` from the severity it had, no repeat before the cooldown. One whose
+/// source was read without it is forgotten after three cycles as before.
+#[test]
+fn unread_containers_keep_their_state_through_any_number_of_cycles() {
+    let mut c = no_predict();
+    c.thresholds.cooldown_seconds = 600.0;
+    let mut engine = Engine::new(&c.thresholds, false);
+    let mut out = Vec::new();
+    let hot = target("hot");
+    let gone = target("gone");
+    let feed =
+        |engine: &mut Engine, out: &mut Vec<_>, t: &pressure_core::Target, at: f64, used, ooms| {
+            let s = Sample {
+                target: t.clone(),
+                reading: reading(at, used, Some(100 * MIB), Some(ooms)),
+            };
+            engine.observe_sample(&s, at, out);
+        };
+    feed(&mut engine, &mut out, &hot, 0.0, 90 * MIB, 0);
+    feed(&mut engine, &mut out, &gone, 0.0, 10 * MIB, 0);
+    assert_eq!(kinds(&out), ["memory_pressure:critical<-ok"]);
+    out.clear();
+    engine.end_cycle();
+    // 600 cycles in which `hot`'s node cannot be read and `gone`'s was read without it.
+    let mut asked = 0;
+    for _ in 0..600 {
+        engine.end_cycle_keeping(|t| {
+            asked += 1;
+            t.pod_uid.as_deref() == Some("hot")
+        });
+    }
+    assert_eq!(engine.len(), 1, "only `gone` is forgotten");
+    assert!(
+        asked <= 600 + 4,
+        "each unseen container asked at most once a cycle: {asked}"
+    );
+    // Readings resume: the same critical is no news (cooldown 600 s, 10 s later), the kill counts from 0.
+    feed(&mut engine, &mut out, &hot, 10.0, 95 * MIB, 0);
+    assert!(out.is_empty(), "{:?}", kinds(&out));
+    feed(&mut engine, &mut out, &hot, 11.0, 5 * MIB, 1);
+    assert_eq!(
+        kinds(&out),
+        ["oom_killed:critical<-critical", "recovered:ok<-critical"]
+    );
+    // Once its source is read without it, it goes too.
+    for _ in 0..4 {
+        engine.end_cycle_keeping(|_| false);
+    }
+    assert!(engine.is_empty());
+}
+
 #[test]
 fn events_carry_identity_and_values() {
     let mut d = Drive::new(&no_predict());

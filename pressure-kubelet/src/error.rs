@@ -77,6 +77,14 @@ pub enum KubeletError {
         /// The `Retry-After` delay, when the answer had one in seconds.
         retry_after: Option<std::time::Duration>,
     },
+    /// A request got no complete answer in time (e.g. [`crate::SUMMARY_TIMEOUT`]); it was abandoned.
+    #[error("{what}: no answer within {} s", .after.as_secs())]
+    TimedOut {
+        /// What was being done.
+        what: String,
+        /// How long it was given.
+        after: std::time::Duration,
+    },
     /// A pod watch ended (the cache's watch tasks stopped).
     #[error("the pod watch stopped")]
     WatchStopped,

@@ -62,7 +62,7 @@ pub use pods::{
     ContainerInfo, PodCache, PodInfo, PodScope, PodUpdate, Termination, bare_container_id,
     container_ids, current_container_id, memory_limit, target_for,
 };
-pub use poller::{ClusterPoller, LeaseOptions, MAX_IN_FLIGHT, PollerOptions};
+pub use poller::{ClusterPoller, LeaseOptions, MAX_IN_FLIGHT, PollerOptions, SUMMARY_TIMEOUT};
 pub use probes::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, ProbeServer, parse_bind_address};
 pub use quantity::{Quantity, parse_bytes};
 pub use summary::{

@@ -6,12 +6,24 @@
 //! gets one summary request, at most [`MAX_IN_FLIGHT`] at a time; a node whose previous request is
 //! still running is skipped, so one slow node never delays the others' events, and results are fed to
 //! the engine as they arrive. `oom_killed` comes from pod status (`lastState.terminated.reason =
-//! OOMKilled`) through an [`OomTracker`]; a kill seen before any summary reading of its container is
-//! reported without a reading ([`Engine::observe_oom_kills`]), never with a made-up one.
+//! OOMKilled`) through an [`OomTracker`], fed to the engine at once as a counter increase without a
+//! reading ([`Engine::observe_oom_kills`]): never with a made-up one, nor with the container's last
+//! summary reading, which may be minutes old after an outage and would pass for a new one.
 //!
-//! API server down, 429, 5xx: watches retry with backoff (a 410 relists); a failed summary is logged
-//! and the node is retried with exponential backoff, or after the 429's `Retry-After` (at most 60 s)
-//! while the other nodes keep being polled.
+//! API server down, 429, 5xx, slow answers: watches retry with backoff (a 410 relists, and every pod of
+//! the relist is checked for kills, so a kill during an outage is reported after it); a failed summary
+//! is logged and the node is retried with exponential backoff, or after the 429's `Retry-After` (at
+//! most 60 s), while the other nodes keep being polled; a summary that takes longer than
+//! [`SUMMARY_TIMEOUT`] counts as failed.
+//!
+//! State through faults (issue 16): a container whose node was not read in a cycle (its summary
+//! failed, backs off or is still running) keeps its engine state however long that lasts
+//! ([`Engine::end_cycle_keeping`]): severity, cooldown clock, OOM-kill counter. So after an outage its
+//! next reading is compared with what it was — `recovered` when it fell, nothing new when it stayed
+//! critical within the cooldown — and a kill is counted from the counter it had. Only containers
+//! that are gone are forgotten, three cycles after: their pod deleted (or out of the scope), or their
+//! node read without them. The poller's own state is O(1) per container of a watched pod and O(1)
+//! per node hosting one; a deleted pod's and a vanished node's are dropped.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -20,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use kube::Client;
-use pressure_core::{Engine, Event, Reading, Sample, Target};
+use pressure_core::{Engine, Event, Target};
 use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
@@ -35,6 +47,10 @@ use crate::summary::{Summary, SummarySource};
 pub const MAX_IN_FLIGHT: usize = 32;
 /// The longest a node is left alone for a 429's `Retry-After`.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// A summary request that has not completed after this long is abandoned and counts as failed: the
+/// client has no read timeout (kube-rs leaves it unset for watches), and a request hanging on a dead
+/// connection would otherwise keep its node unpolled for good.
+pub const SUMMARY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a [`ClusterPoller`] watches and how often.
 #[derive(Debug, Clone)]
@@ -96,9 +112,10 @@ pub struct ClusterPoller {
     oom: OomTracker,
     /// OOM kills seen per (pod UID, container), fed to the engine as its `oom_kill_count`.
     oom_counts: HashMap<(String, String), u64>,
-    /// Last reading per engine key, to report an `oom_killed` between summaries.
-    last: HashMap<String, Reading>,
     in_flight: HashSet<String>,
+    /// Nodes whose summary was read since the last tick: the containers of the others are unread, not
+    /// gone (see [`Engine::end_cycle_keeping`]).
+    read: HashSet<String>,
     /// Nodes backing off after errors: node → (not before, consecutive failures).
     backoff: HashMap<String, (Instant, u32)>,
     start: Instant,
@@ -110,6 +127,8 @@ pub struct ClusterPoller {
     unknown: HashMap<String, HashSet<String>>,
     /// How many distinct such pods were seen (see [`ClusterPoller::unknown_pods`]).
     unknown_total: Arc<AtomicU64>,
+    /// Containers the engine keeps state for, as of the last tick (see [`ClusterPoller::tracked`]).
+    tracked: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for ClusterPoller {
@@ -135,14 +154,15 @@ impl ClusterPoller {
             recorder: None,
             oom: OomTracker::new(),
             oom_counts: HashMap::new(),
-            last: HashMap::new(),
             in_flight: HashSet::new(),
+            read: HashSet::new(),
             backoff: HashMap::new(),
             start: Instant::now(),
             cycles: 0,
             leader: None,
             unknown: HashMap::new(),
             unknown_total: Arc::new(AtomicU64::new(0)),
+            tracked: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -152,6 +172,13 @@ impl ClusterPoller {
     /// each is logged once at info. Read it while [`run`](Self::run) owns the poller.
     pub fn unknown_pods(&self) -> Arc<AtomicU64> {
         self.unknown_total.clone()
+    }
+
+    /// A gauge of the containers whose state the engine keeps, updated every poll interval: the
+    /// containers of watched pods, read or not (an unreachable node's keep theirs), plus those gone for
+    /// less than three cycles. Read it while [`run`](Self::run) owns the poller.
+    pub fn tracked(&self) -> Arc<AtomicU64> {
+        self.tracked.clone()
     }
 
     /// Also posts Kubernetes Events (critical, predicted_oom, oom_killed) on the pods, each on its own
@@ -231,7 +258,11 @@ impl ClusterPoller {
                     }
                     round += 1;
                     let now = Instant::now();
-                    for node in cache.node_names() {
+                    let nodes = cache.node_names();
+                    // A node that hosts no watched pod any more: its bookkeeping goes.
+                    self.backoff.retain(|n, _| nodes.contains(n));
+                    self.unknown.retain(|n, _| nodes.contains(n));
+                    for node in nodes {
                         if self.in_flight.contains(&node) || self.backoff.get(&node).is_some_and(|(t, _)| *t > now) {
                             continue;
                         }
@@ -241,11 +272,26 @@ impl ClusterPoller {
                         tokio::spawn(async move {
                             let _permit = permits.acquire_owned().await;
                             let t = Instant::now();
-                            let result = source.fetch(&node).await;
+                            let result = tokio::time::timeout(SUMMARY_TIMEOUT, source.fetch(&node))
+                                .await
+                                .unwrap_or_else(|_| Err(KubeletError::TimedOut {
+                                    what: format!("fetching the stats summary of node {node}"),
+                                    after: SUMMARY_TIMEOUT,
+                                }));
                             let _ = tx.send(Fetched { round, node, result, took: t.elapsed() }).await;
                         });
                     }
-                    self.engine.end_cycle();
+                    // Containers of nodes not read in this cycle are unread, not gone: kept while
+                    // their pod exists.
+                    let read = std::mem::take(&mut self.read);
+                    self.engine.end_cycle_keeping(|t| {
+                        t.pod_uid
+                            .as_deref()
+                            .and_then(|uid| cache.by_uid(uid))
+                            .and_then(|pod| pod.node_name.clone())
+                            .is_some_and(|node| !read.contains(&node))
+                    });
+                    self.tracked.store(self.engine.len() as u64, Ordering::Relaxed);
                 }
                 Some(f) = rx.recv() => {
                     self.in_flight.remove(&f.node);
@@ -278,6 +324,15 @@ impl ClusterPoller {
                         for pod in cache.pods() {
                             self.pod_changed(&pod, &mut events);
                         }
+                        // Deletions may be among the missed updates.
+                        let gone: HashSet<String> = self.oom_counts.keys()
+                            .filter(|(uid, _)| cache.by_uid(uid).is_none())
+                            .map(|(uid, _)| uid.clone())
+                            .collect();
+                        for uid in &gone {
+                            self.oom.forget(uid);
+                        }
+                        self.oom_counts.retain(|(uid, _), _| !gone.contains(uid));
                     }
                     Err(broadcast::error::RecvError::Closed) => return Err(KubeletError::WatchStopped),
                 },
@@ -319,6 +374,7 @@ impl ClusterPoller {
         let summary = match f.result {
             Ok(s) => {
                 self.backoff.remove(&f.node);
+                self.read.insert(f.node.clone());
                 s
             }
             Err(e) => {
@@ -361,7 +417,6 @@ impl ClusterPoller {
                 .to_owned();
             sample.reading.oom_kill_count =
                 Some(self.oom_counts.get(&(uid, container)).copied().unwrap_or(0));
-            self.last.insert(sample.target.key(), sample.reading);
             self.engine.observe_sample(&sample, now, events);
         }
     }
@@ -402,8 +457,9 @@ impl ClusterPoller {
         }
     }
 
-    /// Feeds an OOM kill to the engine at once (not a poll interval later) as a counter increase: with
-    /// the container's last reading when there is one, else without a reading.
+    /// Feeds an OOM kill to the engine at once (not a poll interval later) as a counter increase,
+    /// without a reading: the last summary reading is not news (after an outage it may be minutes
+    /// old), and the engine keeps the container's severity, so the event says what it was at.
     fn report_kill(&mut self, pod: &PodInfo, kill: &StatusOomKill, events: &mut Vec<Event>) {
         let count = {
             let c = self
@@ -415,23 +471,13 @@ impl ClusterPoller {
         };
         let mut target = target_for(pod, Some(&kill.container));
         stabilise(&mut target);
-        let now = self.now();
-        match self.last.get_mut(&target.key()) {
-            Some(last) => {
-                last.timestamp = SystemTime::now();
-                last.oom_kill_count = Some(count);
-                let reading = *last;
-                self.engine
-                    .observe_sample(&Sample { target, reading }, now, events);
-            }
-            None => self.engine.observe_oom_kills(
-                &target,
-                count,
-                memory_limit(pod, &kill.container),
-                SystemTime::now(),
-                events,
-            ),
-        }
+        self.engine.observe_oom_kills(
+            &target,
+            count,
+            memory_limit(pod, &kill.container),
+            SystemTime::now(),
+            events,
+        );
     }
 }
 

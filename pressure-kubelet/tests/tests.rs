@@ -2,6 +2,7 @@
 //! plane).
 
 mod api;
+mod chaos;
 mod mark_queue;
 mod poller;
 mod probes;

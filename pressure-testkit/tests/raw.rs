@@ -168,3 +168,86 @@ async fn too_many_requests_carries_retry_after() {
         "{resp}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_cuts_open_watches_and_refuses_new_connections_until_it_ends() {
+    let server = FakeApiServer::start(World::synthetic(1, 1))
+        .await
+        .expect("server");
+    let url = server.url().to_owned();
+    // A watch that would run for 30 s: the outage ends it at once.
+    let u = url.clone();
+    let watch = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        let r = raw_http(
+            &u,
+            &get("/api/v1/pods?watch=true&timeoutSeconds=30"),
+            Duration::from_secs(40),
+        );
+        (r, t.elapsed())
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.requests().iter().any(|r| r.contains("watch=true")) {
+        assert!(Instant::now() < deadline, "the watch never arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.outage(Duration::from_secs(600));
+    let (_, took) = watch.await.expect("join");
+    assert!(
+        took < Duration::from_secs(20),
+        "the watch outlived the outage's start: {took:?}"
+    );
+    let u = url.clone();
+    let refused = tokio::task::spawn_blocking(move || {
+        raw_http(&u, &get("/api/v1/nodes"), Duration::from_secs(5))
+    })
+    .await
+    .expect("join");
+    assert!(
+        refused.map_or(true, |r| r.is_empty()),
+        "no answer during an outage"
+    );
+    assert_eq!(server.refused_connections(), 1);
+    server.end_outage();
+    let served = tokio::task::spawn_blocking(move || {
+        raw_http(&url, &get("/api/v1/nodes"), Duration::from_secs(5))
+    })
+    .await
+    .expect("join")
+    .expect("http");
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_fault_answers_watches_in_stream_and_lists_with_410_for_its_time() {
+    let server = FakeApiServer::start(World::synthetic(1, 1))
+        .await
+        .expect("server");
+    server.add_fault(FaultRule::new(Fault::Expired).during(Duration::from_secs(600)));
+    let url = server.url().to_owned();
+    let u = url.clone();
+    let (watch, list) = tokio::task::spawn_blocking(move || {
+        (
+            raw_http(&u, &get("/api/v1/pods?watch=true"), Duration::from_secs(5)),
+            raw_http(&u, &get("/api/v1/pods"), Duration::from_secs(5)),
+        )
+    })
+    .await
+    .expect("join");
+    let watch = watch.expect("http");
+    assert!(watch.starts_with("HTTP/1.1 200"), "{watch}");
+    let events = watch_events(&watch);
+    assert_eq!(events.len(), 1, "{watch}");
+    assert_eq!(events[0]["object"]["code"], 410);
+    assert!(list.expect("http").starts_with("HTTP/1.1 410"));
+    // A rule whose time is up no longer applies.
+    server.clear_faults();
+    server.add_fault(FaultRule::new(Fault::Expired).during(Duration::ZERO));
+    let list = tokio::task::spawn_blocking(move || {
+        raw_http(&url, &get("/api/v1/pods"), Duration::from_secs(5))
+    })
+    .await
+    .expect("join")
+    .expect("http");
+    assert!(list.starts_with("HTTP/1.1 200"), "{list}");
+}

@@ -14,8 +14,9 @@ pub(crate) mod summary;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -233,6 +234,10 @@ pub enum Fault {
     DropConnection,
     /// Answer `401 Unauthorized`, as for an expired token.
     Unauthorized,
+    /// The answer to a resourceVersion the server no longer has: a watch gets `200` with one in-stream
+    /// `ERROR` event (`410`, reason `Expired`) and ends, as a real API server sends it; any other
+    /// request gets `410 Gone` (reason `Expired`). A client relists.
+    Expired,
 }
 
 /// A fault applied to requests whose path contains a string, optionally a limited number of times.
@@ -241,6 +246,7 @@ pub struct FaultRule {
     fault: Fault,
     path_contains: Option<String>,
     remaining: Option<u32>,
+    until: Option<Instant>,
 }
 
 impl FaultRule {
@@ -250,6 +256,7 @@ impl FaultRule {
             fault,
             path_contains: None,
             remaining: None,
+            until: None,
         }
     }
 
@@ -264,6 +271,14 @@ impl FaultRule {
     #[must_use]
     pub fn times(mut self, n: u32) -> Self {
         self.remaining = Some(n);
+        self
+    }
+
+    /// Only for `d` from now: a run of faults of a given length (a phase of 500s, of 429s, of slow
+    /// answers), after which requests are served again. Combines with [`times`](Self::times).
+    #[must_use]
+    pub fn during(mut self, d: Duration) -> Self {
+        self.until = Some(Instant::now() + d);
         self
     }
 }
@@ -307,6 +322,19 @@ pub(crate) struct Shared {
     pub(crate) requests: Mutex<Vec<String>>,
     pub(crate) bookmark_interval: Duration,
     pub(crate) addr: SocketAddr,
+    /// An outage ([`FakeApiServer::outage`]) lasts until then: every connection is closed at once.
+    pub(crate) outage_until: Mutex<Option<Instant>>,
+    /// Bumped to close every open connection (watches included).
+    pub(crate) cut: tokio::sync::watch::Sender<u64>,
+    /// Connections closed unanswered by an outage.
+    pub(crate) refused: AtomicU64,
+}
+
+impl Shared {
+    /// Whether an outage is on now.
+    pub(crate) fn in_outage(&self) -> bool {
+        lock(&self.outage_until).is_some_and(|t| Instant::now() < t)
+    }
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -388,6 +416,9 @@ impl FakeApiServer {
             requests: Mutex::new(Vec::new()),
             bookmark_interval: options.bookmark_interval,
             addr,
+            outage_until: Mutex::new(None),
+            cut: tokio::sync::watch::channel(0).0,
+            refused: AtomicU64::new(0),
         });
         let (shutdown, rx) = tokio::sync::watch::channel(false);
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -515,6 +546,32 @@ impl FakeApiServer {
     /// Removes all fault rules.
     pub fn clear_faults(&self) {
         lock(&self.shared.faults).clear();
+    }
+
+    /// Closes every open connection now, watches included, as an API server restart does: clients
+    /// reconnect (a watch resumes from its last resourceVersion).
+    pub fn close_connections(&self) {
+        self.shared.cut.send_modify(|n| *n += 1);
+    }
+
+    /// An outage of `d` from now: every open connection is closed at once, and every new one is
+    /// accepted and closed unanswered until the time is up (the client sees the connection reset
+    /// before any answer, as from a restarting or unreachable API server). Nothing is logged in
+    /// [`requests`](Self::requests) meanwhile; [`refused_connections`](Self::refused_connections)
+    /// counts the attempts.
+    pub fn outage(&self, d: Duration) {
+        *lock(&self.shared.outage_until) = Some(Instant::now() + d);
+        self.close_connections();
+    }
+
+    /// Ends an outage early.
+    pub fn end_outage(&self) {
+        *lock(&self.shared.outage_until) = None;
+    }
+
+    /// How many connections outages closed unanswered so far.
+    pub fn refused_connections(&self) -> u64 {
+        self.shared.refused.load(Ordering::Relaxed)
     }
 
     /// Makes the current bearer token(s) expired (answered with 401) and accepts `new` instead.

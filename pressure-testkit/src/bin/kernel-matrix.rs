@@ -33,16 +33,16 @@ struct Args {
         default_value = "pressured,tracer-bpf,tracer-kmsg,pressured-sidecar"
     )]
     scenarios: Vec<String>,
-    /// Work and cache directory [<workspace>/target/kernel-matrix].
+    /// Work and cache directory (default `<workspace>/target/kernel-matrix`).
     #[arg(long)]
     work_dir: Option<PathBuf>,
     /// Use the given (or already built) binaries; don't run `cargo build --release`.
     #[arg(long)]
     no_build: bool,
-    /// The `pressured` binary [<target>/release/pressured].
+    /// The `pressured` binary (default `<target>/release/pressured`).
     #[arg(long)]
     pressured: Option<PathBuf>,
-    /// The `oom-tracer` binary [<target>/release/oom-tracer].
+    /// The `oom-tracer` binary (default `<target>/release/oom-tracer`).
     #[arg(long)]
     oom_tracer: Option<PathBuf>,
     /// The flags that put oom-tracer in kmsg-only mode, space-separated [detected from its --help].

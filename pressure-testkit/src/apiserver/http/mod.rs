@@ -49,10 +49,20 @@ pub(crate) async fn serve(
             r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
             _ = shutdown.changed() => return,
         };
+        if shared.in_outage() {
+            // Closed before a byte is read: the client's request fails as against a dead server.
+            shared
+                .refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            drop(stream);
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let acceptor = acceptor.clone();
         let mut shutdown = shutdown.clone();
+        // `close_connections` / `outage`: this connection ends, whatever it is serving.
+        let mut cut = shared.cut.subscribe();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| handle(shared.clone(), req));
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -64,12 +74,14 @@ pub(crate) async fn serve(
                     tokio::select! {
                         _ = builder.serve_connection(TokioIo::new(tls), svc) => {}
                         _ = shutdown.changed() => {}
+                        _ = cut.changed() => {}
                     }
                 }
                 None => {
                     tokio::select! {
                         _ = builder.serve_connection(TokioIo::new(stream), svc) => {}
                         _ = shutdown.changed() => {}
+                        _ = cut.changed() => {}
                     }
                 }
             }
@@ -152,8 +164,10 @@ fn parse_query(q: Option<&str>) -> HashMap<String, String> {
 fn take_fault(shared: &Shared, path: &str) -> Vec<Fault> {
     let mut rules = lock(&shared.faults);
     let mut out = Vec::new();
+    let now = std::time::Instant::now();
     for r in rules.iter_mut() {
         if r.remaining == Some(0)
+            || r.until.is_some_and(|t| now >= t)
             || r.path_contains
                 .as_deref()
                 .is_some_and(|p| !path.contains(p))
@@ -194,6 +208,14 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
                     "InternalError",
                     "Internal error occurred: injected fault",
                 ));
+            }
+            Fault::Expired => {
+                let q = parse_query(req.uri().query());
+                let message = "too old resource version: injected fault";
+                if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
+                    return Ok(watch::expired(message));
+                }
+                return Ok(status(StatusCode::GONE, "Expired", message));
             }
             Fault::Unauthorized => {
                 return Ok(status(

@@ -166,12 +166,9 @@ pub(super) fn watch(
                     );
                 }
                 None => {
-                    let st = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                        "message": format!("too old resource version: {from} ({})", store.floor), "reason": "Expired", "code": 410});
-                    initial.push(watch_line("ERROR", &st));
+                    let message = format!("too old resource version: {from} ({})", store.floor);
                     drop(store);
-                    let body = Body::from(initial.concat());
-                    return stream_response(body);
+                    return expired(&message);
                 }
             },
             _ => {
@@ -223,6 +220,14 @@ pub(super) fn watch(
         }
     });
     stream_response(Body::from_stream(ReceiverStream::new(rx)))
+}
+
+/// A watch answered with one in-stream `ERROR` event, `410 Expired`, and ended: what a real API
+/// server sends for a resourceVersion older than its change log.
+pub(super) fn expired(message: &str) -> Response<Body> {
+    let st = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": "Expired", "code": 410});
+    stream_response(Body::from(watch_line("ERROR", &st)))
 }
 
 fn stream_response(body: Body) -> Response<Body> {
