@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{ArgAction, Parser, ValueEnum};
 use pressure_ebpf::AnnotateKills;
+use pressure_kubelet::PendingOptions;
 
 /// Catches every kernel OOM kill with eBPF (or the kernel log), maps the victim to its pod and marks it.
 #[derive(Debug, Parser)]
@@ -82,10 +83,39 @@ pub(crate) struct Args {
         value_name = "PATH"
     )]
     pub(crate) kmsg_path: PathBuf,
+    /// Maximum age of a kill whose mark (annotation, Event) could not be made yet: retried with
+    /// backoff until made, the pod is gone, or this old (1s to 7d; e.g. `90m`, `3600s`).
+    #[arg(
+        long = "pending-marks-max-age",
+        alias = "pending_marks_max_age",
+        default_value = "1h",
+        value_name = "DURATION"
+    )]
+    pub(crate) pending_marks_max_age: String,
+    /// Most kills kept waiting for their mark; past it the oldest is dropped (logged, counted).
+    #[arg(
+        long = "pending-marks-capacity",
+        alias = "pending_marks_capacity",
+        default_value_t = 1024,
+        value_name = "N"
+    )]
+    pub(crate) pending_marks_capacity: usize,
+    /// File keeping the pending marks across a restart (JSON, replaced atomically; unreadable =
+    /// logged and ignored); empty keeps them in memory only.
+    #[arg(
+        long = "state-file",
+        alias = "state_file",
+        default_value = DEFAULT_STATE_FILE,
+        value_name = "PATH"
+    )]
+    pub(crate) state_file: String,
     /// Print the version and exit.
     #[arg(long = "version", action = ArgAction::Version)]
     version: (),
 }
+
+/// Where the pending marks are kept by default.
+pub(crate) const DEFAULT_STATE_FILE: &str = "/var/lib/oom-tracer/pending-marks.json";
 
 /// `--annotate-kills` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -132,6 +162,10 @@ pub(crate) struct Config {
     pub(crate) kmsg_only: bool,
     pub(crate) replay_kmsg: bool,
     pub(crate) kmsg_path: PathBuf,
+    /// Bounds of the pending marks.
+    pub(crate) pending: PendingOptions,
+    /// `--state-file`; `None` when empty.
+    pub(crate) state_file: Option<PathBuf>,
 }
 
 /// `key=value`; empty, blank or a literal `""` mean none (the original crashes on `""`).
@@ -184,6 +218,27 @@ impl Config {
         if annotation.is_some() && !kubernetes {
             bail!("--victim_annotation needs Kubernetes: drop --no-kubernetes");
         }
+        let max_age =
+            humantime::parse_duration(args.pending_marks_max_age.trim()).with_context(|| {
+                format!(
+                    "--pending-marks-max-age {:?}: expected a duration such as 1h, 90m or 3600s",
+                    args.pending_marks_max_age
+                )
+            })?;
+        let pending = PendingOptions {
+            max_age,
+            capacity: args.pending_marks_capacity,
+            ..PendingOptions::default()
+        };
+        pending.validate().map_err(|e| {
+            let flag = match &e {
+                pressure_kubelet::KubeletError::Invalid { key, .. } if key == "capacity" => {
+                    "--pending-marks-capacity"
+                }
+                _ => "--pending-marks-max-age",
+            };
+            anyhow::anyhow!("{flag}: {e}")
+        })?;
         Ok(Self {
             kube_config: args.kube_config.filter(|p| !p.as_os_str().is_empty()),
             kube_client_qps: args.kube_client_qps,
@@ -197,6 +252,10 @@ impl Config {
             kmsg_only: args.kmsg_only,
             replay_kmsg: args.replay_kmsg,
             kmsg_path: args.kmsg_path,
+            pending,
+            state_file: Some(args.state_file)
+                .filter(|p| !p.trim().is_empty())
+                .map(PathBuf::from),
         })
     }
 }
@@ -316,6 +375,52 @@ mod tests {
             parse(&["--metrics_bind_address", ""]).unwrap().metrics_addr,
             None
         );
+    }
+
+    #[test]
+    fn issue_16_pending_marks_bounds_are_flags_and_validated() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.pending.max_age, std::time::Duration::from_secs(3600));
+        assert_eq!(c.pending.capacity, 1024);
+        assert_eq!(
+            c.state_file.as_deref(),
+            Some(std::path::Path::new(DEFAULT_STATE_FILE))
+        );
+        let c = parse(&[
+            "--pending-marks-max-age",
+            "90m",
+            "--pending_marks_capacity=5",
+            "--state-file=",
+        ])
+        .unwrap();
+        assert_eq!(c.pending.max_age, std::time::Duration::from_secs(5400));
+        assert_eq!(c.pending.capacity, 5);
+        assert_eq!(c.state_file, None);
+        for (args, flag) in [
+            (
+                &["--pending-marks-max-age", "0s"][..],
+                "--pending-marks-max-age",
+            ),
+            (
+                &["--pending-marks-max-age", "30d"][..],
+                "--pending-marks-max-age",
+            ),
+            (
+                &["--pending-marks-max-age", "soon"][..],
+                "--pending-marks-max-age",
+            ),
+            (
+                &["--pending-marks-capacity", "0"][..],
+                "--pending-marks-capacity",
+            ),
+            (
+                &["--pending-marks-capacity", "100000"][..],
+                "--pending-marks-capacity",
+            ),
+        ] {
+            let e = format!("{:#}", parse(args).unwrap_err());
+            assert!(e.contains(flag), "{args:?}: {e}");
+        }
     }
 
     #[test]

@@ -56,11 +56,17 @@ fn main() -> ExitCode {
 }
 
 async fn run(cfg: Config) -> anyhow::Result<()> {
-    let sink: Option<Arc<dyn KillSink>> = if cfg.kubernetes {
-        Some(kube::build_sink(&cfg).await?)
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let kube = if cfg.kubernetes {
+        let stop = async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        };
+        Some(kube::build_sink(&cfg, stop).await?)
     } else {
         None
     };
+    let sink: Option<Arc<dyn KillSink>> = kube.as_ref().map(|k| k.sink.clone());
+    let queue = kube.as_ref().map(|k| k.queue.clone());
     let opts = TracerOptions {
         mode: if cfg.kmsg_only {
             TraceSource::KmsgOnly
@@ -79,13 +85,13 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         "tracing OOM kills"
     );
     let metrics = Arc::new(metrics::Metrics::new());
-    metrics.sync(&stats);
+    metrics.sync(&stats, queue.as_deref());
     if let Some(addr) = cfg.metrics_addr {
-        let (m, s, ready) = (metrics.clone(), stats.clone(), stats.clone());
+        let (m, s, ready, q) = (metrics.clone(), stats.clone(), stats.clone(), queue.clone());
         // Ready once the probe is attached (or the kernel log is read) and while the reader runs.
         let probes = pressure_kubelet::ProbeServer::new(
             move || {
-                m.sync(&s);
+                m.sync(&s, q.as_deref());
                 m.encode()
             },
             move || ready.is_running(),
@@ -113,7 +119,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         }
         let outcome = handle_kill(&kill, cfg.annotate, sink.as_deref()).await;
         metrics.record(&kill, &outcome);
-        metrics.sync(&stats);
+        metrics.sync(&stats, queue.as_deref());
         tracing::info!(
             pid = kill.pid,
             comm = %kill.comm,
@@ -126,5 +132,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         );
     }
     tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    if let Some(k) = kube {
+        // The queue is already in the state file; this only lets the loop finish its attempt.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), k.retrier).await;
+    }
     Ok(())
 }

@@ -3,6 +3,7 @@
 use std::sync::Mutex;
 
 use pressure_ebpf::{KillOutcome, OomKill, TracerStats};
+use pressure_kubelet::{DropReason, MarkQueue, MarkQueueStats};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -29,8 +30,12 @@ pub(crate) struct Metrics {
     kmsg_lost: Counter,
     marks_without_kill: Counter,
     source: Family<Labels, Gauge>,
-    /// Serialises the copy of the tracer's counters into ours.
-    sync: Mutex<()>,
+    pending: Gauge,
+    retries: Counter,
+    dropped: Family<Labels, Counter>,
+    /// Serialises the copy of the tracer's counters into ours; holds the queue's counters as last
+    /// copied (late marks go into `marked` by difference).
+    sync: Mutex<MarkQueueStats>,
 }
 
 impl Metrics {
@@ -47,6 +52,32 @@ impl Metrics {
         );
         let build_info = Family::<Labels, Gauge>::default();
         let source = Family::<Labels, Gauge>::default();
+        let pending = Gauge::default();
+        let retries = Counter::default();
+        let dropped = Family::<Labels, Counter>::default();
+        registry.register(
+            "oom_tracer_pending_marks",
+            "OOM kills whose mark (annotation, Event) is not made yet and is being retried",
+            pending.clone(),
+        );
+        registry.register(
+            "oom_tracer_mark_retries",
+            "Attempts at pending marks (each retry after a failure)",
+            retries.clone(),
+        );
+        registry.register(
+            "oom_tracer_pending_marks_dropped",
+            "Pending marks given up, by reason: expired (older than --pending-marks-max-age), capacity (the oldest, queue full), pod_gone, rejected",
+            dropped.clone(),
+        );
+        for r in [
+            DropReason::Expired,
+            DropReason::Capacity,
+            DropReason::PodGone,
+            DropReason::Rejected,
+        ] {
+            let _ = dropped.get_or_create(&labels(&[("reason", r.as_str())]));
+        }
         registry.register(
             "oom_tracer_events",
             "Total number of OOM kill events captured, bucketed by stage and reason",
@@ -108,7 +139,10 @@ impl Metrics {
             kmsg_lost,
             marks_without_kill,
             source,
-            sync: Mutex::new(()),
+            pending,
+            retries,
+            dropped,
+            sync: Mutex::new(MarkQueueStats::default()),
         }
     }
 
@@ -129,9 +163,16 @@ impl Metrics {
         }
     }
 
-    /// Copies the tracer's own counters (cumulative) into the exported ones.
-    pub(crate) fn sync(&self, stats: &TracerStats) {
-        let Ok(_guard) = self.sync.lock() else { return };
+    /// Copies the tracer's own counters (cumulative) and the mark queue's into the exported ones.
+    pub(crate) fn sync(&self, stats: &TracerStats, queue: Option<&MarkQueue>) {
+        let Ok(mut last) = self.sync.lock() else {
+            return;
+        };
+        if let Some(q) = queue {
+            let now = q.stats();
+            self.sync_queue(&last, &now);
+            *last = now;
+        }
         for (counter, value) in [
             (&self.ringbuf_drops, stats.ringbuf_drops()),
             (&self.kmsg_parse_errors, stats.kmsg_parse_errors()),
@@ -149,6 +190,43 @@ impl Metrics {
             self.source
                 .get_or_create(&labels(&[("bpf", bpf), ("kmsg", kmsg)]))
                 .set(1);
+        }
+    }
+
+    fn sync_queue(&self, last: &MarkQueueStats, now: &MarkQueueStats) {
+        self.pending
+            .set(i64::try_from(now.pending).unwrap_or(i64::MAX));
+        self.retries
+            .inc_by(now.retries.saturating_sub(last.retries));
+        for r in [
+            DropReason::Expired,
+            DropReason::Capacity,
+            DropReason::PodGone,
+            DropReason::Rejected,
+        ] {
+            self.dropped
+                .get_or_create(&labels(&[("reason", r.as_str())]))
+                .inc_by(now.dropped(r).saturating_sub(last.dropped(r)));
+        }
+        // A pending mark made later counts as marked (or skipped) like one made at once.
+        for (n, stage, reason) in [
+            (
+                now.marked_late.saturating_sub(last.marked_late),
+                "marked",
+                "annotation_applied",
+            ),
+            (
+                now.already_marked_late
+                    .saturating_sub(last.already_marked_late),
+                "skipped",
+                "annotation_exists",
+            ),
+        ] {
+            if n > 0 {
+                self.marked
+                    .get_or_create(&labels(&[("stage", stage), ("reason", reason)]))
+                    .inc_by(n);
+            }
         }
     }
 
@@ -177,7 +255,13 @@ mod tests {
             marked: Some(("marked", "annotation_applied")),
         };
         m.record(&OomKill::new(2, "y", KillKind::Global), &marked);
-        m.sync(&TracerStats::default());
+        m.sync(&TracerStats::default(), None);
+        let mut late = MarkQueueStats::default();
+        late.pending = 2;
+        late.retries = 5;
+        late.marked_late = 1;
+        late.dropped_expired = 1;
+        m.sync_queue(&MarkQueueStats::default(), &late);
         let text = m.encode();
         for line in [
             "oom_tracer_events_total{stage=\"observed\",reason=\"ebpf_capture\"} 1",
@@ -186,8 +270,12 @@ mod tests {
             "oom_tracer_ringbuf_drops_total 0",
             "oom_tracer_kmsg_parse_errors_total 0",
             "oom_tracer_build_info{version=\"0.1.0\",app=\"oom-tracer\"} 1",
-            "oom_tracer_marked_victims_total{stage=\"marked\",reason=\"annotation_applied\"} 1",
+            "oom_tracer_marked_victims_total{stage=\"marked\",reason=\"annotation_applied\"} 2",
             "oom_tracer_kills_total{kind=\"global\"} 1",
+            "oom_tracer_pending_marks 2",
+            "oom_tracer_mark_retries_total 5",
+            "oom_tracer_pending_marks_dropped_total{reason=\"expired\"} 1",
+            "oom_tracer_pending_marks_dropped_total{reason=\"capacity\"} 0",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

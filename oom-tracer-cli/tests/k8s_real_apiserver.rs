@@ -18,12 +18,14 @@ use pressure_testkit::{
 };
 use serde_json::{Value, json};
 
-const KEY: &str = "pressure.dev/oom-victim";
+pub(crate) const KEY: &str = "pressure.dev/oom-victim";
 
-struct Tracer {
-    child: Child,
+pub(crate) struct Tracer {
+    pub(crate) child: Child,
     /// The metrics endpoint's address.
     metrics: String,
+    /// Every stderr line from the start.
+    lines: mpsc::Receiver<String>,
 }
 
 impl Drop for Tracer {
@@ -34,8 +36,24 @@ impl Drop for Tracer {
 }
 
 impl Tracer {
+    /// Waits for a log line containing `text` (lines before it are consumed); returns it.
+    ///
+    /// # Panics
+    /// When none comes within `timeout` or the process ends first.
+    pub(crate) fn wait_line(&self, text: &str, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no oom-tracer log line with {text:?} ({e})"),
+            }
+        }
+    }
+
     /// `/metrics`, as text.
-    fn metrics(&self) -> String {
+    pub(crate) fn metrics(&self) -> String {
         use std::io::{Read as _, Write as _};
         let Ok(mut s) = std::net::TcpStream::connect(&self.metrics) else {
             return String::new();
@@ -47,13 +65,13 @@ impl Tracer {
     }
 }
 
-fn chart() -> PathBuf {
+pub(crate) fn chart() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/oom-tracer")
 }
 
 /// Creates pod `name` on `node` in the API server, then its kubelet-shaped cgroup with the UID the
 /// server gave it, then patches the container ID into the pod's status (as a kubelet would).
-fn pod_with_cgroup(
+pub(crate) fn pod_with_cgroup(
     cp: &ControlPlane,
     root: &Path,
     ns: &str,
@@ -87,6 +105,11 @@ fn pod_with_cgroup(
 
 /// Starts `oom-tracer` with the chart's flags; returns once it traces OOM kills.
 fn start_tracer(kubeconfig: &Path, node: &str) -> Tracer {
+    start_tracer_with(kubeconfig, node, &["--state-file="])
+}
+
+/// [`start_tracer`] with `extra` flags.
+pub(crate) fn start_tracer_with(kubeconfig: &Path, node: &str, extra: &[&str]) -> Tracer {
     let mut child = Command::new(env!("CARGO_BIN_EXE_oom-tracer"))
         .arg("--kube_config")
         .arg(kubeconfig)
@@ -99,21 +122,25 @@ fn start_tracer(kubeconfig: &Path, node: &str) -> Tracer {
             "--metrics_bind_address",
             "127.0.0.1:0",
         ])
+        .args(extra)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start oom-tracer");
     let stderr = child.stderr.take().expect("stderr");
+    let (lines_tx, lines) = mpsc::channel();
     let mut tracer = Tracer {
         child,
         metrics: String::new(),
+        lines,
     };
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let (mut tracing, mut metrics) = (false, None);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             eprintln!("oom-tracer: {line}");
+            let _ = lines_tx.send(line.clone());
             tracing |= line.contains("tracing OOM kills");
             if line.contains("metrics endpoint listening") {
                 metrics = line.split("address=").nth(1).map(|a| a.trim().to_owned());
@@ -129,13 +156,13 @@ fn start_tracer(kubeconfig: &Path, node: &str) -> Tracer {
     tracer
 }
 
-fn annotations(cp: &ControlPlane, ns: &str, name: &str) -> Value {
+pub(crate) fn annotations(cp: &ControlPlane, ns: &str, name: &str) -> Value {
     cp.get(&format!("/api/v1/namespaces/{ns}/pods/{name}"))
         .expect("get pod")["metadata"]["annotations"]
         .clone()
 }
 
-fn oom_kill(cg: &KubeletV1Pod) -> u32 {
+pub(crate) fn oom_kill(cg: &KubeletV1Pod) -> u32 {
     let mut hog = Hog::spawn_in(&cg.procs(), HogSpec::four_mib_per_100ms()).expect("hog");
     let pid = hog.pid();
     hog.wait_timeout(Duration::from_secs(60))

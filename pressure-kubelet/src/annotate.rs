@@ -1,5 +1,7 @@
 //! Annotating pods: a JSON merge patch `{"metadata":{"annotations":{KEY:VALUE}}}`, sent only when
-//! the key is absent, retried with backoff on 409, 429, 5xx and transport errors.
+//! the key is absent, retried with backoff on 409, 429, 5xx and transport errors. A 429 whose Status
+//! asks for a wait (`details.retryAfterSeconds`, what kube-apiserver sends) is returned at once as
+//! [`KubeletError::TooManyRequests`], so the caller waits that long instead of this short backoff.
 
 use std::time::Duration;
 
@@ -109,11 +111,19 @@ impl Annotator {
             let meta = match api.get_metadata_opt(name).await {
                 Ok(Some(m)) => m,
                 Ok(None) => return Ok(AnnotateOutcome::PodNotFound),
-                Err(e) if retryable(&e) => {
-                    last = e.to_string();
-                    continue;
+                Err(e) => {
+                    if let Some(wait) = retry_after(&e) {
+                        return Err(KubeletError::TooManyRequests {
+                            what,
+                            retry_after: Some(wait),
+                        });
+                    }
+                    if retryable(&e) {
+                        last = e.to_string();
+                        continue;
+                    }
+                    return Err(KubeletError::api(what, e));
                 }
-                Err(e) => return Err(KubeletError::api(what, e)),
             };
             if meta
                 .metadata
@@ -139,8 +149,18 @@ impl Annotator {
                 Err(kube::Error::Api(s)) if s.code == 404 => {
                     return Ok(AnnotateOutcome::PodNotFound);
                 }
-                Err(e) if retryable(&e) => last = e.to_string(),
-                Err(e) => return Err(KubeletError::api(what, e)),
+                Err(e) => {
+                    if let Some(wait) = retry_after(&e) {
+                        return Err(KubeletError::TooManyRequests {
+                            what,
+                            retry_after: Some(wait),
+                        });
+                    }
+                    if !retryable(&e) {
+                        return Err(KubeletError::api(what, e));
+                    }
+                    last = e.to_string();
+                }
             }
         }
         Err(KubeletError::GaveUp {
@@ -148,6 +168,19 @@ impl Annotator {
             attempts: self.backoff.attempts,
             last,
         })
+    }
+}
+
+/// The wait a 429 asks for in its Status (`details.retryAfterSeconds`), when more than 0.
+fn retry_after(e: &kube::Error) -> Option<Duration> {
+    match e {
+        kube::Error::Api(s) if s.code == 429 => s
+            .details
+            .as_ref()
+            .map(|d| d.retry_after_seconds)
+            .filter(|&n| n > 0)
+            .map(|n| Duration::from_secs(n.into())),
+        _ => None,
     }
 }
 

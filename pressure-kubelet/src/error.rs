@@ -103,6 +103,22 @@ pub enum KubeletError {
         #[source]
         source: std::io::Error,
     },
+    /// A setting is out of its bounds.
+    #[error("{key}: {reason}")]
+    Invalid {
+        /// The setting.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The state file of pending marks cannot be read or written.
+    #[error("state file {path}: {reason}")]
+    StateFile {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// Retries were used up.
     #[error("{what}: gave up after {attempts} attempts: {last}")]
     GaveUp {

@@ -22,6 +22,9 @@
 //! - [`ProbeServer`] serves `/metrics`, `/healthz`, `/readyz`; [`parse_bind_address`] reads its address.
 //! - [`VictimMarker`] maps an OOM-kill [`Victim`] to its pod (UID, else container ID), annotates it and
 //!   posts a Warning Event.
+//! - [`MarkQueue`] makes every victim's mark through API outages and restarts: what fails is kept in a
+//!   bounded [`PendingMarks`] queue ([`PendingOptions`]: maximum age, capacity, backoff), retried by
+//!   [`MarkQueue::run`], and saved in a [`StateFile`].
 //!
 //! Every network call goes through a `kube::Client`, which takes any tower service: tests run against
 //! `pressure_testkit::FakeApiServer`.
@@ -33,7 +36,9 @@ mod directory;
 mod error;
 mod events;
 mod lease;
+mod mark_queue;
 mod oom;
+mod pending;
 mod pods;
 mod poller;
 mod probes;
@@ -47,7 +52,12 @@ pub use directory::PodDirectory;
 pub use error::KubeletError;
 pub use events::{EventKind, EventRecorder, EventSpec, EventSubject, Recorded, event_spec};
 pub use lease::LeaderElector;
+pub use mark_queue::{Clock, MarkQueue, MarkQueueStats, SystemClock};
 pub use oom::{OomTracker, StatusOomKill};
+pub use pending::{
+    DropReason, MAX_PENDING_CAPACITY, MAX_STATE_FILE_BYTES, MarkTarget, PendingEvent, PendingMark,
+    PendingMarks, PendingOptions, StateFile, unix_ms,
+};
 pub use pods::{
     ContainerInfo, PodCache, PodInfo, PodScope, PodUpdate, Termination, bare_container_id,
     container_ids, current_container_id, memory_limit, target_for,

@@ -3,6 +3,7 @@
 
 mod api;
 mod chaos;
+mod mark_queue;
 mod poller;
 mod probes;
 mod real_apiserver;

@@ -145,3 +145,39 @@ fn control_plane_directory_is_removed_on_drop() {
     drop(cp);
     assert!(!dir.exists(), "{} removed", dir.display());
 }
+
+#[test]
+fn issue_16_apiserver_outage_on_the_same_port_keeps_the_state_and_the_tokens() {
+    let Some(_) = require_control_plane(
+        "issue_16_apiserver_outage_on_the_same_port_keeps_the_state_and_the_tokens",
+    ) else {
+        return;
+    };
+    let cp = ControlPlane::start().expect("a control plane of its own");
+    let ns = cp.create_namespace("outage").expect("namespace");
+    cp.create(
+        &format!("/api/v1/namespaces/{ns}/serviceaccounts"),
+        &json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sa"}}),
+    )
+    .expect("service account");
+    let token = cp.service_account_token(&ns, "sa").expect("token");
+    let (server, pid) = (cp.server(), cp.apiserver_pid());
+    cp.stop_apiserver().expect("stop");
+    assert!(cp.apiserver_pid().is_none());
+    assert!(
+        cp.request("GET", "/readyz", "text/plain", b"").is_err(),
+        "the port refuses while it is down"
+    );
+    assert!(cp.stop_apiserver().is_err(), "stopped once");
+    cp.restart_apiserver().expect("restart");
+    assert!(cp.restart_apiserver().is_err(), "running: no second one");
+    assert_eq!(cp.server(), server, "the same address");
+    assert_ne!(cp.apiserver_pid(), pid, "a new process");
+    cp.get(&format!("/api/v1/namespaces/{ns}"))
+        .expect("etcd kept the namespace");
+    // A token issued before the outage is still accepted (authenticated: 403, not 401).
+    let (code, _) = cp
+        .request_with_token(&token, "GET", "/api/v1/secrets", "application/json", b"")
+        .expect("request");
+    assert_eq!(code, 403);
+}

@@ -59,4 +59,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.kmsg.only }}
 - --kmsg-only
 {{- end }}
+- {{ printf "--pending-marks-max-age=%v" .Values.pendingMarks.maxAge | quote }}
+- {{ printf "--pending-marks-capacity=%v" (int .Values.pendingMarks.capacity) | quote }}
+{{- if .Values.pendingMarks.hostPath }}
+- --state-file=/var/lib/oom-tracer/pending-marks.json
+{{- else }}
+- --state-file=
+{{- end }}
 {{- end }}

@@ -269,6 +269,10 @@ pub struct ControlPlane {
     admin_kubeconfig: PathBuf,
     audit_log: PathBuf,
     children: Mutex<Vec<(String, Child)>>,
+    /// The directory of the binaries.
+    bin: PathBuf,
+    /// etcd's client URL, once it runs.
+    etcd_url: OnceLock<String>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -422,10 +426,13 @@ impl ControlPlane {
             children: Mutex::new(Vec::new()),
             pki,
             dir,
+            bin: bin.to_owned(),
+            etcd_url: OnceLock::new(),
         };
         // On an error below, dropping `cp` kills what started and removes the directory.
         let etcd_url = cp.start_etcd(bin)?;
-        cp.start_apiserver(bin, &etcd_url)?;
+        let _ = cp.etcd_url.set(etcd_url);
+        cp.start_apiserver()?;
         cp.write_kubeconfig(
             &cp.admin_kubeconfig,
             &format!(
@@ -439,7 +446,12 @@ impl ControlPlane {
 
     fn spawn(&self, what: &str, mut cmd: Command) -> Result<PathBuf, KubeError> {
         let log = self.dir.join(format!("{what}.log"));
-        let file = std::fs::File::create(&log).map_err(io_err(&log))?;
+        // Appended: a restarted API server keeps the log of the one before.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(io_err(&log))?;
         let err = file.try_clone().map_err(io_err(&log))?;
         cmd.stdin(Stdio::null()).stdout(file).stderr(err);
         let child = spawn_kept(cmd).map_err(|source| KubeError::Spawn {
@@ -520,7 +532,8 @@ impl ControlPlane {
         Ok(client_url)
     }
 
-    fn start_apiserver(&self, bin: &Path, etcd_url: &str) -> Result<(), KubeError> {
+    fn start_apiserver(&self) -> Result<(), KubeError> {
+        let (bin, etcd_url) = (&self.bin, self.etcd_url.get().map_or("", String::as_str));
         let policy = self.dir.join("audit-policy.yaml");
         // Metadata of every request: who did what to which resource, and the response code (the
         // least-privilege tests read it).
@@ -925,6 +938,61 @@ impl ControlPlane {
             .iter()
             .find(|(name, _)| name == "kube-apiserver")
             .map(|(_, c)| c.id())
+    }
+
+    /// Stops kube-apiserver (SIGKILL, like a crash: open connections are reset and its port refuses
+    /// new ones) while etcd keeps running and keeps the state: a real API server outage. Start it
+    /// again with [`ControlPlane::restart_apiserver`]. Use a control plane of the test's own
+    /// ([`ControlPlane::start`]), not the shared one other tests use.
+    ///
+    /// # Errors
+    /// When it is not running.
+    pub fn stop_apiserver(&self) -> Result<(), KubeError> {
+        let mut child = {
+            let mut children = self.lock_children();
+            let at = children
+                .iter()
+                .position(|(name, _)| name == "kube-apiserver")
+                .ok_or_else(|| KubeError::NotReady {
+                    what: "kube-apiserver".to_owned(),
+                    reason: "not running".to_owned(),
+                    log: String::new(),
+                })?;
+            children.remove(at).1
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        Ok(())
+    }
+
+    /// Starts kube-apiserver again on the same address, with the same flags and certificates (so
+    /// every kubeconfig and token stays valid), and waits until it is ready.
+    ///
+    /// # Errors
+    /// When it is already running, or does not start or become ready.
+    pub fn restart_apiserver(&self) -> Result<(), KubeError> {
+        if self.apiserver_pid().is_some() {
+            return Err(KubeError::NotReady {
+                what: "kube-apiserver".to_owned(),
+                reason: "already running".to_owned(),
+                log: String::new(),
+            });
+        }
+        self.start_apiserver()
+    }
+
+    /// A real outage of `length`: [`ControlPlane::stop_apiserver`], wait, then
+    /// [`ControlPlane::restart_apiserver`]. Returns the time the API server was unreachable until
+    /// ready again.
+    ///
+    /// # Errors
+    /// See the two.
+    pub fn apiserver_outage(&self, length: Duration) -> Result<Duration, KubeError> {
+        let down = Instant::now();
+        self.stop_apiserver()?;
+        std::thread::sleep(length);
+        self.restart_apiserver()?;
+        Ok(down.elapsed())
     }
 
     /// Kills the processes and removes the directory (also done on drop).

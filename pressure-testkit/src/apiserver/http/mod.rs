@@ -225,11 +225,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
                 ));
             }
             Fault::TooManyRequests { retry_after_secs } => {
-                let mut r = status(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "TooManyRequests",
-                    "Too many requests, please try again later.",
-                );
+                // As kube-apiserver answers: the wait in the header and in the Status details.
+                let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                    "status": "Failure", "message": "Too many requests, please try again later.",
+                    "reason": "TooManyRequests", "details": {"retryAfterSeconds": retry_after_secs},
+                    "code": 429});
+                let mut r = json_response(StatusCode::TOO_MANY_REQUESTS, &body);
                 r.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
                 return Ok(r);
