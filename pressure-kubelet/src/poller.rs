@@ -130,8 +130,11 @@ pub struct ClusterPoller {
     /// Containers the engine keeps state for, as of the last tick (see [`ClusterPoller::tracked`]).
     tracked: Arc<AtomicU64>,
     /// Called with the engine after each poll cycle (see [`ClusterPoller::on_cycle`]).
-    on_cycle: Option<Box<dyn FnMut(&Engine) + Send>>,
+    on_cycle: Option<Box<OnCycle>>,
 }
+
+/// What [`ClusterPoller::on_cycle`] calls.
+type OnCycle = dyn FnMut(&Engine) + Send;
 
 impl std::fmt::Debug for ClusterPoller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
