@@ -17,6 +17,7 @@ use std::path::Path;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use pressure_core::replay::{ReplayRecord, Replayer};
 use pressure_core::{Engine, Event, EventType, Severity, ThresholdsConfig};
 
@@ -125,9 +126,12 @@ pub enum MarkerKind {
 }
 
 impl MarkerKind {
-    /// The marker's label, e.g. `predicted_oom ETA 42 s`.
+    /// The marker's label, e.g. `predicted_oom ETA 42 s` (`ETA 4.2 s` below 10 s).
     pub fn label(&self) -> String {
         match self {
+            MarkerKind::PredictedOom { eta_seconds } if *eta_seconds < 10.0 => {
+                format!("predicted_oom ETA {eta_seconds:.1} s")
+            }
             MarkerKind::PredictedOom { eta_seconds } => {
                 format!("predicted_oom ETA {eta_seconds:.0} s")
             }
@@ -477,11 +481,22 @@ fn draw_panel<DB: DrawingBackend>(
             MarkerKind::OomKilled => (KILL_COLOR, 7),
         };
         let text = marker.kind.label();
+        // Labels in the right third end at their marker, so the picture's edge does not cut them.
+        let right = marker.t > t_start + (t_end - t_start) * 2.0 / 3.0;
+        let (dx, anchor) = if right {
+            (-8, HPos::Right)
+        } else {
+            (8, HPos::Left)
+        };
+        let font = ("sans-serif", 12)
+            .into_font()
+            .color(&color)
+            .pos(Pos::new(anchor, VPos::Top));
         chart
             .draw_series(std::iter::once(
                 EmptyElement::at(at)
                     + Circle::new((0, 0), size, color.filled())
-                    + Text::new(text, (6, dy), ("sans-serif", 12).into_font().color(&color)),
+                    + Text::new(text, (dx, dy), font.clone()),
             ))
             .map_err(e)?;
     }
