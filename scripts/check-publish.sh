@@ -11,7 +11,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-CRATES=(pressure-core pressure-cgroup pressure-kubelet pressure-ebpf pressure-pprof pressure-actions)
+CRATES=(pressure-core pressure-cgroup pressure-kubelet pressure-ebpf pressure-pprof pressure-actions pressure-plot)
 PKG_ARGS=()
 for c in "${CRATES[@]}"; do PKG_ARGS+=(-p "$c"); done
 

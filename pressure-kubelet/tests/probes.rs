@@ -60,3 +60,33 @@ async fn issue_16_idle_connections_are_closed_and_capped() {
     // The slots are free again.
     assert!(get(addr, "/readyz").await.contains("ready"));
 }
+
+/// Issue 18: Prometheus (which asks for OpenMetrics) gets the page as written; curl and `promtool check
+/// metrics` (no Accept) get the classic text format, whose counter families are named `x_total`.
+#[tokio::test]
+async fn issue_18_metrics_format_follows_the_accept_header() {
+    let page = "# HELP c Things.\n# TYPE c counter\nc_total 2\n# EOF\n";
+    let addr = ProbeServer::new(move || page.to_owned(), || true)
+        .spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut openmetrics = String::new();
+    s.read_to_string(&mut openmetrics).await.unwrap();
+    assert!(
+        openmetrics.contains("application/openmetrics-text; version=1.0.0"),
+        "{openmetrics}"
+    );
+    assert!(openmetrics.ends_with(page), "{openmetrics}");
+    let classic = get(addr, "/metrics").await;
+    assert!(classic.contains("text/plain; version=0.0.4"), "{classic}");
+    assert!(
+        classic.ends_with("# HELP c_total Things.\n# TYPE c_total counter\nc_total 2\n"),
+        "{classic}"
+    );
+}
