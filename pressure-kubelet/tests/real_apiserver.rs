@@ -201,7 +201,13 @@ async fn real_apiserver_node_scoped_cache_indexes_uids_and_container_ids() {
         running_pod(cp, &ns, &format!("here-{i}"), &mine, &format!("10.1.0.{i}"));
     }
     for i in 0..2 {
-        running_pod(cp, &ns, &format!("there-{i}"), &other, &format!("10.2.0.{i}"));
+        running_pod(
+            cp,
+            &ns,
+            &format!("there-{i}"),
+            &other,
+            &format!("10.2.0.{i}"),
+        );
     }
     let cache = PodCache::spawn(admin(cp).await, &PodScope::node(&mine));
     cache.ready().await;
@@ -214,13 +220,21 @@ async fn real_apiserver_node_scoped_cache_indexes_uids_and_container_ids() {
     );
     // The node scope is a server-side field selector, not a filter over every pod of the cluster.
     let selector = format!("fieldSelector=spec.nodeName%3D{mine}");
-    wait_for("the node-scoped list in the audit log", Duration::from_secs(20), || {
-        cp.audit_events()
-            .expect("audit log")
-            .iter()
-            .any(|e| e["requestURI"].as_str().is_some_and(|u| u.contains(&selector)))
-            .then_some(())
-    });
+    wait_for(
+        "the node-scoped list in the audit log",
+        Duration::from_secs(20),
+        || {
+            cp.audit_events()
+                .expect("audit log")
+                .iter()
+                .any(|e| {
+                    e["requestURI"]
+                        .as_str()
+                        .is_some_and(|u| u.contains(&selector))
+                })
+                .then_some(())
+        },
+    );
     let pod = cp
         .get(&format!("/api/v1/namespaces/{ns}/pods/here-2"))
         .expect("pod");

@@ -212,12 +212,14 @@ fn real_apiserver_node_mode_posts_kubernetes_events_on_the_pod() {
             .is_some_and(|m| m.starts_with("container app at 89.8% of its 256 MiB limit")),
         "{ev}"
     );
-    let pod_level = events_in(cp, &ns).into_iter().find(|e| {
-        e["reason"] == "MemoryPressureCritical" && e["regarding"]["fieldPath"].is_null()
-    });
+    let pod_level = events_in(cp, &ns)
+        .into_iter()
+        .find(|e| e["reason"] == "MemoryPressureCritical" && e["regarding"]["fieldPath"].is_null());
     if let Some(p) = pod_level {
         assert!(
-            p["note"].as_str().is_some_and(|m| m.starts_with("the pod at")),
+            p["note"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("the pod at")),
             "{p}"
         );
     }

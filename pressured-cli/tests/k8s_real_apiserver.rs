@@ -103,7 +103,13 @@ pub(crate) fn pressured(
     spawn(&mut cmd)
 }
 
-pub(crate) fn create_pod(cp: &ControlPlane, ns: &str, name: &str, node: &str, limit: &str) -> Value {
+pub(crate) fn create_pod(
+    cp: &ControlPlane,
+    ns: &str,
+    name: &str,
+    node: &str,
+    limit: &str,
+) -> Value {
     cp.create(
         &format!("/api/v1/namespaces/{ns}/pods"),
         &json!({

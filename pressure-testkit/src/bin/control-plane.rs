@@ -115,12 +115,8 @@ fn main() -> anyhow::Result<()> {
         .context("registering nodes")?;
     if args.pods_per_node > 0 {
         let started = std::time::Instant::now();
-        populate(
-            &cp,
-            &kubelets,
-            args.pods_per_node,
-            args.create_parallelism,
-        ).context("creating pods")?;
+        populate(&cp, &kubelets, args.pods_per_node, args.create_parallelism)
+            .context("creating pods")?;
         eprintln!(
             "created {} pods in {:.1} s",
             kubelets.len() * args.pods_per_node,

@@ -180,9 +180,7 @@ impl KubeletStandIn {
     /// Stops reporting a pod.
     pub fn remove_pod(&self, namespace: &str, name: &str) {
         let mut state = lock(&self.state);
-        state
-            .pods
-            .remove(&(namespace.to_owned(), name.to_owned()));
+        state.pods.remove(&(namespace.to_owned(), name.to_owned()));
         state.rendered = None;
         state.generation += 1;
     }
