@@ -60,12 +60,15 @@ cat >"$work/config.json" <<JSON
  "thresholds": {"predict_seconds": 0}}
 JSON
 hz=$(getconf CLK_TCK)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 api_before=$(cpu_ticks "$api_pid")
 KUBECONFIG="$kubeconfig" \
   target/release/pressured -c "$work/config.json" --log-format text >"$work/events.jsonl" 2>"$work/pressured.log" &
 PRESSURED_PID=$!
 sleep "$SECONDS_TO_RUN"
 api_after=$(cpu_ticks "$api_pid")
+pressured_ticks=$(cpu_ticks "$PRESSURED_PID")
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 rss_kib=$(awk '/^VmRSS/ {print $2}' "/proc/$PRESSURED_PID/status")
 hwm_kib=$(awk '/^VmHWM/ {print $2}' "/proc/$PRESSURED_PID/status")
 api_rss_kib=$(awk '/^VmRSS/ {print $2}' "/proc/$api_pid/status")
@@ -78,7 +81,9 @@ p50=$(awk -v n="$count" 'NR == int((n + 1) / 2) {print}' "$work/cycles")
 p99=$(awk -v n="$count" 'NR == int(n * 0.99 + 0.999) {print}' "$work/cycles")
 max=$(tail -1 "$work/cycles")
 echo "cycles: $count; cycle time p50 ${p50} ms, p99 ${p99} ms, max ${max} ms (goal <= 1000 ms)"
-echo "pressured RSS: $((rss_kib / 1024)) MiB now, $((hwm_kib / 1024)) MiB peak (goal <= 64 MiB)"
+echo "pressured RSS: $((rss_kib / 1024)) MiB now, $((hwm_kib / 1024)) MiB peak (goal <= 64 MiB);" \
+  "CPU $(awk -v t="$pressured_ticks" -v hz="$hz" -v s="$SECONDS_TO_RUN" 'BEGIN {printf "%.0f%%", 100 * t / hz / s}') of one core"
 echo "API server ($MODE): CPU $(awk -v t=$((api_after - api_before)) -v hz="$hz" -v s="$SECONDS_TO_RUN" \
   'BEGIN {printf "%.0f%%", 100 * t / hz / s}') of one core over ${SECONDS_TO_RUN} s, RSS $((api_rss_kib / 1024)) MiB"
+echo "load average (1/5/15 min): $load_before before, $load_after after (2 vCPUs)"
 echo "events written: $(wc -l <"$work/events.jsonl"); 403s in pressured's log: $(grep -c ' 403\|Forbidden' "$work/pressured.log" || true)"

@@ -1,16 +1,14 @@
-//! Clients, pod caches, summaries and annotations against `pressure_testkit::FakeApiServer` (Events: the
-//! real API server, `real_apiserver.rs`).
+//! Fault injection against `pressure_testkit::FakeApiServer`: token rotation, 410 and failing watches,
+//! 429/500/dropped connections on annotations and summaries, an outage, an endless summary body. What
+//! a real API server shows without a fault is tested against one in `real_apiserver.rs`.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use pressure_kubelet::kube::Client;
 use pressure_kubelet::{
-    AnnotateOutcome, Annotator, Backoff, ClientSource, OomTracker, PodCache, PodScope, PodUpdate,
-    SummarySource,
+    AnnotateOutcome, Annotator, Backoff, ClientSource, PodCache, PodScope, SummarySource,
 };
-use pressure_testkit::{
-    ContainerUsage, FakeApiServer, Fault, FaultRule, Options, World, synthetic_pod,
-};
+use pressure_testkit::{FakeApiServer, Fault, FaultRule, Options, World, synthetic_pod};
 use serde_json::json;
 
 async fn eventually<F: Fn() -> bool>(what: &str, f: F) {
@@ -97,123 +95,6 @@ async fn kubeconfig_and_in_cluster_with_token_rotation() {
 }
 
 #[tokio::test]
-async fn node_scoped_cache_indexes_uids_and_container_ids() {
-    let server = FakeApiServer::start(World::synthetic(3, 5))
-        .await
-        .expect("server");
-    let cache = PodCache::spawn(proxy_client(&server).await, &PodScope::node("node-1"));
-    cache.ready().await;
-    assert_eq!(cache.len(), 5);
-    assert!(
-        cache
-            .pods()
-            .iter()
-            .all(|p| p.node_name.as_deref() == Some("node-1"))
-    );
-    assert!(
-        server
-            .requests()
-            .iter()
-            .any(|r| r.contains("fieldSelector=spec.nodeName%3Dnode-1")),
-        "{:?}",
-        server.requests()
-    );
-    let pod = server.pod("ns-2", "pod-1-2").expect("pod");
-    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_owned();
-    assert_eq!(
-        cache.by_uid(&uid).map(|p| p.name.clone()).as_deref(),
-        Some("pod-1-2")
-    );
-    assert_eq!(
-        cache.by_uid(&uid.replace('-', "_")).map(|p| p.uid.clone()),
-        Some(uid.clone()),
-        "systemd-style underscores"
-    );
-    let cid = pod["status"]["containerStatuses"][0]["containerID"]
-        .as_str()
-        .expect("cid")
-        .to_owned();
-    let (found, name) = cache.by_container_id(&cid).expect("by runtime://id");
-    assert_eq!((found.name.as_str(), name.as_str()), ("pod-1-2", "app"));
-    assert!(
-        cache
-            .by_container_id(pressure_kubelet::bare_container_id(&cid))
-            .is_some(),
-        "by bare id"
-    );
-
-    // A restarted container keeps its old ID findable through lastState; init and ephemeral containers too.
-    let mut updates = cache.subscribe();
-    server.update_pod("ns-2", "pod-1-2", |p| {
-        let st = &mut p["status"];
-        st["containerStatuses"][0]["lastState"] = json!({"terminated": {"reason": "OOMKilled", "exitCode": 137, "containerID": cid.clone(), "finishedAt": "2026-01-01T00:00:00Z"}});
-        st["containerStatuses"][0]["containerID"] = json!("containerd://new0000000000000000000000000000000000000000000000000000000000000");
-        st["containerStatuses"][0]["restartCount"] = json!(1);
-        st["initContainerStatuses"] = json!([{"name": "init", "image": "x", "imageID": "", "ready": false, "restartCount": 0, "containerID": "cri-o://init1", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]);
-        st["ephemeralContainerStatuses"] = json!([{"name": "debug", "image": "x", "imageID": "", "ready": false, "restartCount": 0, "containerID": "containerd://eph1", "state": {"running": {}}}]);
-    });
-    let update = tokio::time::timeout(Duration::from_secs(10), updates.recv())
-        .await
-        .expect("an update")
-        .expect("recv");
-    let PodUpdate::Applied { pod, initial } = update else {
-        panic!("expected Applied")
-    };
-    assert!(!initial);
-    let kills = OomTracker::new().observe(&pod, false);
-    assert_eq!(kills.len(), 1);
-    assert_eq!(kills[0].pod, "pod-1-2");
-    assert_eq!(
-        cache.by_container_id(&cid).map(|(_, n)| n).as_deref(),
-        Some("app"),
-        "old instance via lastState"
-    );
-    assert_eq!(
-        cache.by_container_id("init1").map(|(_, n)| n).as_deref(),
-        Some("init")
-    );
-    assert_eq!(
-        cache.by_container_id("eph1").map(|(_, n)| n).as_deref(),
-        Some("debug")
-    );
-    assert!(
-        cache
-            .by_container_id("new0000000000000000000000000000000000000000000000000000000000000")
-            .is_some()
-    );
-
-    // Pods scheduled elsewhere never enter; a deleted pod leaves.
-    server.upsert(synthetic_pod(
-        "ns-0",
-        "elsewhere",
-        "e0000000-0000-4000-8000-000000000001",
-        "node-2",
-        "10.9.9.9",
-    ));
-    server.upsert(synthetic_pod(
-        "ns-0",
-        "arrived",
-        "e0000000-0000-4000-8000-000000000002",
-        "node-1",
-        "10.9.9.8",
-    ));
-    eventually("the new pod", || {
-        cache
-            .by_uid("e0000000-0000-4000-8000-000000000002")
-            .is_some()
-    })
-    .await;
-    assert!(
-        cache
-            .by_uid("e0000000-0000-4000-8000-000000000001")
-            .is_none()
-    );
-    assert!(server.delete_pod("ns-2", "pod-1-2"));
-    eventually("the deletion", || cache.by_uid(&uid).is_none()).await;
-    assert!(cache.by_container_id(&cid).is_none());
-}
-
-#[tokio::test]
 async fn namespaces_and_labels_scope_the_cache_and_survive_410_and_faults() {
     let server = FakeApiServer::start(World::synthetic(2, 10))
         .await
@@ -257,81 +138,6 @@ async fn namespaces_and_labels_scope_the_cache_and_survive_410_and_faults() {
     })
     .await;
     assert_eq!(cache.len(), 4);
-}
-
-#[tokio::test]
-async fn summary_through_proxy_and_kubelet_with_cache_targets() {
-    let server = FakeApiServer::start(World::synthetic(2, 3))
-        .await
-        .expect("server");
-    let client = proxy_client(&server).await;
-    server.set_usage(
-        "ns-1",
-        "pod-0-1",
-        "app",
-        ContainerUsage::working_set(200 << 20),
-    );
-    let cache = PodCache::spawn(client.clone(), &PodScope::default());
-    cache.ready().await;
-    server.update_pod("ns-1", "pod-0-1", |p| {
-        p["metadata"]["annotations"] = json!({"pressured.io/warn-percent": "50"})
-    });
-    eventually("the annotation", || {
-        cache
-            .pods()
-            .iter()
-            .any(|p| p.annotations.contains_key("pressured.io/warn-percent"))
-    })
-    .await;
-    let summary = SummarySource::ApiProxy(client)
-        .fetch("node-0")
-        .await
-        .expect("summary");
-    assert_eq!(summary.node.node_name, "node-0");
-    let samples = summary.samples(SystemTime::now(), |uid| cache.by_uid(uid));
-    assert_eq!(samples.len(), 3);
-    let s = samples
-        .iter()
-        .find(|s| s.target.pod_name.as_deref() == Some("pod-0-1"))
-        .expect("pod-0-1");
-    assert_eq!(s.reading.working_set_bytes, 200 << 20);
-    assert_eq!(s.reading.limit_bytes, Some(256 << 20));
-    assert_eq!(s.target.pod_ip.as_deref(), Some("10.100.0.2"));
-    assert_eq!(
-        s.target
-            .annotations
-            .get("pressured.io/warn-percent")
-            .map(String::as_str),
-        Some("50")
-    );
-    assert!(s.target.container_id.is_some());
-    // The node-local kubelet endpoint gives the same numbers.
-    let kubelet = ClientSource::Proxy {
-        url: server.url().to_owned(),
-    }
-    .connect_to(&server.kubelet_url("node-0"), None)
-    .await
-    .expect("kubelet client");
-    let direct = SummarySource::Kubelet(kubelet)
-        .fetch("node-0")
-        .await
-        .expect("summary");
-    let samples = direct.samples(SystemTime::now(), |_| None);
-    let s = samples
-        .iter()
-        .find(|s| s.target.pod_name.as_deref() == Some("pod-0-1"))
-        .expect("pod-0-1");
-    assert_eq!(s.reading.working_set_bytes, 200 << 20);
-    assert_eq!(
-        s.reading.limit_bytes,
-        Some(256 << 20),
-        "from availableBytes"
-    );
-    let missing = SummarySource::ApiProxy(proxy_client(&server).await)
-        .fetch("nope")
-        .await
-        .expect_err("no such node");
-    assert_eq!(missing.status_code(), Some(404));
 }
 
 #[tokio::test]
@@ -412,50 +218,6 @@ async fn annotation_only_when_absent_with_retries() {
         .await
         .expect_err("gives up");
     assert!(err.to_string().contains("6 attempts"), "{err}");
-}
-
-#[tokio::test]
-async fn lease_leader_election_one_leader_and_takeover() {
-    use pressure_kubelet::LeaderElector;
-    let server = FakeApiServer::start(World::synthetic(1, 1))
-        .await
-        .expect("server");
-    let client = proxy_client(&server).await;
-    let duration = Duration::from_secs(2);
-    let a = LeaderElector::new(
-        client.clone(),
-        "kube-system",
-        "pressured",
-        "pod-a",
-        duration,
-    );
-    let b = LeaderElector::new(
-        client.clone(),
-        "kube-system",
-        "pressured",
-        "pod-b",
-        duration,
-    );
-    assert!(
-        a.try_acquire_or_renew().await.unwrap(),
-        "a creates the lease"
-    );
-    assert!(!b.try_acquire_or_renew().await.unwrap(), "b must wait");
-    assert!(a.try_acquire_or_renew().await.unwrap(), "a renews");
-    assert!(!b.try_acquire_or_renew().await.unwrap());
-    // a stops renewing: once the lease expires, b takes over, and a no longer leads.
-    tokio::time::sleep(duration + Duration::from_millis(500)).await;
-    assert!(b.try_acquire_or_renew().await.unwrap(), "b takes over");
-    assert!(!a.try_acquire_or_renew().await.unwrap(), "a lost it");
-    use pressure_kubelet::k8s_openapi::api::coordination::v1::Lease;
-    use pressure_kubelet::kube::Api;
-    let lease: Lease = Api::namespaced(client, "kube-system")
-        .get("pressured")
-        .await
-        .unwrap();
-    let spec = lease.spec.unwrap();
-    assert_eq!(spec.holder_identity.as_deref(), Some("pod-b"));
-    assert_eq!(spec.lease_transitions, Some(1));
 }
 
 #[tokio::test]

@@ -1,15 +1,24 @@
 //! Node and sidecar modes with the API against a cgroup v2 tree written to a temp dir (the files and
-//! formats the kernel writes), so they run anywhere: node mode posts Kubernetes Events on the pod, and
-//! the sidecar names its containers from its own pod's status.
+//! formats the kernel writes), so they run without root or a v1 memcg: through a real kube-apiserver
+//! (pressure-testkit's control plane) as the chart's ServiceAccount for the mode, node mode posts
+//! Kubernetes Events on the pod (none in dry run), and the sidecar names its containers from its own
+//! pod's status (and keeps container IDs when the API refuses it). With the fake API server only
+//! what a real one cannot be made to do: an outage.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use pressure_testkit::{World, synthetic_node, synthetic_pod, unique_container_id, unique_pod_uid};
+use pressure_testkit::{
+    ControlPlane, World, require_control_plane, synthetic_node, unique_container_id,
+    unique_pod_uid, wait_for,
+};
 use serde_json::{Value, json};
 
+use crate::k8s_real_apiserver::{
+    EVENT_FALLBACKS, check_least_privilege, create_pod, install, pressured, set_running,
+};
 use crate::util::{Pressured, next_event, spawn, start_server, wait_log};
 
 const MIB: u64 = 1 << 20;
@@ -88,7 +97,8 @@ fn write_one_oom_kill(dir: &Path) {
         .expect("memory.events");
 }
 
-fn config_file(dir: &Path, mode: &str, cgroup_root: &Path, extra: Value) -> PathBuf {
+/// The configuration of a test over the tree at `cgroup_root`, with `extra` top-level keys.
+fn tree_config(mode: &str, cgroup_root: &Path, extra: Value) -> Value {
     let mut cfg = json!({
         "source": {"mode": mode, "poll_interval_ms": 100, "cgroup": {"path": cgroup_root}},
         "thresholds": {"warn_percent": 70, "critical_percent": 85, "cooldown_seconds": 600, "predict_seconds": 0},
@@ -98,183 +108,214 @@ fn config_file(dir: &Path, mode: &str, cgroup_root: &Path, extra: Value) -> Path
             c.insert(k.clone(), v.clone());
         }
     }
+    cfg
+}
+
+fn config_file(dir: &Path, mode: &str, cgroup_root: &Path, extra: Value) -> PathBuf {
     let path = dir.join("config.json");
-    std::fs::write(&path, cfg.to_string()).expect("config");
+    std::fs::write(&path, tree_config(mode, cgroup_root, extra).to_string()).expect("config");
     path
 }
 
-/// A pod of `node` whose only container `app` runs as `container_id`.
-fn pod_with_container(ns: &str, name: &str, uid: &str, node: &str, container_id: &str) -> Value {
-    let mut pod = synthetic_pod(ns, name, uid, node, "10.44.0.9");
-    pod["status"]["containerStatuses"][0]["containerID"] =
-        json!(format!("containerd://{container_id}"));
-    pod
+/// The `events.k8s.io/v1` Events in `ns` (read as the admin).
+fn events_in(cp: &ControlPlane, ns: &str) -> Vec<Value> {
+    cp.get(&format!("/apis/events.k8s.io/v1/namespaces/{ns}/events"))
+        .expect("events")["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The audit log's requests by ServiceAccount `ns/sa`.
+fn requests_by(cp: &ControlPlane, ns: &str, sa: &str) -> Vec<Value> {
+    let user = format!("system:serviceaccount:{ns}:{sa}");
+    cp.audit_events()
+        .expect("audit log")
+        .into_iter()
+        .filter(|e| e["user"]["username"] == user.as_str())
+        .collect()
+}
+
+/// A pod `name` of `node` in the API server, running as `container_id`, and a v2 tree at `<dir>/cgroup`
+/// with its pod and container cgroups at `usage` of 256 MiB. Returns the pod's UID, the tree's root and
+/// the container's cgroup.
+fn pod_and_tree(
+    cp: &ControlPlane,
+    ns: &str,
+    name: &str,
+    node: &str,
+    container_id: &str,
+    dir: &Path,
+    usage: u64,
+) -> (String, PathBuf, PathBuf) {
+    let pod = create_pod(cp, ns, name, node, "256Mi");
+    set_running(cp, ns, name, container_id);
+    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_owned();
+    let cg_root = dir.join("cgroup");
+    std::fs::create_dir_all(&cg_root).expect("mkdir");
+    let container = v2_tree(&cg_root, &uid, container_id, usage, 256 * MIB);
+    (uid, cg_root, container)
 }
 
 #[test]
-fn node_mode_posts_kubernetes_events_on_the_pod() {
-    let (uid, cid) = (unique_pod_uid(), unique_container_id());
-    let world = World::new()
-        .with(synthetic_node("node-t", "10.44.0.1"))
-        .with(pod_with_container("shop", "cart-1", &uid, "node-t", &cid));
-    let (_rt, server) = start_server(world);
+fn real_apiserver_node_mode_posts_kubernetes_events_on_the_pod() {
+    const TEST: &str = "real_apiserver_node_mode_posts_kubernetes_events_on_the_pod";
+    let Some(cp) = require_control_plane(TEST) else {
+        return;
+    };
+    let ns = cp.create_namespace("ptree").expect("namespace");
+    let node = format!("{ns}-node");
+    let (rbac, env, sa) = install(cp, &ns, &json!({"mode": "node"}));
+    let kubeconfig = cp.service_account_kubeconfig(&ns, &sa).expect("kubeconfig");
     let dir = tempfile::tempdir().expect("tempdir");
-    let cg_root = dir.path().join("cgroup");
-    std::fs::create_dir_all(&cg_root).expect("mkdir");
+    let cid = unique_container_id();
     // 90 % of 256 MiB from the start: critical at once.
-    let container = v2_tree(&cg_root, &uid, &cid, 230 * MIB, 256 * MIB);
-    let kubeconfig = server.write_kubeconfig(dir.path()).expect("kubeconfig");
-    let config = config_file(dir.path(), "node", &cg_root, json!({}));
-    let (_p, rx, log) = start(
-        &config,
+    let (uid, cg_root, container) =
+        pod_and_tree(cp, &ns, "cart-1", &node, &cid, dir.path(), 230 * MIB);
+    let run = pressured(
+        &tree_config("node", &cg_root, json!({})),
+        dir.path(),
+        &kubeconfig,
+        &env,
         &[
-            ("KUBECONFIG", kubeconfig.to_str().unwrap_or_default()),
-            ("NODE_NAME", "node-t"),
+            ("NODE_NAME", &node),
             ("POD_NAME", "pressured-node-t"),
+            ("POD_NAMESPACE", &ns),
         ],
     );
     // The twin of the dry-run test's readiness line: with it on, the Events below arrive.
-    wait_log(&log, "Kubernetes Events: on");
-    let crit = next_event(&rx, "critical", |e| {
+    wait_log(&run.log, "Kubernetes Events: on");
+    let crit = next_event(&run.events, "critical", |e| {
         e["container_id"] == cid.as_str() && e["severity"] == "critical"
     });
     assert_eq!(crit["pod_name"], "cart-1", "{crit}");
     assert_eq!(crit["container_name"], "app");
 
     // The Kubernetes Event on the pod: reason, type, the pod and container it regards.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let ev = loop {
+    let ev = wait_for("the container's Event", Duration::from_secs(20), || {
         // The container's Event (the pod cgroup, also at 90 %, gets one without a fieldPath).
-        if let Some(ev) = server.events().into_iter().find(|e| {
+        events_in(cp, &ns).into_iter().find(|e| {
             e["reason"] == "MemoryPressureCritical"
-                && e["involvedObject"]["fieldPath"] == "spec.containers{app}"
-        }) {
-            break ev;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no Kubernetes Event: {:?}",
-            server.events()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+                && e["regarding"]["fieldPath"] == "spec.containers{app}"
+        })
+    });
     assert_eq!(ev["type"], "Warning", "{ev}");
-    // Stored in the core/v1 form (`involvedObject`), as the real API server does.
-    let regarding = &ev["involvedObject"];
+    let regarding = &ev["regarding"];
     assert_eq!(regarding["kind"], "Pod", "{ev}");
     assert_eq!(regarding["name"], "cart-1");
-    assert_eq!(regarding["namespace"], "shop");
+    assert_eq!(regarding["namespace"], ns.as_str());
     assert_eq!(regarding["uid"], uid.as_str());
-    assert_eq!(regarding["fieldPath"], "spec.containers{app}");
-    assert_eq!(ev["reportingComponent"], "pressure.dev/pressured", "{ev}");
+    assert_eq!(ev["reportingController"], "pressure.dev/pressured", "{ev}");
     assert!(
-        ev["message"]
+        ev["note"]
             .as_str()
             .is_some_and(|m| m.starts_with("container app at 89.8% of its 256 MiB limit")),
         "{ev}"
     );
-    let pod_level = server.events().into_iter().find(|e| {
-        e["reason"] == "MemoryPressureCritical" && e["involvedObject"]["fieldPath"].is_null()
-    });
+    let pod_level = events_in(cp, &ns)
+        .into_iter()
+        .find(|e| e["reason"] == "MemoryPressureCritical" && e["regarding"]["fieldPath"].is_null());
     if let Some(p) = pod_level {
         assert!(
-            p["message"]
+            p["note"]
                 .as_str()
                 .is_some_and(|m| m.starts_with("the pod at")),
             "{p}"
         );
     }
-    assert!(
-        server
-            .requests()
-            .iter()
-            .any(|r| r.starts_with("POST") && r.contains("events")),
-        "{:?}",
-        server.requests()
-    );
 
     // An OOM kill in the cgroup: oom_killed, and its Event.
     write_one_oom_kill(&container);
-    let oom = next_event(&rx, "oom_killed", |e| {
+    let oom = next_event(&run.events, "oom_killed", |e| {
         e["container_id"] == cid.as_str() && e["event_type"] == "oom_killed"
     });
     assert_eq!(oom["pod_name"], "cart-1");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.events().iter().any(|e| e["reason"] == "OOMKilled") {
-        assert!(
-            Instant::now() < deadline,
-            "no OOMKilled Event: {:?}",
-            server.events()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("the OOMKilled Event", Duration::from_secs(20), || {
+        events_in(cp, &ns)
+            .iter()
+            .any(|e| e["reason"] == "OOMKilled" && e["regarding"]["name"] == "cart-1")
+            .then_some(())
+    });
+    drop(run);
+    check_least_privilege(cp, &ns, &sa, &rbac, true, &EVENT_FALLBACKS);
 }
 
 #[test]
-fn node_mode_posts_no_kubernetes_events_in_dry_run() {
-    let (uid, cid) = (unique_pod_uid(), unique_container_id());
-    let world = World::new()
-        .with(synthetic_node("node-d", "10.44.0.1"))
-        .with(pod_with_container("shop", "cart-2", &uid, "node-d", &cid));
-    let (_rt, server) = start_server(world);
+fn real_apiserver_node_mode_posts_no_kubernetes_events_in_dry_run() {
+    const TEST: &str = "real_apiserver_node_mode_posts_no_kubernetes_events_in_dry_run";
+    let Some(cp) = require_control_plane(TEST) else {
+        return;
+    };
+    let ns = cp.create_namespace("ptreedry").expect("namespace");
+    let node = format!("{ns}-node");
+    let (_, env, sa) = install(cp, &ns, &json!({"mode": "node"}));
+    let kubeconfig = cp.service_account_kubeconfig(&ns, &sa).expect("kubeconfig");
     let dir = tempfile::tempdir().expect("tempdir");
-    let cg_root = dir.path().join("cgroup");
-    std::fs::create_dir_all(&cg_root).expect("mkdir");
-    v2_tree(&cg_root, &uid, &cid, 230 * MIB, 256 * MIB);
-    let kubeconfig = server.write_kubeconfig(dir.path()).expect("kubeconfig");
-    let config = config_file(dir.path(), "node", &cg_root, json!({"dry_run": true}));
-    let (_p, rx, log) = start(
-        &config,
-        &[
-            ("KUBECONFIG", kubeconfig.to_str().unwrap_or_default()),
-            ("NODE_NAME", "node-d"),
-        ],
+    let cid = unique_container_id();
+    let (_, cg_root, _) = pod_and_tree(cp, &ns, "cart-2", &node, &cid, dir.path(), 230 * MIB);
+    let run = pressured(
+        &tree_config("node", &cg_root, json!({"dry_run": true})),
+        dir.path(),
+        &kubeconfig,
+        &env,
+        &[("NODE_NAME", &node), ("POD_NAMESPACE", &ns)],
     );
     // Said once the pod watch is up and before the loop starts: no recorder exists, so no Event can
-    // be posted later either (node_mode_posts_kubernetes_events_on_the_pod sees "on" and its Events).
-    let line = wait_log(&log, "Kubernetes Events: ");
+    // be posted later either (the test above sees "on" and its Events).
+    let line = wait_log(&run.log, "Kubernetes Events: ");
     assert!(
         line.contains("Kubernetes Events: off") && line.contains("dry_run=true"),
         "{line}"
     );
-    let crit = next_event(&rx, "critical", |e| {
+    let crit = next_event(&run.events, "critical", |e| {
         e["container_id"] == cid.as_str() && e["severity"] == "critical"
     });
     // The name came through the same API client the Events would use: it works.
     assert_eq!(crit["pod_name"], "cart-2");
-    assert!(server.events().is_empty(), "{:?}", server.events());
-    assert!(
-        !server
-            .requests()
-            .iter()
-            .any(|r| r.starts_with("POST") && r.contains("events")),
-        "{:?}",
-        server.requests()
-    );
+    drop(run);
+    assert!(events_in(cp, &ns).is_empty(), "{:?}", events_in(cp, &ns));
+    let on_events: Vec<Value> = requests_by(cp, &ns, &sa)
+        .into_iter()
+        .filter(|e| e["objectRef"]["resource"] == "events")
+        .collect();
+    assert!(on_events.is_empty(), "{on_events:#?}");
 }
 
 #[test]
-fn sidecar_names_its_containers_from_its_own_pod() {
-    let (uid, cid, old) = (
-        unique_pod_uid(),
-        unique_container_id(),
-        unique_container_id(),
-    );
-    let mut pod = pod_with_container("shop", "api-0", &uid, "node-s", &cid);
+fn real_apiserver_sidecar_names_its_containers_from_its_own_pod() {
+    const TEST: &str = "real_apiserver_sidecar_names_its_containers_from_its_own_pod";
+    let Some(cp) = require_control_plane(TEST) else {
+        return;
+    };
+    let ns = cp.create_namespace("ptreeside").expect("namespace");
+    let (_, env, sa) = install(cp, &ns, &json!({"mode": "sidecar"}));
+    let kubeconfig = cp.service_account_kubeconfig(&ns, &sa).expect("kubeconfig");
+    let (cid, old) = (unique_container_id(), unique_container_id());
     // A second container known only by its previous instance (lastState), as after a restart.
-    pod["spec"]["containers"]
-        .as_array_mut()
-        .expect("containers")
-        .push(
-            json!({"name": "worker", "image": "x", "resources": {"limits": {"memory": "256Mi"}}}),
-        );
-    pod["status"]["containerStatuses"]
-        .as_array_mut()
-        .expect("statuses")
-        .push(json!({"name": "worker", "image": "x", "imageID": "", "ready": false, "restartCount": 1,
-            "containerID": "containerd://ffff", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-            "lastState": {"terminated": {"reason": "Error", "exitCode": 1, "containerID": format!("containerd://{old}")}}}));
-    let (_rt, server) = start_server(World::new().with(pod));
+    let pod = cp
+        .create(
+            &format!("/api/v1/namespaces/{ns}/pods"),
+            &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "api-0", "namespace": ns},
+                    "spec": {"nodeName": format!("{ns}-node"), "containers": [
+                        {"name": "app", "image": "app:1", "resources": {"limits": {"memory": "256Mi"}}},
+                        {"name": "worker", "image": "x", "resources": {"limits": {"memory": "256Mi"}}}]}}),
+        )
+        .expect("pod");
+    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_owned();
+    let statuses = |app_id: &str| {
+        json!({"status": {"phase": "Running", "containerStatuses": [
+            {"name": "app", "image": "app:1", "imageID": "", "ready": true, "restartCount": 0,
+             "containerID": format!("containerd://{app_id}"), "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}},
+            {"name": "worker", "image": "x", "imageID": "", "ready": false, "restartCount": 1,
+             "containerID": "containerd://ffff", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+             "lastState": {"terminated": {"reason": "Error", "exitCode": 1, "containerID": format!("containerd://{old}"),
+                "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "2026-01-01T00:00:01Z"}}}]}})
+    };
+    cp.merge_patch(
+        &format!("/api/v1/namespaces/{ns}/pods/api-0/status"),
+        &statuses(&cid),
+    )
+    .expect("status");
     let dir = tempfile::tempdir().expect("tempdir");
     let cg_root = dir.path().join("cgroup");
     std::fs::create_dir_all(&cg_root).expect("mkdir");
@@ -284,21 +325,23 @@ fn sidecar_names_its_containers_from_its_own_pod() {
         200 * MIB,
         256 * MIB,
     );
-    let kubeconfig = server.write_kubeconfig(dir.path()).expect("kubeconfig");
-    let config = config_file(dir.path(), "cgroup", &cg_root, json!({}));
-    let (_p, rx, _log) = start(
-        &config,
+    let run = pressured(
+        &tree_config("cgroup", &cg_root, json!({})),
+        dir.path(),
+        &kubeconfig,
+        &env,
         &[
-            ("KUBECONFIG", kubeconfig.to_str().unwrap_or_default()),
             ("POD_UID", &uid),
             ("POD_NAME", "api-0"),
-            ("POD_NAMESPACE", "shop"),
+            ("POD_NAMESPACE", &ns),
         ],
     );
     // Both warn in the same tick, in no particular order.
     let (mut app, mut worker) = (None, None);
     while app.is_none() || worker.is_none() {
-        let e = next_event(&rx, "warn for app and worker", |e| e["severity"] == "warn");
+        let e = next_event(&run.events, "warn for app and worker", |e| {
+            e["severity"] == "warn"
+        });
         if e["container_id"] == cid.as_str() {
             app = Some(e);
         } else if e["container_id"] == old.as_str() {
@@ -308,65 +351,98 @@ fn sidecar_names_its_containers_from_its_own_pod() {
     let (app, worker) = (app.expect("app"), worker.expect("worker"));
     assert_eq!(app["container_name"], "app", "{app}");
     assert_eq!(app["pod_name"], "api-0");
-    assert_eq!(app["namespace"], "shop");
+    assert_eq!(app["namespace"], ns.as_str());
     assert_eq!(worker["container_name"], "worker", "{worker}");
-    assert!(
-        server
-            .requests()
-            .iter()
-            .any(|r| r.starts_with("GET /api/v1/namespaces/shop/pods/api-0")),
-        "{:?}",
-        server.requests()
-    );
 
     // A container restarts under a new ID the first read did not list: the pod is read again.
     let fresh = unique_container_id();
-    assert!(server.update_pod("shop", "api-0", |p| {
-        p["status"]["containerStatuses"][0]["containerID"] = json!(format!("containerd://{fresh}"));
-    }));
+    cp.merge_patch(
+        &format!("/api/v1/namespaces/{ns}/pods/api-0/status"),
+        &statuses(&fresh),
+    )
+    .expect("status");
     let fresh_dir = cg_root.join(format!("kubepods/burstable/pod{uid}/{fresh}"));
     write_v2_cgroup(&fresh_dir, 10 * MIB, 256 * MIB);
     std::thread::sleep(Duration::from_millis(2500));
     write_v2_cgroup(&fresh_dir, 200 * MIB, 256 * MIB);
-    let restarted = next_event(&rx, "warn for the restarted app", |e| {
+    let restarted = next_event(&run.events, "warn for the restarted app", |e| {
         e["container_id"] == fresh.as_str() && e["severity"] == "warn"
     });
     assert_eq!(restarted["container_name"], "app", "{restarted}");
-    let gets = server
-        .requests()
-        .iter()
-        .filter(|r| r.starts_with("GET /api/v1/namespaces/shop/pods/api-0"))
-        .count();
-    assert!((2..=4).contains(&gets), "{gets} reads of the own pod");
+    drop(run);
+    let own_pod_reads = |events: &[Value]| {
+        events
+            .iter()
+            .filter(|e| {
+                e["verb"] == "get"
+                    && e["objectRef"]["resource"] == "pods"
+                    && e["objectRef"]["name"] == "api-0"
+            })
+            .count()
+    };
+    let gets = wait_for("the reads of its own pod", Duration::from_secs(20), || {
+        let n = own_pod_reads(&requests_by(cp, &ns, &sa));
+        (n >= 2).then_some(n)
+    });
+    assert!(gets <= 4, "{gets} reads of the own pod");
     // The sidecar posts no Kubernetes Events (no RBAC for them is asked of it).
-    assert!(server.events().is_empty());
+    assert!(events_in(cp, &ns).is_empty());
 }
 
 #[test]
-fn sidecar_without_access_to_its_pod_keeps_container_ids() {
-    let (uid, cid) = (unique_pod_uid(), unique_container_id());
-    // The API server does not know the pod: the GET is a 404, as a missing RBAC grant would be a 403.
-    let (_rt, server) = start_server(World::new());
+fn real_apiserver_sidecar_refused_its_pod_keeps_container_ids() {
+    const TEST: &str = "real_apiserver_sidecar_refused_its_pod_keeps_container_ids";
+    let Some(cp) = require_control_plane(TEST) else {
+        return;
+    };
+    let ns = cp.create_namespace("ptreedeny").expect("namespace");
+    // A ServiceAccount without any role: reading its own pod is refused (403), as with RBAC missing.
+    cp.create(
+        &format!("/api/v1/namespaces/{ns}/serviceaccounts"),
+        &json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "nobody"}}),
+    )
+    .expect("ServiceAccount");
+    let kubeconfig = cp
+        .service_account_kubeconfig(&ns, "nobody")
+        .expect("kubeconfig");
     let dir = tempfile::tempdir().expect("tempdir");
-    let cg_root = dir.path().join("cgroup");
-    std::fs::create_dir_all(&cg_root).expect("mkdir");
-    v2_tree(&cg_root, &uid, &cid, 200 * MIB, 256 * MIB);
-    let kubeconfig = server.write_kubeconfig(dir.path()).expect("kubeconfig");
-    let config = config_file(dir.path(), "cgroup", &cg_root, json!({}));
-    let (_p, rx, _log) = start(
-        &config,
+    let cid = unique_container_id();
+    let (uid, cg_root, _) = pod_and_tree(
+        cp,
+        &ns,
+        "gone-0",
+        &format!("{ns}-node"),
+        &cid,
+        dir.path(),
+        200 * MIB,
+    );
+    let run = pressured(
+        &tree_config("cgroup", &cg_root, json!({})),
+        dir.path(),
+        &kubeconfig,
+        &[],
         &[
-            ("KUBECONFIG", kubeconfig.to_str().unwrap_or_default()),
             ("POD_UID", &uid),
             ("POD_NAME", "gone-0"),
-            ("POD_NAMESPACE", "shop"),
+            ("POD_NAMESPACE", &ns),
         ],
     );
-    let warn = next_event(&rx, "warn", |e| {
+    let warn = next_event(&run.events, "warn", |e| {
         e["container_id"] == cid.as_str() && e["severity"] == "warn"
     });
     assert!(warn["container_name"].is_null(), "{warn}");
     assert_eq!(warn["pod_name"], "gone-0", "the downward API name stays");
+    drop(run);
+    wait_for("the refused read", Duration::from_secs(20), || {
+        requests_by(cp, &ns, "nobody")
+            .iter()
+            .any(|e| {
+                e["verb"] == "get"
+                    && e["objectRef"]["name"] == "gone-0"
+                    && e["responseStatus"]["code"] == 403
+            })
+            .then_some(())
+    });
 }
 
 #[test]

@@ -25,7 +25,7 @@ fn chart() -> PathBuf {
 
 /// The chart's RBAC for `values`, applied as release `ns` in `ns`; returns the rendered RBAC objects
 /// and the workload's literal environment (`value:` entries; the downward-API ones a test sets).
-fn install(
+pub(crate) fn install(
     cp: &ControlPlane,
     ns: &str,
     values: &Value,
@@ -72,7 +72,7 @@ fn chart_config(ns: &str, values: &Value) -> Value {
         .expect("the chart's ConfigMap")
 }
 
-fn pressured(
+pub(crate) fn pressured(
     config: &Value,
     dir: &Path,
     kubeconfig: &Path,
@@ -103,7 +103,13 @@ fn pressured(
     spawn(&mut cmd)
 }
 
-fn create_pod(cp: &ControlPlane, ns: &str, name: &str, node: &str, limit: &str) -> Value {
+pub(crate) fn create_pod(
+    cp: &ControlPlane,
+    ns: &str,
+    name: &str,
+    node: &str,
+    limit: &str,
+) -> Value {
     cp.create(
         &format!("/api/v1/namespaces/{ns}/pods"),
         &json!({
@@ -117,7 +123,7 @@ fn create_pod(cp: &ControlPlane, ns: &str, name: &str, node: &str, limit: &str) 
 }
 
 /// Patches the pod's status as a kubelet would: running, with `container_id`.
-fn set_running(cp: &ControlPlane, ns: &str, name: &str, container_id: &str) {
+pub(crate) fn set_running(cp: &ControlPlane, ns: &str, name: &str, container_id: &str) {
     cp.merge_patch(
         &format!("/api/v1/namespaces/{ns}/pods/{name}/status"),
         &json!({"status": {"phase": "Running", "containerStatuses": [{
@@ -143,7 +149,7 @@ fn event_reasons(cp: &ControlPlane, ns: &str, name: &str) -> BTreeSet<String> {
 /// After the binaries stopped (kube-apiserver 1.20 logs a watch when it ends): the ServiceAccount's
 /// requests had no 403, every one is granted by the chart, and every grant not used is in
 /// `documented` (a fallback or a path this scenario does not take). Returns what was used.
-fn check_least_privilege(
+pub(crate) fn check_least_privilege(
     cp: &ControlPlane,
     ns: &str,
     sa: &str,
@@ -211,7 +217,7 @@ fn check_refused(cp: &ControlPlane, ns: &str, sa: &str, pod: &str) {
 
 // Core/v1 Events are the fallback for API servers without events.k8s.io/v1; Event patches update
 // a repeated Event's series (only the restart scenario repeats one).
-const EVENT_FALLBACKS: [(&str, &str, &str); 3] = [
+pub(crate) const EVENT_FALLBACKS: [(&str, &str, &str); 3] = [
     ("", "events", "create"),
     ("", "events", "patch"),
     ("events.k8s.io", "events", "patch"),

@@ -436,11 +436,6 @@ impl FakeApiServer {
         &self.url
     }
 
-    /// Base URL of the stand-in for node `node`'s kubelet (`{url}/stats/summary` is its Summary API).
-    pub fn kubelet_url(&self, node: &str) -> String {
-        format!("{}/fake-kubelet/{node}", self.url)
-    }
-
     /// PEM of the CA that signed the server certificate, when serving HTTPS.
     pub fn ca_pem(&self) -> Option<&str> {
         self.ca_pem.as_deref()

@@ -30,6 +30,9 @@ struct Args {
     /// Helm values (JSON) for `--chart`.
     #[arg(long, default_value = "{}")]
     chart_values: String,
+    /// Requests in flight while creating the pods (each pod is a create and a status patch).
+    #[arg(long, default_value_t = 16)]
+    create_parallelism: usize,
     /// Exit when standard input closes (for scripts), not only on Ctrl-C.
     #[arg(long)]
     exit_on_stdin_eof: bool,
@@ -44,8 +47,14 @@ fn pod(ns: &str, name: &str, node: &str) -> Value {
     })
 }
 
-/// Creates the pods of every node (4 threads: the API server, not this client, is the limit).
-fn populate(cp: &ControlPlane, kubelets: &[KubeletStandIn], per_node: usize) -> anyhow::Result<()> {
+/// Creates the pods of every node, `parallelism` requests at a time (one connection each: the API
+/// server's CPU, not this client, is the limit once both cores are busy).
+fn populate(
+    cp: &ControlPlane,
+    kubelets: &[KubeletStandIn],
+    per_node: usize,
+    parallelism: usize,
+) -> anyhow::Result<()> {
     for i in 0..10 {
         let ns = format!("ns-{i}");
         cp.create(
@@ -58,7 +67,7 @@ fn populate(cp: &ControlPlane, kubelets: &[KubeletStandIn], per_node: usize) -> 
         .collect();
     let work = Arc::new(std::sync::Mutex::new(work));
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..4)
+        let handles: Vec<_> = (0..parallelism.max(1))
             .map(|_| {
                 let work = work.clone();
                 s.spawn(move || -> anyhow::Result<()> {
@@ -106,7 +115,8 @@ fn main() -> anyhow::Result<()> {
         .context("registering nodes")?;
     if args.pods_per_node > 0 {
         let started = std::time::Instant::now();
-        populate(&cp, &kubelets, args.pods_per_node).context("creating pods")?;
+        populate(&cp, &kubelets, args.pods_per_node, args.create_parallelism)
+            .context("creating pods")?;
         eprintln!(
             "created {} pods in {:.1} s",
             kubelets.len() * args.pods_per_node,

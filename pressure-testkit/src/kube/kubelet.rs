@@ -23,7 +23,8 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            // Two: a bench's 100 stand-ins answer a summary each per second next to the API server.
+            .worker_threads(2)
             .thread_name("kubelet-stand-ins")
             .enable_all()
             .build()
@@ -44,6 +45,12 @@ type PodKey = (String, String);
 struct State {
     node: Value,
     pods: BTreeMap<PodKey, (Value, Vec<Option<ContainerUsage>>)>,
+    /// The last summary rendered, until a pod changes: a kubelet too answers from stats it gathered
+    /// earlier (cAdvisor's housekeeping), and a bench's 100 stand-ins must not cost more CPU than the
+    /// `pressured` they feed.
+    rendered: Option<Bytes>,
+    /// Bumped by every change of `pods`, so a body rendered from an older state is not kept.
+    generation: u64,
 }
 
 /// A kubelet stand-in registered as a Node. Stops serving on drop (the Node object stays: the
@@ -119,6 +126,8 @@ impl KubeletStandIn {
         let state = Arc::new(Mutex::new(State {
             node,
             pods: BTreeMap::new(),
+            rendered: None,
+            generation: 0,
         }));
         let requests = Arc::new(AtomicU64::new(0));
         let (shutdown, rx) = tokio::sync::watch::channel(false);
@@ -159,17 +168,21 @@ impl KubeletStandIn {
     pub fn set_pod(&self, pod: &Value, usages: &[Option<ContainerUsage>]) {
         let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
         let name = pod["metadata"]["name"].as_str().unwrap_or_default();
-        lock(&self.state).pods.insert(
+        let mut state = lock(&self.state);
+        state.pods.insert(
             (ns.to_owned(), name.to_owned()),
             (pod.clone(), usages.to_vec()),
         );
+        state.rendered = None;
+        state.generation += 1;
     }
 
     /// Stops reporting a pod.
     pub fn remove_pod(&self, namespace: &str, name: &str) {
-        lock(&self.state)
-            .pods
-            .remove(&(namespace.to_owned(), name.to_owned()));
+        let mut state = lock(&self.state);
+        state.pods.remove(&(namespace.to_owned(), name.to_owned()));
+        state.rendered = None;
+        state.generation += 1;
     }
 
     /// How many `/stats/summary` requests it answered.
@@ -185,10 +198,14 @@ impl Drop for KubeletStandIn {
     }
 }
 
-fn summary(state: &Mutex<State>, node: &str) -> Value {
-    let snap = {
+/// The summary's JSON: the one rendered last, or a new one when a pod changed since.
+fn summary(state: &Mutex<State>, node: &str) -> Bytes {
+    let (snap, generation) = {
         let s = lock(state);
-        NodeSnapshot::new(
+        if let Some(body) = &s.rendered {
+            return body.clone();
+        }
+        let snap = NodeSnapshot::new(
             s.node.clone(),
             s.pods
                 .iter()
@@ -196,9 +213,16 @@ fn summary(state: &Mutex<State>, node: &str) -> Value {
                     (ns.clone(), name.clone(), pod.clone(), usages.clone())
                 })
                 .collect(),
-        )
+        );
+        (snap, s.generation)
     };
-    render(&snap, node)
+    let body = Bytes::from(render(&snap, node).to_string());
+    // A pod set while rendering is newer than this body: the next request renders again.
+    let mut s = lock(state);
+    if s.generation == generation {
+        s.rendered = Some(body.clone());
+    }
+    body
 }
 
 async fn serve(
@@ -231,10 +255,9 @@ async fn serve(
                 async move {
                     let resp = if req.uri().path() == "/stats/summary" {
                         requests.fetch_add(1, Ordering::Relaxed);
-                        let body = summary(&state, &node).to_string();
                         Response::builder()
                             .header(header::CONTENT_TYPE, "application/json")
-                            .body(Full::new(Bytes::from(body)))
+                            .body(Full::new(summary(&state, &node)))
                     } else {
                         Response::builder()
                             .status(StatusCode::NOT_FOUND)

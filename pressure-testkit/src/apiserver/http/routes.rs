@@ -45,8 +45,7 @@ pub(super) async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Respon
                 "the server could not find the requested resource",
             ),
         },
-        ["api", "v1", "nodes", node, "proxy", "stats", "summary"]
-        | ["fake-kubelet", node, "stats", "summary"] => {
+        ["api", "v1", "nodes", node, "proxy", "stats", "summary"] => {
             let snap = summary::snapshot(&lock(&shared.store), node);
             match snap {
                 Some(s) => json_response(StatusCode::OK, &summary::render(&s, node)),
