@@ -102,6 +102,16 @@ impl Epoch {
         t - self.origin
     }
 
+    /// The coordinate and weight of a point at clock value `t`, near the last
+    /// [`advance`](Self::advance) (the long trend's points: one `exp` per container and long tick).
+    pub(crate) fn point_at(&self, t: f64) -> Point {
+        let x = t - self.origin;
+        Point {
+            x,
+            weight: (x / self.tau).exp(),
+        }
+    }
+
     /// Whether [`point`](Self::point) is for clock value `now` (compared as bit patterns: cheaper than a
     /// float comparison, and exact).
     #[inline]
@@ -174,7 +184,7 @@ impl Rise {
 }
 
 impl Trend {
-    const EMPTY: Trend = Trend {
+    pub(crate) const EMPTY: Trend = Trend {
         n: 0.0,
         t: 0.0,
         w: 0.0,
