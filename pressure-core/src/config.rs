@@ -246,7 +246,7 @@ pub struct ThresholdsConfig {
     /// `thresholds.predict_window_seconds` \[30\]: the least-squares window of the prediction.
     pub predict_window_seconds: f64,
     /// `thresholds.predict_long_window_seconds` \[3600\]: the window of the second, long trend, for leaks
-    /// too slow for the short window to see above the noise (hours ahead); fed one sample per 1/64 of
+    /// too slow for the short window to see above the noise (hours ahead); fed one sample per 1/32 of
     /// it. 0 disables the long trend.
     pub predict_long_window_seconds: f64,
 }

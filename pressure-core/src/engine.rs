@@ -196,8 +196,12 @@ pub struct SlotId {
 struct State {
     /// Matches the [`SlotId`] handed out; 0 = free slot.
     generation: u32,
-    /// The engine cycle of the last sample (wrapping).
-    seen_cycle: u32,
+    /// The engine cycle of the last sample (wrapping: a container is forgotten 4 cycles after it, long
+    /// before the counter wraps).
+    seen_cycle: u16,
+    /// The ETA the long trend announced in its current rise (`Long::announced` while it rises, else
+    /// [`NOT_ANNOUNCED`]), mirrored here so that the short trend's announcement reads no cold line.
+    long_announced: u16,
     /// Index into `Engine::thresholds`.
     thresholds: u16,
     severity: Severity,
@@ -282,7 +286,7 @@ impl State {
 }
 
 /// The second, long trend of one container, for leaks too slow for the short window to see above the
-/// noise (hours ahead): fed one sample per long tick (1/64 of `thresholds.predict_long_window_seconds`),
+/// noise (hours ahead): fed one sample per long tick (1/32 of `thresholds.predict_long_window_seconds`),
 /// so it lives apart from the hot state and is touched once per tick, not per sample. The same rules as
 /// the short trend: steps start it over, a rise is announced on the same evidence.
 #[derive(Debug, Clone, Copy)]
@@ -310,21 +314,32 @@ impl Long {
         self.rising = false;
     }
 
-    /// The ETA the long trend's rise last announced (infinite when it announced nothing or ended).
-    fn last_announced(&self) -> f64 {
-        if self.rising {
-            from_bf16(self.announced)
-        } else {
-            f64::INFINITY
-        }
-    }
-
     /// Feeds the long trend `signal` at clock `now` (a container's first sample of a long tick);
     /// returns the ETA to announce, if any (see [`weigh`] and [`announce`]; `short` is the ETA the short
-    /// trend last announced).
+    /// trend last announced), and mirrors the ETA announced in the current rise into `mirror`
+    /// (`State::long_announced`).
     #[cold]
     #[inline(never)]
     fn observe(
+        &mut self,
+        epoch: &Epoch,
+        now: f64,
+        signal: u64,
+        limit: u64,
+        horizon: f64,
+        short: f64,
+        mirror: &mut u16,
+    ) -> Option<f64> {
+        let eta = self.feed(epoch, now, signal, limit, horizon, short);
+        *mirror = if self.rising {
+            self.announced
+        } else {
+            NOT_ANNOUNCED
+        };
+        eta
+    }
+
+    fn feed(
         &mut self,
         epoch: &Epoch,
         now: f64,
@@ -343,7 +358,13 @@ impl Long {
         {
             self.restart();
         }
-        let at = epoch.point_at(now);
+        // The tick's shared point when the container is sampled at the tick's clock value (a poll
+        // cycle), else its own (one `exp`).
+        let at = if epoch.is_at(now) {
+            epoch.point()
+        } else {
+            epoch.point_at(now)
+        };
         if !self.trend.push(&mut self.points, now, signal, at) {
             return None;
         }
@@ -351,6 +372,7 @@ impl Long {
             .trend
             .rise(self.points, signal, limit.saturating_sub(signal));
         let rise = weigh(
+            &self.trend,
             &mut self.rising,
             &mut self.rise_since,
             &mut self.announced,
@@ -371,18 +393,25 @@ impl Long {
 }
 
 /// Whether a rise that has lasted `lasted` seconds without a break is evidence of a trend: at least
-/// [`MIN_RISE_SECONDS`] and [`EVIDENCE_SHARE`] of the ETA it implies (compared as fractions: no division).
+/// [`MIN_RISE_SECONDS`] and [`EVIDENCE_SHARE`] of the ETA it implies (compared as fractions: no
+/// division).
 #[inline]
 fn evident(rise: Rise, lasted: f64) -> bool {
-    lasted >= MIN_RISE_SECONDS && lasted * rise.sxy >= EVIDENCE_SHARE * rise.room_sxx
+    lasted >= MIN_RISE_SECONDS && rise.within(lasted * (1.0 / EVIDENCE_SHARE))
 }
 
 /// Takes in a trend's rise at clock `now` (`None`: it does not rise) into its evidence (`rising`, since
 /// `rise_since`, and the ETA `announced` during this rise); returns the rise when it may be announced:
-/// its ETA is within `horizon`, it is [`evident`], and its ETA is below half of the last one announced.
-/// The short and the long trend share it.
+/// its ETA within `horizon`, [`evident`], and below half of the last ETA announced (but not below
+/// [`MIN_RISE_SECONDS`] then). The short and the long trend
+/// share it.
+///
+/// A rise lasts while every sample finds it significant: a rise judged by its direction alone between
+/// announcements was tried (it saves the R² on the samples of a long rise) and announced a warm-up's
+/// tail and a staircase's step far too early (ETA errors of +76 % and −55 % on the corpus).
 #[inline]
 fn weigh(
+    trend: &Trend,
     rising: &mut bool,
     rise_since: &mut f64,
     announced: &mut u16,
@@ -390,7 +419,7 @@ fn weigh(
     now: f64,
     horizon: f64,
 ) -> Option<Rise> {
-    let Some(rise) = rise else {
+    let Some(rise) = rise.filter(|&r| trend.significant(r)) else {
         *rising = false;
         return None;
     };
@@ -399,17 +428,19 @@ fn weigh(
         *rise_since = now;
         *announced = NOT_ANNOUNCED;
     }
-    // eta <= horizon, now - since >= max(k * eta, MIN_RISE_SECONDS), eta < announced / 2.
-    (rise.within(horizon)
+    // Half of the last announcement first: a rise that was announced fails there on most samples (and
+    // a rise announced nothing yet passes at once). An ETA under MIN_RISE_SECONDS is not announced
+    // again: a poll or two from the kill, critical has fired and no action can finish.
+    (rise.within(0.5 * from_bf16(*announced))
+        && rise.within(horizon)
         && evident(rise, now - *rise_since)
-        && rise.within(0.5 * from_bf16(*announced)))
+        && (*announced == NOT_ANNOUNCED || !rise.within(MIN_RISE_SECONDS)))
     .then_some(rise)
 }
 
-/// The ETA of `rise` to announce (and the new `announced`) unless the other trend announced an ETA
-/// less than twice as long (`other`: one `predicted_oom` series per container, whichever trend sees the
-/// rise) or the rise is slowing down: the newest point, `signal` at coordinate `x`, lies below the
-/// fitted line (warm-ups and ramps levelling off).
+/// The ETA of `rise` to announce (and the new `announced`) unless the other trend announced an ETA less than twice as long (`other`: one `predicted_oom` series per
+/// container, whichever trend sees the rise) or the rise is slowing down: the newest point, `signal`
+/// at coordinate `x`, lies below the fitted line (warm-ups and ramps levelling off).
 #[cold]
 #[inline(never)]
 fn announce(
@@ -441,7 +472,9 @@ fn current_eta(
 ) -> Option<f64> {
     // The fitted bytes at the newest point: a gauge should not jump with each sample's noise.
     let fitted = trend.fitted(epoch.x_of(trend.last_t()));
-    let rise = trend.rise(points, fitted, limit.saturating_sub(fitted))?;
+    let rise = trend
+        .rise(points, fitted, limit.saturating_sub(fitted))
+        .filter(|&r| trend.significant(r))?;
     evident(rise, trend.last_t() - rise_since).then(|| rise.eta())
 }
 
@@ -491,7 +524,7 @@ pub struct Engine {
     long: Vec<Long>,
     /// The long trends' epoch, advanced once per long tick.
     long_epoch: Epoch,
-    /// Clock seconds per long tick: 1/64 of `predict_long_window_seconds`; 0 = no long trend.
+    /// Clock seconds per long tick: 1/32 of `predict_long_window_seconds`; 0 = no long trend.
     long_tick_seconds: f64,
     /// `floor(now / long_tick_seconds)` of the current long tick.
     long_bucket: f64,
@@ -502,7 +535,7 @@ pub struct Engine {
 }
 
 /// Points per `predict_long_window_seconds` of the long trend.
-const LONG_TICKS_PER_WINDOW: f64 = 64.0;
+const LONG_TICKS_PER_WINDOW: f64 = 32.0;
 
 impl Engine {
     /// An engine with the global `thresholds` (the `thresholds` section of the configuration).
@@ -562,7 +595,15 @@ impl Engine {
         let limit = st.band_limit;
         let short = st
             .rising
-            .then(|| current_eta(&st.trend, st.trend_points, st.rise_since, &self.epoch, limit))
+            .then(|| {
+                current_eta(
+                    &st.trend,
+                    st.trend_points,
+                    st.rise_since,
+                    &self.epoch,
+                    limit,
+                )
+            })
             .flatten();
         short.or_else(|| {
             let lg = &self.long[i];
@@ -570,7 +611,11 @@ impl Engine {
                 .filter(|_| lg.rising)?;
             // From the container's last sample, which may be newer than the long trend's.
             let newer = st.trend.last_t() - lg.trend.last_t();
-            Some(if newer > 0.0 { (eta - newer).max(0.0) } else { eta })
+            Some(if newer > 0.0 {
+                (eta - newer).max(0.0)
+            } else {
+                eta
+            })
         })
     }
 
@@ -600,7 +645,8 @@ impl Engine {
         let state = State {
             generation,
             thresholds,
-            seen_cycle: self.cycle as u32,
+            seen_cycle: self.cycle as u16,
+            long_announced: NOT_ANNOUNCED,
             severity: Severity::Ok,
             // Its first sample feeds the long trend.
             long_tick: self.long_tick.wrapping_sub(1),
@@ -713,8 +759,8 @@ impl Engine {
             return false;
         };
         let th = &self.thresholds[usize::from(st.thresholds)];
-        if st.seen_cycle != self.cycle as u32 {
-            st.seen_cycle = self.cycle as u32;
+        if st.seen_cycle != self.cycle as u16 {
+            st.seen_cycle = self.cycle as u16;
             self.seen += 1;
         }
         let signal = match th.signal {
@@ -782,6 +828,7 @@ impl Engine {
                         .trend
                         .rise(st.trend_points, signal, limit.saturating_sub(signal));
                     if let Some(rise) = weigh(
+                        &st.trend,
                         &mut st.rising,
                         &mut st.rise_since,
                         &mut st.announced,
@@ -792,7 +839,7 @@ impl Engine {
                         &st.trend,
                         &mut st.announced,
                         rise,
-                        self.long[i].last_announced(),
+                        from_bf16(st.long_announced),
                         signal,
                         at.x,
                         limit,
@@ -813,6 +860,7 @@ impl Engine {
                         limit,
                         th.predict_seconds,
                         st.last_announced(),
+                        &mut st.long_announced,
                     )
                 {
                     out.push(emit(EventType::PredictedOom, severity, severity, Some(eta)));
@@ -841,8 +889,8 @@ impl Engine {
         let id = self.track(target);
         let i = id.index as usize;
         let st = &mut self.states[i];
-        if st.seen_cycle != self.cycle as u32 {
-            st.seen_cycle = self.cycle as u32;
+        if st.seen_cycle != self.cycle as u16 {
+            st.seen_cycle = self.cycle as u16;
             self.seen += 1;
         }
         if st.oom_baseline != NO_OOM_BASELINE && count <= st.oom_baseline {
@@ -912,7 +960,7 @@ impl Engine {
         let mut forgotten = 0;
         for (i, st) in self.states.iter_mut().enumerate() {
             if st.generation != 0
-                && (cycle as u32).wrapping_sub(st.seen_cycle) > FORGET_AFTER_CYCLES as u32
+                && (cycle as u16).wrapping_sub(st.seen_cycle) > FORGET_AFTER_CYCLES as u16
             {
                 st.generation = 0;
                 if let Some(meta) = self.meta[i].take() {
