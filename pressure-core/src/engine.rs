@@ -308,6 +308,15 @@ impl Long {
         announced: NOT_ANNOUNCED,
     };
 
+    /// The ETA announced in the current rise (`State::long_announced` mirrors it), as a bfloat16.
+    fn announced_in_rise(&self) -> u16 {
+        if self.rising {
+            self.announced
+        } else {
+            NOT_ANNOUNCED
+        }
+    }
+
     fn restart(&mut self) {
         self.trend.clear();
         self.points = 0;
@@ -316,30 +325,10 @@ impl Long {
 
     /// Feeds the long trend `signal` at clock `now` (a container's first sample of a long tick);
     /// returns the ETA to announce, if any (see [`weigh`] and [`announce`]; `short` is the ETA the short
-    /// trend last announced), and mirrors the ETA announced in the current rise into `mirror`
-    /// (`State::long_announced`).
+    /// trend last announced).
     #[cold]
     #[inline(never)]
     fn observe(
-        &mut self,
-        epoch: &Epoch,
-        now: f64,
-        signal: u64,
-        limit: u64,
-        horizon: f64,
-        short: f64,
-        mirror: &mut u16,
-    ) -> Option<f64> {
-        let eta = self.feed(epoch, now, signal, limit, horizon, short);
-        *mirror = if self.rising {
-            self.announced
-        } else {
-            NOT_ANNOUNCED
-        };
-        eta
-    }
-
-    fn feed(
         &mut self,
         epoch: &Epoch,
         now: f64,
@@ -852,18 +841,20 @@ impl Engine {
             }
             if st.long_tick != self.long_tick {
                 st.long_tick = self.long_tick;
-                if self.long_tick_seconds > 0.0
-                    && let Some(eta) = self.long[i].observe(
+                if self.long_tick_seconds > 0.0 {
+                    let long = &mut self.long[i];
+                    let eta = long.observe(
                         &self.long_epoch,
                         now,
                         signal,
                         limit,
                         th.predict_seconds,
                         st.last_announced(),
-                        &mut st.long_announced,
-                    )
-                {
-                    out.push(emit(EventType::PredictedOom, severity, severity, Some(eta)));
+                    );
+                    st.long_announced = long.announced_in_rise();
+                    if let Some(eta) = eta {
+                        out.push(emit(EventType::PredictedOom, severity, severity, Some(eta)));
+                    }
                 }
             }
         }
