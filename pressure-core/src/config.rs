@@ -267,6 +267,10 @@ pub struct ThresholdsConfig {
     pub predict_seconds: f64,
     /// `thresholds.predict_window_seconds` \[30\]: the least-squares window of the prediction.
     pub predict_window_seconds: f64,
+    /// `thresholds.predict_long_window_seconds` \[3600\]: the window of the second, long trend, for leaks
+    /// too slow for the short window to see above the noise (hours ahead); fed one sample per 1/32 of
+    /// it. 0 disables the long trend.
+    pub predict_long_window_seconds: f64,
 }
 
 impl Default for ThresholdsConfig {
@@ -279,6 +283,7 @@ impl Default for ThresholdsConfig {
             signal: Signal::WorkingSet,
             predict_seconds: 21_600.0,
             predict_window_seconds: 30.0,
+            predict_long_window_seconds: 3_600.0,
         }
     }
 }
@@ -404,6 +409,10 @@ impl ThresholdsConfig {
         for (key, v) in [
             ("thresholds.cooldown_seconds", t.cooldown_seconds),
             ("thresholds.predict_seconds", t.predict_seconds),
+            (
+                "thresholds.predict_long_window_seconds",
+                t.predict_long_window_seconds,
+            ),
         ] {
             if !v.is_finite() || v < 0.0 {
                 return invalid(key, format!("{v} must be a non-negative number of seconds"));
@@ -547,6 +556,7 @@ mod tests {
         assert_eq!(c.thresholds.hysteresis_percent, 5.0);
         assert_eq!(c.thresholds.cooldown_seconds, 60.0);
         assert_eq!(c.thresholds.predict_seconds, 21_600.0);
+        assert_eq!(c.thresholds.predict_long_window_seconds, 3_600.0);
         assert!(!c.dry_run);
         assert_eq!(c.log_level, LogLevel::Info);
     }

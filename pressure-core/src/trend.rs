@@ -102,6 +102,16 @@ impl Epoch {
         t - self.origin
     }
 
+    /// The coordinate and weight of a point at clock value `t`, near the last
+    /// [`advance`](Self::advance) (the long trend's points: one `exp` per container and long tick).
+    pub(crate) fn point_at(&self, t: f64) -> Point {
+        let x = t - self.origin;
+        Point {
+            x,
+            weight: (x / self.tau).exp(),
+        }
+    }
+
     /// Whether [`point`](Self::point) is for clock value `now` (compared as bit patterns: cheaper than a
     /// float comparison, and exact).
     #[inline]
@@ -150,14 +160,17 @@ impl Epoch {
     }
 }
 
-/// A significant rise toward the limit: its ETA is `room_sxx / sxy` seconds, kept as a fraction so that
-/// comparing it costs multiplications, and only an announcement divides.
+/// A rise toward the limit (the newest point above the weighted mean, a positive slope; whether the fit
+/// is significant is [`Trend::significant`]): its ETA is `room_sxx / sxy` seconds, kept as a fraction so
+/// that comparing it costs multiplications, and only an announcement divides.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Rise {
     /// The room to the limit times the scaled variance of time.
     pub(crate) room_sxx: f64,
     /// The scaled covariance of time and bytes (positive).
     pub(crate) sxy: f64,
+    /// The scaled variance of time (positive).
+    sxx: f64,
 }
 
 impl Rise {
@@ -174,7 +187,7 @@ impl Rise {
 }
 
 impl Trend {
-    const EMPTY: Trend = Trend {
+    pub(crate) const EMPTY: Trend = Trend {
         n: 0.0,
         t: 0.0,
         w: 0.0,
@@ -277,20 +290,18 @@ impl Trend {
     #[cfg(test)]
     pub(crate) fn rising_slope(&self, points: u8, bytes: u64) -> Option<f64> {
         let (sxx, sxy) = self.rising(points, bytes)?;
-        self.significant(sxx, sxy).then(|| sxy / sxx)
+        self.explains(sxx, sxy).then(|| sxy / sxx)
     }
 
     /// The rise of the trend over `points` points, whose newest point is `bytes`, toward `room` more
-    /// bytes, or `None` (too few points, flat, falling or noisy).
+    /// bytes, or `None` (too few points, flat or falling). Whether it is significant (not noise) is
+    /// [`significant`](Self::significant), asked only where it decides something.
     ///
     /// The cheap tests come first and nothing is divided: for most samples of most containers this is
     /// two comparisons.
     #[inline]
     pub(crate) fn rise(&self, points: u8, bytes: u64, room: u64) -> Option<Rise> {
         let (sxx, sxy) = self.rising(points, bytes)?;
-        if !self.significant(sxx, sxy) {
-            return None;
-        }
         // Through i64 when it fits (always, in practice): u64 → f64 is slow.
         let room = match i64::try_from(room) {
             Ok(room) => room as f64,
@@ -299,6 +310,7 @@ impl Trend {
         Some(Rise {
             room_sxx: room * sxx,
             sxy,
+            sxx,
         })
     }
 
@@ -341,8 +353,15 @@ impl Trend {
         (sxx > 0.0 && sxy > 0.0).then_some((sxx, sxy))
     }
 
-    /// Whether the fit explains at least [`MIN_R2`] of the variance.
-    fn significant(&self, sxx: f64, sxy: f64) -> bool {
+    /// Whether the fit of `rise` explains at least [`MIN_R2`] of the variance (noisy-but-flat series
+    /// don't).
+    #[inline]
+    pub(crate) fn significant(&self, rise: Rise) -> bool {
+        self.explains(rise.sxx, rise.sxy)
+    }
+
+    /// Whether a fit of these scaled variance and covariance explains at least [`MIN_R2`] of the variance.
+    fn explains(&self, sxx: f64, sxy: f64) -> bool {
         let syy = self.n * self.ww - self.w * self.w;
         syy > 0.0 && sxy * sxy >= MIN_R2 * sxx * syy
     }

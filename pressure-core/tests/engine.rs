@@ -424,3 +424,84 @@ fn eta_follows_a_trusted_rise_and_is_none_otherwise() {
     }
     assert_eq!(d.engine.eta(id), None);
 }
+
+/// A slow series sampled once per `step` seconds: the `predicted_oom` events as `(t, eta)` and the
+/// engine's ETA gauge at the end.
+fn slow_predictions(
+    step: f64,
+    seconds: f64,
+    limit: u64,
+    used: impl Fn(f64) -> u64,
+) -> (Vec<(f64, f64)>, Option<f64>) {
+    let mut d = Drive::new(&Config::default());
+    let id = d.engine.track(&d.target);
+    let mut predicted = Vec::new();
+    let mut t = 0.0;
+    while t < seconds {
+        let u = used(t).min(limit);
+        for e in d.feed(reading(t, u, Some(limit), Some(0)), t) {
+            if e.event_type == EventType::PredictedOom {
+                predicted.push((t, e.eta_seconds.unwrap()));
+            }
+        }
+        t += step;
+    }
+    (predicted, d.engine.eta(id))
+}
+
+/// GC-like noise: a 40 s sawtooth of `amplitude` bytes plus a deterministic jitter of a quarter of it.
+fn gc_noise(t: f64, amplitude: u64) -> u64 {
+    let saw = (t % 40.0) / 40.0;
+    let jitter = ((t as u64).wrapping_mul(2_654_435_761) % 1000) as f64 / 1000.0;
+    ((saw + 0.25 * jitter) * amplitude as f64) as u64
+}
+
+#[test]
+fn issue_17_a_slow_leak_is_predicted_hours_ahead() {
+    // 1 MiB/min from 100 MiB toward a 1 GiB limit under a 4 MiB GC sawtooth, one sample a second: the
+    // limit is reached after 924 min (15.4 h). Too slow for the 30 s window (0.5 MiB per window under
+    // 4 MiB of noise); the long trend announces it at the 6 h horizon, then whenever the ETA halves.
+    let limit = 1024 * MIB;
+    let used = |t: f64| 100 * MIB + (t / 60.0 * MIB as f64) as u64 + gc_noise(t, 4 * MIB);
+    // The first second the noisy series reaches the limit (a little before 924 min).
+    let full = (0..).map(f64::from).find(|&t| used(t) >= limit).unwrap();
+    assert!((full - 924.0 * 60.0).abs() < 300.0, "{full}");
+    let (predicted, gauge) = slow_predictions(1.0, full - 600.0, limit, used);
+    let &(t, eta) = predicted.first().expect("predicted");
+    let actual = full - t;
+    assert!(actual >= 5.0 * 3600.0, "{predicted:?}");
+    assert!(eta <= 21_600.0, "{predicted:?}");
+    assert!((eta - actual).abs() / actual < 0.2, "{predicted:?}");
+    // Each below half of the last (kept to 3 significant digits).
+    for pair in predicted.windows(2) {
+        assert!(pair[1].1 < pair[0].1 / 2.0 * 1.01, "{predicted:?}");
+    }
+    assert!(predicted.len() <= 8, "{predicted:?}");
+    // The gauge follows: 10 minutes left, within the noise (the 4 MiB sawtooth is 4 min of leak).
+    let gauge = gauge.expect("an ETA");
+    assert!((gauge - 600.0).abs() < 240.0, "{gauge} {predicted:?}");
+}
+
+#[test]
+fn issue_17_slow_shapes_that_stop_short_predict_nothing_for_hours() {
+    let limit = 1024 * MIB;
+    // Flat at 60 % with the GC sawtooth for 12 h.
+    let (flat, _) = slow_predictions(1.0, 12.0 * 3600.0, limit, |t| {
+        614 * MIB + gc_noise(t, 40 * MIB)
+    });
+    assert_eq!(flat, []);
+    // A cache warming up over hours: 100 MiB toward 700 MiB with a 1 h time constant, levelling off.
+    let (warm, _) = slow_predictions(1.0, 12.0 * 3600.0, limit, |t| {
+        let filled = 1.0 - (-t / 3600.0).exp();
+        100 * MIB + (filled * (600 * MIB) as f64) as u64 + gc_noise(t, 4 * MIB)
+    });
+    assert_eq!(warm, []);
+    // A batch every 4 h: an hour-long rise of 150 MiB (a fifth of the headroom), held, freed at once.
+    let (batch, _) = slow_predictions(1.0, 12.0 * 3600.0, limit, |t| {
+        let phase = t % (4.0 * 3600.0);
+        let grown = (phase / 3600.0).min(1.0) * (150 * MIB) as f64;
+        let held = if phase < 1.5 * 3600.0 { grown } else { 0.0 };
+        300 * MIB + held as u64 + gc_noise(t, 4 * MIB)
+    });
+    assert_eq!(batch, []);
+}
