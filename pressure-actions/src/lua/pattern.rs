@@ -529,8 +529,12 @@ impl Gmatch {
 pub(crate) enum Replacement<'r> {
     /// A string (or number): `%0`–`%9` and `%%` expanded.
     Text(&'r [u8]),
-    /// A function or table, asked with the captures; `None` keeps the match.
-    Lookup(&'r mut dyn FnMut(&[u8], Vec<Capture>) -> Res<Option<Vec<u8>>>),
+    /// A function (`first_only` false: called with every capture) or a table (`first_only`: indexed
+    /// with the first capture, so a later unfinished one is no error); `None` keeps the match.
+    Lookup {
+        first_only: bool,
+        lookup: &'r mut dyn FnMut(&[u8], Vec<Capture>) -> Res<Option<Vec<u8>>>,
+    },
 }
 
 /// `str_gsub`: the new text (`None` = unchanged) and the number of matches, with the output kept below
@@ -610,9 +614,13 @@ fn add_value(
             out.extend_from_slice(rest);
             Ok(true)
         }
-        Replacement::Lookup(f) => {
-            let captures = m.captures(Some((s, e)))?;
-            match f(m.src, captures)? {
+        Replacement::Lookup { first_only, lookup } => {
+            let captures = if *first_only {
+                vec![m.capture(0, s, e)?]
+            } else {
+                m.captures(Some((s, e)))?
+            };
+            match lookup(m.src, captures)? {
                 Some(v) => {
                     out.extend_from_slice(&v);
                     Ok(true)
@@ -916,7 +924,10 @@ fn gsub_binding(
         };
         let replacement = match &text_bytes {
             Some(t) => Replacement::Text(t),
-            None => Replacement::Lookup(&mut lookup),
+            None => Replacement::Lookup {
+                first_only: matches!(repl, Value::Table(_)),
+                lookup: &mut lookup,
+            },
         };
         let (out, n) = gsub(&src, &pat, replacement, max_n, limits.max_output, expired)?;
         let new = match out {
