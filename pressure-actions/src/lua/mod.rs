@@ -182,12 +182,17 @@ impl Control {
         self.cancel.load(Ordering::Relaxed) || self.remaining() == Some(Duration::ZERO)
     }
 
-    /// The error of a script stopped at its deadline (by the hook or inside a pattern function).
-    fn timeout_message(&self) -> String {
-        format!(
-            "timeout: script stopped after plugins.lua.timeout_ms = {} ms",
-            self.timeout.as_millis()
-        )
+    /// The error of a stopped script (by the hook or inside a pattern function): its deadline passed, or
+    /// the dispatcher's shutdown deadline did.
+    fn stop_message(&self) -> String {
+        if self.cancel.load(Ordering::Relaxed) {
+            "stopped: the actions' shutdown deadline passed while the script ran".to_string()
+        } else {
+            format!(
+                "timeout: script stopped after plugins.lua.timeout_ms = {} ms",
+                self.timeout.as_millis()
+            )
+        }
     }
 }
 
@@ -255,12 +260,12 @@ impl Script {
         });
         register_log(&lua, &env).map_err(lua_err)?;
         register_ctx(&lua).map_err(lua_err)?;
-        let expired = Arc::clone(&control);
+        let (expired, message) = (Arc::clone(&control), Arc::clone(&control));
         pattern::register(
             &lua,
             pattern::Limits {
                 expired: Arc::new(move || expired.expired()),
-                timeout_message: control.timeout_message(),
+                stop_message: Arc::new(move || message.stop_message()),
                 max_output: usize::try_from(settings.memory_limit_bytes).unwrap_or(usize::MAX),
             },
         )
@@ -284,7 +289,7 @@ impl Script {
                 .every_nth_instruction(HOOK_EVERY),
             move |_, _| {
                 if hook_control.expired() {
-                    Err(mlua::Error::runtime(hook_control.timeout_message()))
+                    Err(mlua::Error::runtime(hook_control.stop_message()))
                 } else {
                     Ok(VmState::Continue)
                 }

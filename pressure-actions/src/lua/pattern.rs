@@ -685,8 +685,8 @@ end
 pub(crate) struct Limits {
     /// True once the script's deadline has passed (or it was cancelled).
     pub(crate) expired: Arc<dyn Fn() -> bool + Send + Sync>,
-    /// The error a stopped match raises (the hook's timeout message).
-    pub(crate) timeout_message: String,
+    /// The error a stopped match raises (the hook's message).
+    pub(crate) stop_message: Arc<dyn Fn() -> String + Send + Sync>,
     /// `gsub` output larger than this fails with "not enough memory" (`plugins.lua.memory_limit_bytes`).
     pub(crate) max_output: usize,
 }
@@ -791,7 +791,7 @@ fn finish(lua: &Lua, result: Res<Vec<Value>>, limits: &Limits) -> mlua::Result<M
             mark(&MESSAGE),
             Value::String(lua.create_string(msg)?),
         ])),
-        Err(Stop::Expired) => Err(mlua::Error::runtime(limits.timeout_message.clone())),
+        Err(Stop::Expired) => Err(mlua::Error::runtime((limits.stop_message)())),
     }
 }
 
@@ -955,7 +955,7 @@ mod tests {
             &lua,
             Limits {
                 expired: Arc::new(move || deadline.is_some_and(|d| Instant::now() >= d)),
-                timeout_message: "timeout: test".into(),
+                stop_message: Arc::new(|| "timeout: test".into()),
                 max_output: 64 << 20,
             },
         )
@@ -1224,7 +1224,7 @@ return results
             &lua,
             Limits {
                 expired: Arc::new(|| false),
-                timeout_message: "timeout".into(),
+                stop_message: Arc::new(|| "timeout".into()),
                 max_output: 1 << 20,
             },
         )
