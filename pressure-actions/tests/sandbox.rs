@@ -243,16 +243,37 @@ end"#
 async fn issue_16_runaways_inside_c_functions_are_stopped() {
     let scripts = tempfile::tempdir().unwrap();
     let runaways = [
-        ("find", r#"string.find(string.rep("a", 5000), string.rep("a-", 8) .. "b")"#),
-        ("method", r#"(string.rep("a", 5000)):match(string.rep("a-", 8) .. "b")"#),
-        ("gmatch", r#"for _ in string.gmatch(string.rep("a", 5000), string.rep("a-", 8) .. "b") do end"#),
-        ("gsub", r#"string.gsub(string.rep("a", 5000), string.rep("a-", 8) .. "b", "")"#),
+        (
+            "find",
+            r#"string.find(string.rep("a", 5000), string.rep("a-", 8) .. "b")"#,
+        ),
+        (
+            "method",
+            r#"(string.rep("a", 5000)):match(string.rep("a-", 8) .. "b")"#,
+        ),
+        (
+            "gmatch",
+            r#"for _ in string.gmatch(string.rep("a", 5000), string.rep("a-", 8) .. "b") do end"#,
+        ),
+        (
+            "gsub",
+            r#"string.gsub(string.rep("a", 5000), string.rep("a-", 8) .. "b", "")"#,
+        ),
         // Caught with pcall, in a loop: stopped again at the next call.
-        ("pcall_find", r#"while true do pcall(string.find, string.rep("a", 5000), string.rep("a-", 8) .. "b") end"#),
+        (
+            "pcall_find",
+            r#"while true do pcall(string.find, string.rep("a", 5000), string.rep("a-", 8) .. "b") end"#,
+        ),
         ("rep", r#"assert(string.rep("", 1 << 62) == "")"#),
         ("move", "table.move({}, 1, math.maxinteger - 10, 2)"),
-        ("insert", "table.insert(setmetatable({}, {__len = function() return math.maxinteger - 1 end}), 1, 'x')"),
-        ("remove", "table.remove(setmetatable({}, {__len = function() return math.maxinteger - 1 end}), 1)"),
+        (
+            "insert",
+            "table.insert(setmetatable({}, {__len = function() return math.maxinteger - 1 end}), 1, 'x')",
+        ),
+        (
+            "remove",
+            "table.remove(setmetatable({}, {__len = function() return math.maxinteger - 1 end}), 1)",
+        ),
     ];
     for (name, body) in runaways {
         std::fs::write(
@@ -332,7 +353,9 @@ function on_event(e, ctx)
   ok, err = pcall(table.insert, {1}, 1, 2, 3)
   assert(not ok and err:find("wrong number of arguments"), err)
 end"#;
-    let cfg = config(json!({"plugins": {"lua": {"enabled": true, "inline_script": script, "timeout_ms": 60000}}}));
+    let cfg = config(
+        json!({"plugins": {"lua": {"enabled": true, "inline_script": script, "timeout_ms": 60000}}}),
+    );
     let report = run(&cfg, vec![event()]).await;
     assert_no_failures(&report);
 }

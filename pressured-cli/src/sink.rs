@@ -98,7 +98,9 @@ impl EventSink {
             // has ended: one abandoned at the deadline may still hold the channel (issue 16), so the
             // wait is bounded.
             if tokio::time::timeout(FOLLOWUP_GRACE, printer).await.is_err() {
-                tracing::warn!("an abandoned action is still running: its follow-up events are lost");
+                tracing::warn!(
+                    "an abandoned action is still running: its follow-up events are lost"
+                );
             }
         }
     }

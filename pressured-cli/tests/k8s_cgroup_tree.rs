@@ -40,7 +40,13 @@ pub(crate) fn write_v2_cgroup(dir: &Path, usage: u64, limit: u64) {
 }
 
 /// A v2 hierarchy (cgroupfs driver) with one burstable pod and its container, both at `usage`.
-pub(crate) fn v2_tree(root: &Path, pod_uid: &str, container_id: &str, usage: u64, limit: u64) -> PathBuf {
+pub(crate) fn v2_tree(
+    root: &Path,
+    pod_uid: &str,
+    container_id: &str,
+    usage: u64,
+    limit: u64,
+) -> PathBuf {
     std::fs::write(
         root.join("cgroup.controllers"),
         "cpuset cpu io memory pids\n",

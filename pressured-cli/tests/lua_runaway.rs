@@ -127,7 +127,10 @@ fn sigterm_with_runaway(kind: &str, body: &str) {
     assert!(log.contains("SIGTERM: stopping"), "{kind}: {log}");
     if kind == "gc" {
         // The finalizer was refused: nothing ran away, and the actions drained at once.
-        assert!(log.contains("__gc metamethods are not allowed"), "{kind}: {log}");
+        assert!(
+            log.contains("__gc metamethods are not allowed"),
+            "{kind}: {log}"
+        );
     } else {
         assert!(
             log.contains("action dispatcher shutdown deadline passed"),

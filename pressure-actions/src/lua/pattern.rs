@@ -427,7 +427,11 @@ fn match_class(c: u8, class: u8) -> bool {
         b'z' => c == 0,
         _ => return class == c,
     };
-    if class.is_ascii_lowercase() { res } else { !res }
+    if class.is_ascii_lowercase() {
+        res
+    } else {
+        !res
+    }
 }
 
 /// `posrelatI(pos, len) - 1`: a 0-based start (may be past the end).
@@ -695,21 +699,28 @@ pub(crate) struct Limits {
 /// stoppable matcher. Call before any script code runs.
 pub(crate) fn register(lua: &Lua, limits: Limits) -> mlua::Result<()> {
     let l = limits.clone();
-    let find = lua.create_function(move |lua, args: MultiValue| find_binding(lua, &args, &l, true))?;
+    let find =
+        lua.create_function(move |lua, args: MultiValue| find_binding(lua, &args, &l, true))?;
     let l = limits.clone();
     let matcher =
         lua.create_function(move |lua, args: MultiValue| find_binding(lua, &args, &l, false))?;
     let l = limits.clone();
-    let gmatch = lua.create_function(move |lua, args: MultiValue| gmatch_binding(lua, &args, &l))?;
+    let gmatch =
+        lua.create_function(move |lua, args: MultiValue| gmatch_binding(lua, &args, &l))?;
     let pcall: Function = lua.globals().get("pcall")?;
     let apply: Function = lua.load(APPLY).set_name("=string.gsub").eval()?;
     let l = limits;
     let gsub = lua.create_function(move |lua, args: MultiValue| {
         gsub_binding(lua, &args, &l, &pcall, &apply)
     })?;
-    lua.load(SHIM)
-        .set_name("=string")
-        .call::<()>((mark(&MESSAGE), mark(&RAISED), find, matcher, gmatch, gsub))
+    lua.load(SHIM).set_name("=string").call::<()>((
+        mark(&MESSAGE),
+        mark(&RAISED),
+        find,
+        matcher,
+        gmatch,
+        gsub,
+    ))
 }
 
 /// The arguments as `luaL_check*` reads them, with the C library's messages.
@@ -744,10 +755,7 @@ impl Args<'_> {
                 .ok()
                 .flatten()
                 .ok_or_else(|| self.fail(n, "string expected, got number")),
-            _ => Err(self.fail(
-                n,
-                &format!("string expected, got {}", self.type_name(n)),
-            )),
+            _ => Err(self.fail(n, &format!("string expected, got {}", self.type_name(n)))),
         }
     }
 
@@ -760,17 +768,17 @@ impl Args<'_> {
                 Ok(Some(i)) => Ok(i),
                 _ => match lua.coerce_number(v.clone()) {
                     Ok(Some(_)) => Err(self.fail(n, "number has no integer representation")),
-                    _ => Err(self.fail(
-                        n,
-                        &format!("number expected, got {}", self.type_name(n)),
-                    )),
+                    _ => Err(self.fail(n, &format!("number expected, got {}", self.type_name(n)))),
                 },
             },
         }
     }
 
     fn truthy(&self, n: usize) -> bool {
-        !matches!(self.get(n), None | Some(Value::Nil) | Some(Value::Boolean(false)))
+        !matches!(
+            self.get(n),
+            None | Some(Value::Nil) | Some(Value::Boolean(false))
+        )
     }
 }
 
