@@ -529,6 +529,10 @@ impl Gmatch {
     }
 }
 
+/// Asks a function or table for the replacement of a match: the subject and the captures in, the new
+/// text out (`None` keeps the match).
+pub(crate) type Lookup<'r> = dyn FnMut(&[u8], Vec<Capture>) -> Res<Option<Vec<u8>>> + 'r;
+
 /// What `gsub` puts in place of a match.
 pub(crate) enum Replacement<'r> {
     /// A string (or number): `%0`–`%9` and `%%` expanded.
@@ -537,7 +541,7 @@ pub(crate) enum Replacement<'r> {
     /// with the first capture, so a later unfinished one is no error); `None` keeps the match.
     Lookup {
         first_only: bool,
-        lookup: &'r mut dyn FnMut(&[u8], Vec<Capture>) -> Res<Option<Vec<u8>>>,
+        lookup: &'r mut Lookup<'r>,
     },
 }
 
