@@ -121,8 +121,8 @@ impl<'a> Matcher<'a> {
             .map_or_else(|| error("invalid pattern capture"), Ok)
     }
 
-    fn class_end(&self, mut p: usize) -> Res<usize> {
-        let c = self.pb(p);
+    fn class_end(&mut self, mut p: usize) -> Res<usize> {
+        let (start, c) = (p, self.pb(p));
         p += 1;
         match c {
             b'%' => {
@@ -146,6 +146,8 @@ impl<'a> Matcher<'a> {
                         p += 1;
                     }
                     if self.pb(p) == b']' {
+                        // A set may be as long as the pattern: its length counts.
+                        self.tick(class_cost(start, p))?;
                         return Ok(p + 1);
                     }
                 }
@@ -182,16 +184,19 @@ impl<'a> Matcher<'a> {
         }
     }
 
-    fn single_match(&self, s: usize, p: usize, ep: usize) -> bool {
+    fn single_match(&mut self, s: usize, p: usize, ep: usize) -> Res<bool> {
         let Some(&c) = self.src.get(s) else {
-            return false;
+            return Ok(false);
         };
-        match self.pb(p) {
+        Ok(match self.pb(p) {
             b'.' => true,
             b'%' => match_class(c, self.pb(p + 1)),
-            b'[' => self.bracket_class(c, p, ep - 1),
+            b'[' => {
+                self.tick(class_cost(p, ep))?;
+                self.bracket_class(c, p, ep - 1)
+            }
             pc => pc == c,
-        }
+        })
     }
 
     fn match_balance(&mut self, s: usize, p: usize) -> Res<Option<usize>> {
@@ -222,7 +227,7 @@ impl<'a> Matcher<'a> {
 
     fn max_expand(&mut self, s: usize, p: usize, ep: usize) -> Res<Option<usize>> {
         let mut i = 0;
-        while self.single_match(s + i, p, ep) {
+        while self.single_match(s + i, p, ep)? {
             self.tick(1)?;
             i += 1;
         }
@@ -243,7 +248,7 @@ impl<'a> Matcher<'a> {
             if let Some(r) = self.do_match(s, ep + 1)? {
                 return Ok(Some(r));
             }
-            if self.single_match(s, p, ep) {
+            if self.single_match(s, p, ep)? {
                 s += 1;
             } else {
                 return Ok(None);
@@ -333,6 +338,7 @@ impl<'a> Matcher<'a> {
                     }
                     let ep = self.class_end(p)?;
                     let previous = if s == 0 { 0 } else { self.src[s - 1] };
+                    self.tick(2 * class_cost(p, ep))?;
                     if !self.bracket_class(previous, p, ep - 1)
                         && self.bracket_class(self.sb(s), p, ep - 1)
                     {
@@ -353,7 +359,7 @@ impl<'a> Matcher<'a> {
                 _ => {
                     let ep = self.class_end(p)?;
                     let suffix = self.pb(ep);
-                    if !self.single_match(s, p, ep) {
+                    if !self.single_match(s, p, ep)? {
                         if matches!(suffix, b'*' | b'?' | b'-') {
                             // Accepts empty.
                             p = ep + 1;
@@ -408,6 +414,11 @@ impl<'a> Matcher<'a> {
         let (s, e) = whole.unwrap_or((0, 0));
         (0..n).map(|i| self.capture(i, s, e)).collect()
     }
+}
+
+/// The steps of scanning the set `pat[start..end]`: one per 32 bytes.
+fn class_cost(start: usize, end: usize) -> u32 {
+    u32::try_from((end - start) / 32).unwrap_or(u32::MAX)
 }
 
 /// `match_class` in the C locale (`pressured` never calls `setlocale`, and scripts cannot).
@@ -1227,6 +1238,26 @@ return results
             eprintln!("{call}: stopped after {took:?}");
             assert!(took < Duration::from_secs(5), "{call}: {took:?}");
         }
+    }
+
+    /// A long set (`[aaaa…]`) costs its length at every character: that counts too.
+    #[test]
+    fn a_long_set_stops_at_the_deadline() {
+        let started = Instant::now();
+        let lua = ours(Some(started + Duration::from_millis(200)));
+        let err = lua
+            .load(
+                r#"local ok, e = pcall(string.find, string.rep("b", 1 << 20), "[" .. string.rep("a", 1 << 20) .. "]")
+                return tostring(e)"#,
+            )
+            .eval::<String>()
+            .unwrap();
+        assert!(err.contains("timeout: test"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
