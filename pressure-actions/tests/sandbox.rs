@@ -234,3 +234,128 @@ end"#
     let report = run(&cfg, vec![event()]).await;
     assert_no_failures(&report);
 }
+
+/// Issue 16 (3): runaways inside C functions, where no hook fires — a backtracking pattern in each
+/// pattern function, `table.move` over a huge range, and `table.insert`/`table.remove` with a lying
+/// `__len` — stop at the timeout, and the scripts work again for the next event. `string.rep` of an
+/// empty string (a C loop copying nothing 2^62 times) now returns at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_runaways_inside_c_functions_are_stopped() {
+    let scripts = tempfile::tempdir().unwrap();
+    let runaways = [
+        (
+            "find",
+            r#"string.find(string.rep("a", 5000), string.rep("a-", 8) .. "b")"#,
+        ),
+        (
+            "method",
+            r#"(string.rep("a", 5000)):match(string.rep("a-", 8) .. "b")"#,
+        ),
+        (
+            "gmatch",
+            r#"for _ in string.gmatch(string.rep("a", 5000), string.rep("a-", 8) .. "b") do end"#,
+        ),
+        (
+            "gsub",
+            r#"string.gsub(string.rep("a", 5000), string.rep("a-", 8) .. "b", "")"#,
+        ),
+        // Caught with pcall, in a loop: stopped again at the next call.
+        (
+            "pcall_find",
+            r#"while true do pcall(string.find, string.rep("a", 5000), string.rep("a-", 8) .. "b") end"#,
+        ),
+        ("rep", r#"assert(string.rep("", 1 << 62) == "")"#),
+        ("move", "table.move({}, 1, math.maxinteger - 10, 2)"),
+        (
+            "insert",
+            "table.insert(setmetatable({}, {__len = function() return math.maxinteger - 1 end}), 1, 'x')",
+        ),
+        (
+            "remove",
+            "table.remove(setmetatable({}, {__len = function() return math.maxinteger - 1 end}), 1)",
+        ),
+    ];
+    for (name, body) in runaways {
+        std::fs::write(
+            scripts.path().join(format!("{name}.lua")),
+            format!(
+                "n = 0\nfunction on_event(e, ctx)\n  n = n + 1\n  if n == 1 then {body} end\nend"
+            ),
+        )
+        .unwrap();
+    }
+    let cfg = config(json!({
+        "plugins": {"lua": {"enabled": true, "scripts_dir": scripts.path(), "timeout_ms": 300}},
+    }));
+    let started = Instant::now();
+    let report = tokio::time::timeout(Duration::from_secs(60), run(&cfg, vec![event(), event()]))
+        .await
+        .expect("every runaway stopped");
+    eprintln!(
+        "{} runaways stopped in {:?}",
+        runaways.len(),
+        started.elapsed()
+    );
+    assert!(report.drained, "{report:?}");
+    assert_eq!(report.stats.processed, 2);
+    for (name, _) in runaways {
+        if name == "rep" {
+            continue;
+        }
+        let failures: Vec<_> = report
+            .failures
+            .iter()
+            .filter(|f| f.action == format!("lua:{name}.lua"))
+            .map(|f| f.message.clone())
+            .collect();
+        // Stopped once (first event); the second event ran normally.
+        assert_eq!(failures.len(), 1, "{name}: {:#?}", report.failures);
+        assert!(failures[0].contains("timeout"), "{name}: {failures:?}");
+    }
+    assert_eq!(report.stats.failures, runaways.len() as u64 - 1);
+}
+
+/// The chunked `string.rep`, `table.move`, `table.insert` and `table.remove` give what C gives, for
+/// short and long ranges, overlapping moves both ways, and the argument errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_table_functions_behave_like_lua() {
+    let script = r#"
+local function seq(n) local t = {} for i = 1, n do t[i] = i end return t end
+local function check(t, n, f) for i = 1, n do assert(t[i] == f(i), i .. ": " .. tostring(t[i])) end end
+function on_event(e, ctx)
+  assert(string.rep("", 5) == "" and string.rep("", 0) == "" and string.rep("ab", 3, ",") == "ab,ab,ab")
+  assert(string.rep("", 3, "-") == "--" and string.rep(7, 2) == "77")
+  assert(not pcall(string.rep, "", 1.5) and not pcall(string.rep, "", "x"))
+  for _, n in ipairs({10, 70000}) do  -- 70000: more than one chunk of 65536
+    -- overlapping, upwards (C moves from the top down)
+    local t = table.move(seq(n), 1, n, 3)
+    check(t, n + 2, function(i) return i <= 2 and i or i - 2 end)
+    -- overlapping, downwards
+    t = table.move(seq(n), 3, n, 1)
+    check(t, n - 2, function(i) return i + 2 end)
+    assert(t[n] == n)
+    -- into another table; the result is the destination
+    local d = {}
+    assert(table.move(seq(n), 1, n, 5, d) == d)
+    assert(d[4] == nil and d[5] == 1 and d[n + 4] == n)
+    -- insert in the middle, remove from the front
+    t = seq(n)
+    table.insert(t, 2, "x")
+    assert(#t == n + 1 and t[1] == 1 and t[2] == "x" and t[3] == 2 and t[n + 1] == n)
+    assert(table.remove(t, 2) == "x" and #t == n and t[2] == 2 and t[n] == n)
+    assert(table.remove(t, 1) == 1 and #t == n - 1 and t[1] == 2 and t[n - 1] == n)
+    assert(table.remove(t) == n and #t == n - 2)
+  end
+  local ok, err = pcall(table.move, {}, 1, math.maxinteger, 2)
+  assert(not ok and err:find("destination wrap around"), err)
+  ok, err = pcall(table.insert, {1, 2}, 5, "x")
+  assert(not ok and err:find("position out of bounds"), err)
+  ok, err = pcall(table.insert, {1}, 1, 2, 3)
+  assert(not ok and err:find("wrong number of arguments"), err)
+end"#;
+    let cfg = config(
+        json!({"plugins": {"lua": {"enabled": true, "inline_script": script, "timeout_ms": 60000}}}),
+    );
+    let report = run(&cfg, vec![event()]).await;
+    assert_no_failures(&report);
+}

@@ -186,7 +186,7 @@ fn run(
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         if let Some(addr) = metrics {
             server::spawn(addr).await?;
         }
@@ -198,5 +198,12 @@ fn run(
             SourceMode::Kubelet => cluster::run(config, &actions).await,
             other => anyhow::bail!("source.mode {other:?} is not supported by this build"),
         }
-    })
+    });
+    // The actions were drained (or abandoned at their deadline, which stops Lua scripts); a blocking
+    // thread still running past that must not keep the process alive (issue 16).
+    runtime.shutdown_timeout(EXIT_GRACE);
+    result
 }
+
+/// How long the exit waits for blocking threads after the actions' drain deadline.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);

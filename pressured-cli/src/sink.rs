@@ -12,6 +12,8 @@ use tokio::task::JoinHandle;
 
 /// How long a shutdown waits for queued actions before abandoning them.
 pub(crate) const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a shutdown waits for the last follow-up events after the drain.
+const FOLLOWUP_GRACE: Duration = Duration::from_secs(1);
 
 /// What the sink's actions are built from: the actions' sections of the file, and the whole file,
 /// which Lua scripts see as `config`.
@@ -92,8 +94,14 @@ impl EventSink {
             }
         }
         if let Some(printer) = self.followups.take() {
-            // The dispatcher is gone, so the channel closes and the printer ends.
-            let _ = printer.await;
+            // The dispatcher is gone, so the channel closes and the printer ends — once every action
+            // has ended: one abandoned at the deadline may still hold the channel (issue 16), so the
+            // wait is bounded.
+            if tokio::time::timeout(FOLLOWUP_GRACE, printer).await.is_err() {
+                tracing::warn!(
+                    "an abandoned action is still running: its follow-up events are lost"
+                );
+            }
         }
     }
 }

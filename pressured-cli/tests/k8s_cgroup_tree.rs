@@ -24,7 +24,7 @@ use crate::util::{Pressured, next_event, spawn, start_server, wait_log};
 const MIB: u64 = 1 << 20;
 
 /// Writes the memory files of one v2 cgroup: `memory.current` = `usage`, `memory.max` = `limit`.
-fn write_v2_cgroup(dir: &Path, usage: u64, limit: u64) {
+pub(crate) fn write_v2_cgroup(dir: &Path, usage: u64, limit: u64) {
     std::fs::create_dir_all(dir).expect("mkdir cgroup");
     let files = [
         ("memory.current", format!("{usage}\n")),
@@ -49,7 +49,13 @@ fn write_v2_cgroup(dir: &Path, usage: u64, limit: u64) {
 }
 
 /// A v2 hierarchy (cgroupfs driver) with one burstable pod and its container, both at `usage`.
-fn v2_tree(root: &Path, pod_uid: &str, container_id: &str, usage: u64, limit: u64) -> PathBuf {
+pub(crate) fn v2_tree(
+    root: &Path,
+    pod_uid: &str,
+    container_id: &str,
+    usage: u64,
+    limit: u64,
+) -> PathBuf {
     std::fs::write(
         root.join("cgroup.controllers"),
         "cpuset cpu io memory pids\n",

@@ -6,6 +6,7 @@
 //! thread on the runtime, never the async workers.
 
 mod http;
+mod pattern;
 mod storage;
 
 use std::path::{Path, PathBuf};
@@ -79,6 +80,66 @@ setmetatable = function(t, mt)
   end
   return rawsetmetatable(t, mt)
 end
+-- C loops whose length a script chooses and that call no Lua code, so no hook fires in them (issue
+-- 16): string.rep of an empty string copies nothing n times (no memory bound either), table.move moves
+-- any range, and table.insert/remove move up to #t elements, which a __len metamethod chooses. Long
+-- runs go through in chunks of at most CHUNK elements, one C call each, in the order C uses, so the
+-- call hook can stop them; short ones (and every argument error) are C's own.
+local rawrep, rawmove, rawinsert, rawremove = string.rep, table.move, table.insert, table.remove
+local tointeger, maxinteger, select = math.tointeger, math.maxinteger, select
+local CHUNK = 1 << 16
+string.rep = function(s, n, sep)
+  if s == "" and (sep == nil or sep == "") and tointeger(n) then
+    return ""
+  end
+  return rawrep(s, n, sep)
+end
+local function move(a1, f, e, t, a2)
+  local fi, ei, ti = tointeger(f), tointeger(e), tointeger(t)
+  if not (fi and ei and ti and ei >= fi and (fi > 0 or ei < maxinteger + fi)
+          and ei - fi >= CHUNK and ti <= maxinteger - (ei - fi)) then
+    return rawmove(a1, f, e, t, a2)
+  end
+  if ti > ei or ti <= fi or (a2 ~= nil and not (a1 == a2)) then
+    for lo = fi, ei, CHUNK do
+      local hi = ei - lo < CHUNK and ei or lo + CHUNK - 1
+      rawmove(a1, lo, hi, ti + (lo - fi), a2)
+    end
+  else
+    for hi = ei, fi, -CHUNK do
+      local lo = hi - fi < CHUNK and fi or hi - CHUNK + 1
+      rawmove(a1, lo, hi, ti + (lo - fi), a2)
+    end
+  end
+  if a2 == nil then return a1 end
+  return a2
+end
+table.move = move
+table.insert = function(t, ...)
+  if select("#", ...) == 2 and type(t) == "table" then
+    local n, pos = #t, tointeger((...))
+    if tointeger(n) and pos and pos >= 1 and pos <= n and n - pos >= CHUNK then
+      move(t, pos, n, pos + 1)
+      t[pos] = (select(2, ...))
+      return
+    end
+  end
+  return rawinsert(t, ...)
+end
+table.remove = function(t, ...)
+  if type(t) == "table" then
+    local size = #t
+    local pos = size
+    if select("#", ...) > 0 and (...) ~= nil then pos = tointeger((...)) end
+    if tointeger(size) and pos and pos >= 1 and pos < size and size - pos >= CHUNK then
+      local v = t[pos]
+      move(t, pos + 1, size, pos)
+      t[size] = nil
+      return v
+    end
+  end
+  return rawremove(t, ...)
+end
 print = function(...)
   local parts = {}
   for i = 1, select("#", ...) do
@@ -119,6 +180,19 @@ impl Control {
 
     fn expired(&self) -> bool {
         self.cancel.load(Ordering::Relaxed) || self.remaining() == Some(Duration::ZERO)
+    }
+
+    /// The error of a stopped script (by the hook or inside a pattern function): its deadline passed, or
+    /// the dispatcher's shutdown deadline did.
+    fn stop_message(&self) -> String {
+        if self.cancel.load(Ordering::Relaxed) {
+            "stopped: the actions' shutdown deadline passed while the script ran".to_string()
+        } else {
+            format!(
+                "timeout: script stopped after plugins.lua.timeout_ms = {} ms",
+                self.timeout.as_millis()
+            )
+        }
     }
 }
 
@@ -186,6 +260,16 @@ impl Script {
         });
         register_log(&lua, &env).map_err(lua_err)?;
         register_ctx(&lua).map_err(lua_err)?;
+        let (expired, message) = (Arc::clone(&control), Arc::clone(&control));
+        pattern::register(
+            &lua,
+            pattern::Limits {
+                expired: Arc::new(move || expired.expired()),
+                stop_message: Arc::new(move || message.stop_message()),
+                max_output: usize::try_from(settings.memory_limit_bytes).unwrap_or(usize::MAX),
+            },
+        )
+        .map_err(lua_err)?;
         http::register(&lua, &env).map_err(lua_err)?;
         storage::register(&lua, &env).map_err(lua_err)?;
         lua.globals()
@@ -197,7 +281,6 @@ impl Script {
             .map_err(lua_err)?;
 
         let hook_control = Arc::clone(&control);
-        let timeout_ms = settings.timeout_ms;
         lua.set_global_hook(
             // Calls too: a runaway that catches the timeout with pcall in a loop is stopped when it
             // calls pcall again, outside the protected call.
@@ -206,9 +289,7 @@ impl Script {
                 .every_nth_instruction(HOOK_EVERY),
             move |_, _| {
                 if hook_control.expired() {
-                    Err(mlua::Error::runtime(format!(
-                        "timeout: script stopped after plugins.lua.timeout_ms = {timeout_ms} ms"
-                    )))
+                    Err(mlua::Error::runtime(hook_control.stop_message()))
                 } else {
                     Ok(VmState::Continue)
                 }
