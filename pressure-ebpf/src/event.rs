@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::kmsg::{KilledProcess, OomSummary};
 use crate::raw::{self, RawOomEvent};
+use crate::report::{Explanation, OomReport, VictimFacts};
 
 /// What kind of OOM killed the victim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -116,6 +117,9 @@ pub struct OomKill {
     pub trigger_comm: Option<String>,
     /// Where the event came from.
     pub source: EventSource,
+    /// Why it happened: the victim's RSS, the memcg's usage and limit, the largest tasks, one
+    /// sentence. Built by the tracer for every kill (fakes have none).
+    pub explanation: Option<Explanation>,
     /// Kernel time of the kill, as wall-clock RFC 3339.
     #[serde(serialize_with = "rfc3339")]
     pub timestamp: SystemTime,
@@ -151,6 +155,7 @@ impl OomKill {
             trigger_pid: None,
             trigger_comm: None,
             source: EventSource::Fake,
+            explanation: None,
             timestamp: SystemTime::now(),
         }
     }
@@ -249,6 +254,8 @@ fn task_exiting(stat: &str) -> bool {
 pub(crate) struct Matched {
     pub(crate) bpf: Option<RawOomEvent>,
     pub(crate) summary: Option<OomSummary>,
+    /// The OOM report printed before the summary.
+    pub(crate) report: Option<OomReport>,
     pub(crate) killed: Option<KilledProcess>,
     /// `usec` of the kernel-log record.
     pub(crate) kmsg_usec: Option<u64>,
@@ -357,6 +364,19 @@ pub(crate) fn build_kill(
     {
         kill.set_pod_from(&path);
     }
+    kill.explanation = Some(Explanation::new(
+        VictimFacts {
+            pid: kill.pid,
+            comm: &kill.comm,
+            global: kill.kind == KillKind::Global,
+            anon_kb: kill.rss_anon_kb,
+            file_kb: kill.rss_file_kb,
+            shmem_kb: kill.rss_shmem_kb,
+            oom_memcg: kill.oom_memcg.as_deref(),
+            task_memcg: kill.task_memcg.as_deref(),
+        },
+        m.report.as_ref(),
+    ));
     Some(kill)
 }
 
