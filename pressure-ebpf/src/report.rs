@@ -309,7 +309,7 @@ pub struct Explanation {
     pub memcg: Option<String>,
     /// Its usage at the kill, kB.
     pub usage_kb: Option<u64>,
-    /// Its limit, kB.
+    /// Its limit, kB (from the cgroup's file when the kernel printed no report).
     pub limit_kb: Option<u64>,
     /// Its `failcnt` (charges that hit the limit).
     pub failcnt: Option<u64>,
@@ -345,6 +345,8 @@ pub(crate) struct VictimFacts<'a> {
     pub(crate) shmem_kb: Option<u64>,
     pub(crate) oom_memcg: Option<&'a str>,
     pub(crate) task_memcg: Option<&'a str>,
+    /// The limit read from the cgroup's file, for a kill without the kernel's report.
+    pub(crate) limit_kb: Option<u64>,
 }
 
 impl Explanation {
@@ -360,7 +362,7 @@ impl Explanation {
                 .clone()
                 .or_else(|| v.oom_memcg.map(str::to_owned)),
             usage_kb: r.usage_kb,
-            limit_kb: r.limit_kb,
+            limit_kb: r.limit_kb.or(v.limit_kb),
             failcnt: r.failcnt,
             memcg_anon_kb: r.memcg_anon_kb,
             memcg_file_kb: r.memcg_file_kb,
@@ -607,6 +609,7 @@ mod tests {
             shmem_kb: Some(0),
             oom_memcg: Some("/ceotest"),
             task_memcg: Some("/ceotest"),
+            limit_kb: None,
         };
         let e = Explanation::new(v, Some(&r));
         assert_eq!(
@@ -635,6 +638,18 @@ mod tests {
             bare.clause,
             "was OOM-killed at its memory limit: python3 (pid 28225) held 64 MiB anon, 5 MiB file"
         );
+        let from_file = Explanation::new(
+            VictimFacts {
+                limit_kb: Some(65536),
+                ..v
+            },
+            None,
+        );
+        assert!(
+            from_file
+                .clause
+                .starts_with("was OOM-killed at its 64 MiB limit: python3")
+        );
         let (g, _) = assemble(GLOBAL_61);
         let global = VictimFacts {
             pid: 89,
@@ -645,6 +660,7 @@ mod tests {
             shmem_kb: Some(648),
             oom_memcg: None,
             task_memcg: Some("/"),
+            limit_kb: None,
         };
         assert_eq!(
             Explanation::new(global, Some(&g)).clause,
