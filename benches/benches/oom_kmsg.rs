@@ -7,7 +7,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use pressure_ebpf::{parse_kmsg_record, parse_oom_message};
+use pressure_ebpf::{OomRecord, ReportAssembler, parse_kmsg_record, parse_oom_message};
 
 const REPORTS: [(&str, &str); 3] = [
     (
@@ -24,12 +24,20 @@ const REPORTS: [(&str, &str); 3] = [
     ),
 ];
 
+/// As the tracer does: every record into the report assembler, the OOM records parsed, the report
+/// taken at the summary.
 fn parse_report(text: &str) -> usize {
     let mut found = 0;
+    let mut reports = ReportAssembler::new(4);
     for line in text.lines().filter(|l| !l.starts_with(' ')) {
-        if let Ok(rec) = parse_kmsg_record(line)
-            && let Ok(Some(_)) = parse_oom_message(&rec.message)
-        {
+        let Ok(rec) = parse_kmsg_record(line) else {
+            continue;
+        };
+        reports.push(rec.usec, &rec.message);
+        if let Ok(Some(oom)) = parse_oom_message(&rec.message) {
+            if matches!(oom, OomRecord::Summary(_)) {
+                found += reports.finish().map_or(0, |r| r.top_tasks.len());
+            }
             found += 1;
         }
     }
@@ -39,7 +47,11 @@ fn parse_report(text: &str) -> usize {
 fn kmsg_reports(c: &mut Criterion) {
     let mut group = c.benchmark_group("oom_kmsg_report");
     for (name, text) in REPORTS {
-        assert_eq!(parse_report(text), 2, "{name}: summary and Killed records");
+        assert_eq!(
+            parse_report(text),
+            3,
+            "{name}: summary, Killed, one dumped task"
+        );
         group.throughput(Throughput::Elements(text.lines().count() as u64));
         group.bench_function(name, |b| b.iter(|| parse_report(black_box(text))));
     }

@@ -119,6 +119,7 @@ impl KillSink for KubeSink {
                 comm: kill.comm.clone(),
                 pid: kill.pid,
                 oom_memcg: kill.oom_memcg.clone(),
+                explanation: kill.explanation.as_ref().map(|e| e.clause.clone()),
             };
             match self.queue.mark(&victim, kill.timestamp).await {
                 VictimOutcome::Marked { pod } => {

@@ -8,6 +8,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(String, String)>;
@@ -19,12 +20,18 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
         .collect()
 }
 
+/// Buckets of the victim's RSS: 1 MiB to 256 GiB by powers of 4 (10 buckets, one series per kind).
+fn victim_rss_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1_048_576.0, 4.0, 10))
+}
+
 /// Every metric of the tracer.
 pub(crate) struct Metrics {
     registry: Registry,
     events: Family<Labels, Counter>,
     marked: Family<Labels, Counter>,
     kills: Family<Labels, Counter>,
+    victim_rss: Family<Labels, Histogram, fn() -> Histogram>,
     ringbuf_drops: Counter,
     kmsg_parse_errors: Counter,
     kmsg_lost: Counter,
@@ -44,6 +51,8 @@ impl Metrics {
         let events = Family::<Labels, Counter>::default();
         let marked = Family::<Labels, Counter>::default();
         let kills = Family::<Labels, Counter>::default();
+        let victim_rss: Family<Labels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(victim_rss_histogram);
         let (ringbuf_drops, kmsg_parse_errors, kmsg_lost, marks_without_kill) = (
             Counter::default(),
             Counter::default(),
@@ -94,6 +103,11 @@ impl Metrics {
             kills.clone(),
         );
         registry.register(
+            "oom_tracer_victim_rss_bytes",
+            "The victim's RSS (anon + file + shmem) at the kill, by kind",
+            victim_rss.clone(),
+        );
+        registry.register(
             "oom_tracer_ringbuf_drops",
             "OOM events the BPF program could not queue (ring buffer full)",
             ringbuf_drops.clone(),
@@ -134,6 +148,7 @@ impl Metrics {
             events,
             marked,
             kills,
+            victim_rss,
             ringbuf_drops,
             kmsg_parse_errors,
             kmsg_lost,
@@ -151,6 +166,12 @@ impl Metrics {
         self.kills
             .get_or_create(&labels(&[("kind", kill.kind.as_str())]))
             .inc();
+        if let Some(kb) = kill.rss_anon_kb {
+            let kb = kb + kill.rss_file_kb.unwrap_or(0) + kill.rss_shmem_kb.unwrap_or(0);
+            self.victim_rss
+                .get_or_create(&labels(&[("kind", kill.kind.as_str())]))
+                .observe((kb * 1024) as f64);
+        }
         for (stage, reason) in &outcome.events {
             self.events
                 .get_or_create(&labels(&[("stage", stage), ("reason", reason)]))
@@ -247,7 +268,9 @@ mod tests {
     #[tokio::test]
     async fn exports_the_original_series_and_ours() {
         let m = Metrics::new();
-        let kill = OomKill::new(1, "x", KillKind::Memcg);
+        let mut kill = OomKill::new(1, "x", KillKind::Memcg);
+        kill.rss_anon_kb = Some(3 * 1024);
+        kill.rss_file_kb = Some(1024);
         let outcome = handle_kill(&kill, AnnotateKills::Global, None).await;
         m.record(&kill, &outcome);
         let marked = KillOutcome {
@@ -273,6 +296,9 @@ mod tests {
             "oom_tracer_marked_victims_total{stage=\"marked\",reason=\"annotation_applied\"} 2",
             "oom_tracer_kills_total{kind=\"global\"} 1",
             "oom_tracer_pending_marks 2",
+            "oom_tracer_victim_rss_bytes_sum{kind=\"memcg\"} 4194304.0",
+            "oom_tracer_victim_rss_bytes_bucket{le=\"4194304.0\",kind=\"memcg\"} 1",
+            "oom_tracer_victim_rss_bytes_bucket{le=\"1048576.0\",kind=\"memcg\"} 0",
             "oom_tracer_mark_retries_total 5",
             "oom_tracer_pending_marks_dropped_total{reason=\"expired\"} 1",
             "oom_tracer_pending_marks_dropped_total{reason=\"capacity\"} 0",

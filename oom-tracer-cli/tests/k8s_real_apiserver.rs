@@ -235,6 +235,13 @@ fn real_apiserver_oom_kill_annotates_the_victims_pod_as_the_charts_service_accou
         note.contains(&format!("pid {pid}")) && note.contains("32 MiB"),
         "{note}"
     );
+    // Issue 18 item 3: the note is the tracer's one-sentence explanation.
+    assert!(
+        note.starts_with(&format!(
+            "container app of {ns}/victim was OOM-killed at its 32 MiB limit: "
+        )) && note.contains(&format!("(pid {pid}) held ")),
+        "{note}"
+    );
     let describe = cp
         .kubectl()
         .args(["describe", "pod", "-n", &ns, "victim"])

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::event::Matched;
 use crate::kmsg::{KilledProcess, OomRecord, OomSummary};
 use crate::raw::{self, RawOomEvent};
+use crate::report::OomReport;
 
 /// How long a summary record waits for its `Killed process` record.
 const SUMMARY_TTL: Duration = Duration::from_secs(10);
@@ -34,7 +35,8 @@ pub(crate) struct CorrelatorConfig {
 #[derive(Debug)]
 pub(crate) struct Correlator {
     cfg: CorrelatorConfig,
-    summaries: HashMap<u32, (OomSummary, Instant)>,
+    /// Summaries by victim pid, with the report the kernel printed before each.
+    summaries: HashMap<u32, (OomSummary, Option<OomReport>, Instant)>,
     killed: HashMap<u32, (KilledProcess, u64, Instant)>,
     bpf: HashMap<u32, (RawOomEvent, Instant)>,
     /// BPF marks dropped because no OOM SIGKILL preceded them.
@@ -59,9 +61,11 @@ impl Correlator {
         }
         let pid = ev.pid;
         if let Some((killed, usec, _)) = self.killed.remove(&pid) {
+            let (summary, report) = self.take_summary(pid);
             out.push(Matched {
                 bpf: Some(ev),
-                summary: self.summaries.remove(&pid).map(|s| s.0),
+                summary,
+                report,
                 killed: Some(killed),
                 kmsg_usec: Some(usec),
             });
@@ -75,24 +79,27 @@ impl Correlator {
         }
     }
 
+    /// A kernel-log record; `report` is the OOM report closed by a summary record.
     pub(crate) fn on_kmsg(
         &mut self,
         rec: OomRecord,
+        report: Option<OomReport>,
         usec: u64,
         now: Instant,
         out: &mut Vec<Matched>,
     ) {
         match rec {
             OomRecord::Summary(s) => {
-                self.summaries.insert(s.pid, (s, now + SUMMARY_TTL));
+                self.summaries.insert(s.pid, (s, report, now + SUMMARY_TTL));
             }
             OomRecord::Killed(k) => {
                 let pid = k.pid;
-                let summary = self.summaries.remove(&pid).map(|s| s.0);
+                let (summary, report) = self.take_summary(pid);
                 if let Some((ev, _)) = self.bpf.remove(&pid) {
                     out.push(Matched {
                         bpf: Some(ev),
                         summary,
+                        report,
                         killed: Some(k),
                         kmsg_usec: Some(usec),
                     });
@@ -100,12 +107,13 @@ impl Correlator {
                     out.push(Matched {
                         bpf: None,
                         summary,
+                        report,
                         killed: Some(k),
                         kmsg_usec: Some(usec),
                     });
                 } else {
                     if let Some(s) = summary {
-                        self.summaries.insert(pid, (s, now + SUMMARY_TTL));
+                        self.summaries.insert(pid, (s, report, now + SUMMARY_TTL));
                     }
                     self.killed.insert(pid, (k, usec, now + self.cfg.kmsg_wait));
                 }
@@ -116,7 +124,7 @@ impl Correlator {
     /// Emits what waited too long for its partner: a BPF event whose log record was lost, or a
     /// log record whose BPF event was (ring buffer full, kill before attach).
     pub(crate) fn expire(&mut self, now: Instant, out: &mut Vec<Matched>) {
-        self.summaries.retain(|_, (_, deadline)| *deadline > now);
+        self.summaries.retain(|_, (_, _, deadline)| *deadline > now);
         let due: Vec<u32> = self
             .bpf
             .iter()
@@ -125,10 +133,11 @@ impl Correlator {
             .collect();
         for pid in due {
             if let Some((ev, _)) = self.bpf.remove(&pid) {
-                let summary = self.summaries.remove(&pid).map(|s| s.0);
+                let (summary, report) = self.take_summary(pid);
                 out.push(Matched {
                     bpf: Some(ev),
                     summary,
+                    report,
                     ..Matched::default()
                 });
             }
@@ -141,15 +150,22 @@ impl Correlator {
             .collect();
         for pid in due {
             if let Some((k, usec, _)) = self.killed.remove(&pid) {
-                let summary = self.summaries.remove(&pid).map(|s| s.0);
+                let (summary, report) = self.take_summary(pid);
                 out.push(Matched {
                     bpf: None,
                     summary,
+                    report,
                     killed: Some(k),
                     kmsg_usec: Some(usec),
                 });
             }
         }
+    }
+
+    fn take_summary(&mut self, pid: u32) -> (Option<OomSummary>, Option<OomReport>) {
+        self.summaries
+            .remove(&pid)
+            .map_or((None, None), |(s, r, _)| (Some(s), r))
     }
 
     /// The earliest instant [`Self::expire`] has work.
@@ -195,11 +211,11 @@ mod tests {
         for bpf_first in [true, false] {
             let mut c = Correlator::new(cfg(true, true));
             let mut out = Vec::new();
-            c.on_kmsg(rec(SUMMARY), 1, t, &mut out);
+            c.on_kmsg(rec(SUMMARY), None, 1, t, &mut out);
             if bpf_first {
                 c.on_bpf(raw(7, raw::F_KILLED), t, &mut out);
             }
-            c.on_kmsg(rec(KILLED), 2, t, &mut out);
+            c.on_kmsg(rec(KILLED), None, 2, t, &mut out);
             if !bpf_first {
                 assert!(out.is_empty());
                 c.on_bpf(raw(7, raw::F_KILLED), t, &mut out);
@@ -231,7 +247,7 @@ mod tests {
         let mut c = Correlator::new(cfg(true, true));
         let mut out = Vec::new();
         c.on_bpf(raw(1, raw::F_KILLED), t, &mut out);
-        c.on_kmsg(rec(KILLED), 5, t, &mut out);
+        c.on_kmsg(rec(KILLED), None, 5, t, &mut out);
         assert_eq!(c.next_deadline(), Some(t + Duration::from_millis(500)));
         c.expire(t + Duration::from_millis(499), &mut out);
         assert!(out.is_empty());
@@ -249,9 +265,9 @@ mod tests {
         let t = Instant::now();
         let mut c = Correlator::new(cfg(false, true));
         let mut out = Vec::new();
-        c.on_kmsg(rec(SUMMARY), 1, t, &mut out);
+        c.on_kmsg(rec(SUMMARY), None, 1, t, &mut out);
         assert!(out.is_empty());
-        c.on_kmsg(rec(KILLED), 2, t, &mut out);
+        c.on_kmsg(rec(KILLED), None, 2, t, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(
             out[0].summary.as_ref().map(|s| s.task_memcg.as_str()),

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::kmsg::{KilledProcess, OomSummary};
 use crate::raw::{self, RawOomEvent};
+use crate::report::{Explanation, OomReport, VictimFacts};
 
 /// What kind of OOM killed the victim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -116,6 +117,9 @@ pub struct OomKill {
     pub trigger_comm: Option<String>,
     /// Where the event came from.
     pub source: EventSource,
+    /// Why it happened: the victim's RSS, the memcg's usage and limit, the largest tasks, one
+    /// sentence. Built by the tracer for every kill (fakes have none).
+    pub explanation: Option<Explanation>,
     /// Kernel time of the kill, as wall-clock RFC 3339.
     #[serde(serialize_with = "rfc3339")]
     pub timestamp: SystemTime,
@@ -151,6 +155,7 @@ impl OomKill {
             trigger_pid: None,
             trigger_comm: None,
             source: EventSource::Fake,
+            explanation: None,
             timestamp: SystemTime::now(),
         }
     }
@@ -217,6 +222,20 @@ impl HostPaths {
         pressure_cgroup::memory_cgroup_entry(&entries).map(|e| e.path.clone())
     }
 
+    /// A memory cgroup's limit in kB from its files (v1 `memory.limit_in_bytes`, else v2
+    /// `memory.max`); `None` when unlimited or unreadable (the cgroup may be gone already).
+    fn memcg_limit_kb(&self, memcg: &str) -> Option<u64> {
+        let rel = memcg.trim_start_matches('/');
+        let text = match &self.memcg_v1_root {
+            Some(v1) => std::fs::read_to_string(v1.join(rel).join("memory.limit_in_bytes")),
+            None => std::fs::read_to_string(self.unified_root.join(rel).join("memory.max")),
+        }
+        .ok()?;
+        // v1 prints "no limit" as PAGE_COUNTER_MAX pages in bytes (about 2^63), v2 as `max`.
+        let bytes: u64 = text.trim().parse().ok().filter(|&b| b < 1 << 60)?;
+        Some(bytes / 1024)
+    }
+
     /// Inode of a memory cgroup's directory: its kernfs id.
     fn cgroup_inode(&self, memcg: &str) -> Option<u64> {
         use std::os::unix::fs::MetadataExt;
@@ -249,6 +268,8 @@ fn task_exiting(stat: &str) -> bool {
 pub(crate) struct Matched {
     pub(crate) bpf: Option<RawOomEvent>,
     pub(crate) summary: Option<OomSummary>,
+    /// The OOM report printed before the summary.
+    pub(crate) report: Option<OomReport>,
     pub(crate) killed: Option<KilledProcess>,
     /// `usec` of the kernel-log record.
     pub(crate) kmsg_usec: Option<u64>,
@@ -357,6 +378,30 @@ pub(crate) fn build_kill(
     {
         kill.set_pod_from(&path);
     }
+    // Without the kernel's (rate-limited) report, the limit from the cgroup's own file.
+    let limit_kb = match (&m.report, kill.kind) {
+        (Some(r), _) if r.limit_kb.is_some() => None,
+        (_, KillKind::Memcg) => kill
+            .oom_memcg
+            .as_deref()
+            .or(kill.task_memcg.as_deref())
+            .and_then(|p| host.memcg_limit_kb(p)),
+        _ => None,
+    };
+    kill.explanation = Some(Explanation::new(
+        VictimFacts {
+            pid: kill.pid,
+            comm: &kill.comm,
+            global: kill.kind == KillKind::Global,
+            anon_kb: kill.rss_anon_kb,
+            file_kb: kill.rss_file_kb,
+            shmem_kb: kill.rss_shmem_kb,
+            oom_memcg: kill.oom_memcg.as_deref(),
+            task_memcg: kill.task_memcg.as_deref(),
+            limit_kb,
+        },
+        m.report.as_ref(),
+    ));
     Some(kill)
 }
 
@@ -424,5 +469,27 @@ mod tests {
         );
         std::fs::write(pid.join("stat"), "42 (tail) Z 1 42 42 0 -1 4194564 1 0 0 0").unwrap();
         assert_eq!(host.proc_memcg(42), None);
+    }
+
+    #[test]
+    fn limit_of_a_memcg_from_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cg = dir.path().join("kubepods/podx");
+        std::fs::create_dir_all(&cg).unwrap();
+        let mut host = HostPaths {
+            proc_root: dir.path().to_owned(),
+            memcg_v1_root: Some(dir.path().to_owned()),
+            unified_root: dir.path().to_owned(),
+        };
+        std::fs::write(cg.join("memory.limit_in_bytes"), "33554432\n").unwrap();
+        assert_eq!(host.memcg_limit_kb("/kubepods/podx"), Some(32768));
+        std::fs::write(cg.join("memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
+        assert_eq!(host.memcg_limit_kb("/kubepods/podx"), None);
+        host.memcg_v1_root = None;
+        std::fs::write(cg.join("memory.max"), "max\n").unwrap();
+        assert_eq!(host.memcg_limit_kb("/kubepods/podx"), None);
+        std::fs::write(cg.join("memory.max"), "1048576\n").unwrap();
+        assert_eq!(host.memcg_limit_kb("/kubepods/podx"), Some(1024));
+        assert_eq!(host.memcg_limit_kb("/gone"), None);
     }
 }

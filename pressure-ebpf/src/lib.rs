@@ -11,6 +11,8 @@
 //!   victims to a [`KillSink`], the seam for pod annotation and Kubernetes Events.
 //! - [`parse_kmsg_record`] / [`parse_oom_message`] parse the kernel's `oom-kill:` and
 //!   `Killed process` records; [`RawOomEvent`] mirrors the C event struct.
+//! - [`ReportAssembler`] reads the kernel's OOM report (usage, limit, task dump) into an
+//!   [`OomReport`]; every [`OomKill`] carries an [`Explanation`] built from it.
 #![deny(missing_docs)]
 
 mod correlate;
@@ -19,6 +21,7 @@ mod event;
 mod kmsg;
 mod probe;
 mod raw;
+mod report;
 mod sink;
 mod tracer;
 
@@ -29,6 +32,10 @@ pub use kmsg::{
 };
 pub use probe::{AttachMode, BPF_OBJECT};
 pub use raw::{CG_DEPTH, CG_NAME_LEN, COMM_LEN, RawCgPath, RawOomEvent};
+pub use report::{
+    Explanation, MAX_LINES_PER_REPORT, MAX_TOP_TASKS, OomReport, REPORT_TIMEOUT, ReportAssembler,
+    TaskRss,
+};
 pub use sink::{
     AnnotateKills, BoxFuture, KillOutcome, KillSink, MarkOutcome, RecordingSink, StageReason,
     handle_kill,

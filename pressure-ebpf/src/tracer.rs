@@ -18,9 +18,10 @@ use tokio::sync::mpsc;
 use crate::correlate::{Correlator, CorrelatorConfig};
 use crate::error::TracerError;
 use crate::event::{ClockPair, HostPaths, Matched, OomKill, build_kill};
-use crate::kmsg::{parse_kmsg_record, parse_oom_message};
+use crate::kmsg::{OomRecord, parse_kmsg_record, parse_oom_message};
 use crate::probe::{AttachMode, BPF_OBJECT, BpfProbe};
 use crate::raw::RawOomEvent;
+use crate::report::ReportAssembler;
 
 /// Which kernel sources an [`OomTracer`] reads (named apart from `pressure_core::SourceMode`, the
 /// `source.mode` of the `pressured` configuration).
@@ -50,7 +51,9 @@ pub struct TracerOptions {
     pub allow_tp_btf: bool,
     /// Host paths used to enrich kernel-log-only events.
     pub host: HostPaths,
-    /// How long a BPF event waits for the kernel-log record of the same victim.
+    /// How long a BPF event waits for the kernel-log records of the same victim (its OOM report,
+    /// read for the explanation, and `Killed process`); after it the kill is emitted without
+    /// them, explained from BPF's RSS alone.
     pub bpf_wait: Duration,
     /// How long a kernel-log `Killed process` record waits for its BPF event.
     pub kmsg_wait: Duration,
@@ -296,6 +299,7 @@ async fn run(
     let mut corr = Correlator::new(cfg);
     // SAFETY: sysconf has no preconditions.
     let page_kb = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) } / 1024).unwrap_or(4);
+    let mut reports = ReportAssembler::new(page_kb);
     let mut raw: Vec<RawOomEvent> = Vec::new();
     let mut lines: Vec<String> = Vec::new();
     let mut matched: Vec<Matched> = Vec::new();
@@ -339,8 +343,15 @@ async fn run(
                 let Ok(rec) = parse_kmsg_record(record) else {
                     continue;
                 };
+                reports.push(rec.usec, &rec.message);
                 match parse_oom_message(&rec.message) {
-                    Ok(Some(oom)) => corr.on_kmsg(oom, rec.usec, now, &mut matched),
+                    Ok(Some(oom)) => {
+                        // The summary ends the report printed before it (the dump).
+                        let report = matches!(oom, OomRecord::Summary(_))
+                            .then(|| reports.finish())
+                            .flatten();
+                        corr.on_kmsg(oom, report, rec.usec, now, &mut matched);
+                    }
                     Ok(None) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "unparsable OOM-killer record");

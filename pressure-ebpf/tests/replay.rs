@@ -84,6 +84,81 @@ async fn replays_memcg_kill_in_v1_hierarchy_on_6_18() {
         json["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
         "{json}"
     );
+    // Issue 18 item 3: the kill explained from the kernel's report.
+    let e = &json["explanation"];
+    assert_eq!(e["report"], true, "{e}");
+    assert_eq!(
+        (e["usage_kb"].as_u64(), e["limit_kb"].as_u64()),
+        (Some(65536), Some(65536))
+    );
+    assert_eq!(e["failcnt"], 5687);
+    assert_eq!(e["memcg"], "/ceotest");
+    assert_eq!(
+        (e["victim_anon_kb"].as_u64(), e["victim_file_kb"].as_u64()),
+        (Some(65152), Some(4796))
+    );
+    assert_eq!(e["tasks"], 1);
+    assert_eq!(e["top_tasks"][0]["pid"], 28225);
+    assert_eq!(e["top_tasks"][0]["rss_anon_kb"], 16288 * 4);
+    assert_eq!(e["trigger_comm"], "python3");
+    assert_eq!(
+        e["clause"],
+        "was OOM-killed at its 64 MiB limit: python3 (pid 28225) held 64 MiB anon, 5 MiB file; no other tasks"
+    );
+}
+
+#[tokio::test]
+async fn explains_v2_and_global_kills_on_6_1() {
+    let kills = replay("memcg_v2_kernel_6.1.kmsg").await;
+    let e = kills[0].explanation.as_ref().expect("explanation");
+    assert_eq!((e.usage_kb, e.limit_kb), (Some(49152), Some(49152)));
+    assert_eq!(e.memcg_anon_kb, Some(50_216_960 / 1024));
+    assert_eq!(e.top_tasks[0].rss_kb, 12642 * 4);
+    assert_eq!(
+        e.clause,
+        "was OOM-killed at its 48 MiB limit: dd (pid 85) held 48 MiB anon, 2 MiB shmem; no other tasks"
+    );
+    let kills = replay("global_kernel_6.1.kmsg").await;
+    let e = kills[0].explanation.as_ref().expect("explanation");
+    assert_eq!((e.usage_kb, e.limit_kb, e.tasks), (None, None, Some(1)));
+    assert!(
+        e.clause
+            .starts_with("was OOM-killed because the node ran out of memory: hog (pid 89)"),
+        "{}",
+        e.clause
+    );
+}
+
+#[tokio::test]
+async fn a_kill_without_its_report_is_explained_from_the_killed_record() {
+    // The report and summary are rate-limited together (dump_header); only `Killed process` remains.
+    let text = std::fs::read_to_string(fixture("memcg_v1_kernel_6.18.kmsg")).unwrap();
+    let last = text.lines().last().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("killed-only.kmsg");
+    std::fs::write(&path, format!("{last}\n")).unwrap();
+    let (mut stream, _stats) = OomTracer::start(TracerOptions {
+        mode: TraceSource::KmsgOnly,
+        kmsg_path: path,
+        host: HostPaths {
+            proc_root: dir.path().to_owned(),
+            memcg_v1_root: None,
+            unified_root: dir.path().to_owned(),
+        },
+        ..TracerOptions::default()
+    })
+    .unwrap();
+    let k = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let e = k.explanation.expect("explanation");
+    assert!(!e.report);
+    assert_eq!((e.usage_kb, e.tasks), (None, None));
+    assert_eq!(
+        e.clause,
+        "was OOM-killed at its memory limit: python3 (pid 28225) held 64 MiB anon, 5 MiB file"
+    );
 }
 
 #[tokio::test]

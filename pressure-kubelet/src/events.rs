@@ -327,6 +327,20 @@ pub enum EventSubject<'a> {
     },
 }
 
+/// An Event's note is at most 1 kB (`events.k8s.io/v1` validation): cut on a character boundary.
+fn truncate_note(mut note: String) -> String {
+    const MAX: usize = 1024;
+    if note.len() > MAX {
+        let mut end = MAX - '…'.len_utf8();
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push('…');
+    }
+    note
+}
+
 /// The Kubernetes Event for `subject`, `None` when it gets none (a warn or a recovery, or an engine
 /// event without a pod name).
 ///
@@ -407,12 +421,23 @@ pub fn event_spec(subject: EventSubject<'_>) -> Option<EventSpec> {
                     ),
                 )
             };
+            // The tracer's explanation, when it has one, says more in one sentence.
+            let note = match &v.explanation {
+                Some(clause) => {
+                    let who = container.map_or_else(
+                        || format!("a container of {}/{}", pod.namespace, pod.name),
+                        |c| format!("container {c} of {}/{}", pod.namespace, pod.name),
+                    );
+                    format!("{who} {clause}")
+                }
+                None => note,
+            };
             let pod = PodRef {
                 name: &pod.name,
                 namespace: Some(&pod.namespace),
                 uid: Some(&pod.uid),
             };
-            (pod, container, reason, "Killed", note)
+            (pod, container, reason, "Killed", truncate_note(note))
         }
     };
     Some(EventSpec {
@@ -582,6 +607,54 @@ mod tests {
             s.note.contains("in a container was killed by a global OOM"),
             "{}",
             s.note
+        );
+    }
+
+    #[test]
+    fn victims_with_an_explanation_get_it_as_the_note() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "cart-0", "namespace": "shop", "uid": "u-1"},
+            "spec": {"containers": [{"name": "app", "image": "x"}]},
+        }))
+        .unwrap();
+        let pod = PodInfo::from(&pod);
+        let victim = Victim {
+            comm: "leaky".into(),
+            pid: 4123,
+            explanation: Some("was OOM-killed at its 300 MiB limit: leaky (pid 4123) held 298 MiB anon; 2 other tasks held 1 MiB".into()),
+            ..Victim::default()
+        };
+        let s = event_spec(EventSubject::Victim {
+            pod: &pod,
+            container: Some("app"),
+            victim: &victim,
+        })
+        .unwrap();
+        assert_eq!(
+            s.note,
+            "container app of shop/cart-0 was OOM-killed at its 300 MiB limit: leaky (pid 4123) held 298 MiB anon; 2 other tasks held 1 MiB"
+        );
+        let long = Victim {
+            explanation: Some(format!(
+                "was OOM-killed at the 1 MiB limit of /{}",
+                "é".repeat(600)
+            )),
+            ..victim
+        };
+        let s = event_spec(EventSubject::Victim {
+            pod: &pod,
+            container: None,
+            victim: &long,
+        })
+        .unwrap();
+        assert!(
+            s.note.len() <= 1024 && s.note.ends_with('…'),
+            "{}",
+            s.note.len()
+        );
+        assert!(
+            s.note
+                .starts_with("a container of shop/cart-0 was OOM-killed")
         );
     }
 }

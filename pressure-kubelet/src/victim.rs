@@ -29,6 +29,11 @@ pub struct Victim {
     pub pid: u32,
     /// The cgroup whose limit was hit, as the kernel printed it.
     pub oom_memcg: Option<String>,
+    /// Why it was killed, as one clause after the subject (`was OOM-killed at its 300 MiB limit:
+    /// leaky (pid 4123) held 298 MiB anon; 2 other tasks held 1 MiB`, from
+    /// `pressure_ebpf::Explanation`); the Event's note when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<String>,
 }
 
 /// What [`VictimMarker::mark`] did.
