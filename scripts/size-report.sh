@@ -54,7 +54,7 @@ for bin in "${bins[@]}"; do
       sym = $0; sub(/^[0-9]+ [0-9]+ [tTwW] /, "", sym)
       while (sym ~ /^[<&*(]/ || sym ~ /^(dyn|impl|mut|const) /) { sub(/^[<&*(]|^(dyn|impl|mut|const) /, "", sym) }
       crate = sym; sub(/::.*/, "", crate); sub(/[<> ].*/, "", crate)
-      if (index(sym, "::") == 0) crate = "[C and unnamed]"
+      if (index(sym, "::") == 0) crate = "[C-or-unnamed]"
       bytes[crate] += $2; total += $2
     }
     END { for (c in bytes) printf "%d %s\n", bytes[c], c; printf "%d [total]\n", total }' |
