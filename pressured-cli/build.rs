@@ -24,7 +24,14 @@ fn main() {
     if !target.contains("linux") {
         return;
     }
-    println!("cargo:rustc-link-arg-bin=pressured=-no-pie");
+    // A static glibc build (`-C target-feature=+crt-static`, the images) is position-dependent with
+    // `-C relocation-model=static` instead: `-no-pie` on top of rustc's `-static-pie` links a binary
+    // that asks for a dynamic loader and crashes at once (tried: issue 19).
+    let crt_static = std::env::var("CARGO_CFG_TARGET_FEATURE")
+        .is_ok_and(|f| f.split(',').any(|f| f == "crt-static"));
+    if !crt_static {
+        println!("cargo:rustc-link-arg-bin=pressured=-no-pie");
+    }
     if std::env::var("PRESSURED_LINK_ORDER").is_ok_and(|v| v == "0") {
         return;
     }

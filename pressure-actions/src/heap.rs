@@ -87,6 +87,7 @@ impl HeapProfileAction {
     fn client(&self) -> Result<&reqwest::Client, &str> {
         self.client
             .get_or_init(|| {
+                crate::tls::install_ring();
                 reqwest::Client::builder()
                     .user_agent(concat!("pressured/", env!("CARGO_PKG_VERSION")))
                     .connect_timeout(Duration::from_secs(5))

@@ -54,6 +54,7 @@ mod heap;
 mod lua;
 mod registry;
 mod storage;
+mod tls;
 mod webhook;
 
 pub use action::{Action, ActionContext};

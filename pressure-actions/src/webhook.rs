@@ -38,6 +38,7 @@ impl WebhookAction {
     fn client(&self) -> Result<&reqwest::Client, &str> {
         self.client
             .get_or_init(|| {
+                crate::tls::install_ring();
                 reqwest::Client::builder()
                     .user_agent(concat!("pressured/", env!("CARGO_PKG_VERSION")))
                     .redirect(redirect_policy())

@@ -1,11 +1,12 @@
-//! The open-file limit: watching N cgroups keeps about 5 N descriptors open.
+//! The open-file limit: a watcher keeps one descriptor open per cgroup, up to
+//! `WatchOptions::open_files` (2048 by default).
 
 use std::io;
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the new soft limit.
 ///
-/// Each watched cgroup keeps its memory files open (4 on v1 plus an eventfd, 5 on v2), so 1 000
-/// containers need more than the usual soft limit of 1 024.
+/// A watcher keeps the usage file of up to `WatchOptions::open_files` cgroups open (2048 by default),
+/// more than the usual soft limit of 1 024 allows; it never goes above the soft limit less 256.
 ///
 /// # Errors
 /// The `getrlimit`/`setrlimit` error.
@@ -26,6 +27,16 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
         }
     }
     Ok(limit.rlim_cur)
+}
+
+/// The soft `RLIMIT_NOFILE`; `None` when it cannot be read.
+pub(crate) fn nofile_soft_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid out-pointer.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) } == 0).then_some(limit.rlim_cur)
 }
 
 #[cfg(test)]

@@ -67,10 +67,12 @@ pub struct PsiLine {
     pub total_us: u64,
 }
 
-/// A reusable read buffer shared by many [`CgroupReader`]s; grows to the largest file once.
+/// A reusable read buffer shared by many [`CgroupReader`]s; grows to the largest file once. It also
+/// holds the path of the file a reader opens for one read, so that needs no allocation either.
 #[derive(Debug)]
 pub struct ReadBuffer {
     data: Vec<u8>,
+    path: PathBuf,
 }
 
 impl ReadBuffer {
@@ -79,6 +81,7 @@ impl ReadBuffer {
     pub fn new() -> Self {
         ReadBuffer {
             data: vec![0; 4096],
+            path: PathBuf::new(),
         }
     }
 
@@ -86,26 +89,53 @@ impl ReadBuffer {
     ///
     /// A read that leaves room in the buffer is taken as the whole file: kernfs (`seq_file`) hands out
     /// everything it generated up to the requested size, so this costs one system call, not two.
-    fn pread<'a>(&'a mut self, file: &File, path: &Path) -> Result<&'a [u8], CgroupError> {
+    fn pread(&mut self, file: &File) -> std::io::Result<&[u8]> {
+        let len = fill(&mut self.data, file)?;
+        Ok(&self.data[..len])
+    }
+
+    /// Opens `path`, reads all of it and closes it again.
+    pub(crate) fn read_path(&mut self, path: &Path) -> Result<&[u8], CgroupError> {
+        let len = File::open(path)
+            .and_then(|file| fill(&mut self.data, &file))
+            .map_err(|e| CgroupError::from_io(path, e))?;
+        Ok(&self.data[..len])
+    }
+
+    /// Opens `dir/name`, reads all of it and closes it again.
+    fn read_named(&mut self, dir: &Path, name: &str) -> Result<&[u8], CgroupError> {
+        let path = self.path.as_mut_os_string();
+        path.clear();
+        path.push(dir.as_os_str());
+        path.push("/");
+        path.push(name);
+        let len = File::open(&self.path)
+            .and_then(|file| fill(&mut self.data, &file))
+            .map_err(|e| CgroupError::from_io(&self.path, e))?;
+        Ok(&self.data[..len])
+    }
+}
+
+/// Reads all of `file` from offset 0 into `data` (grown as needed); returns the length.
+fn fill(data: &mut Vec<u8>, file: &File) -> std::io::Result<usize> {
+    loop {
+        let mut filled = 0;
         loop {
-            let mut filled = 0;
-            loop {
-                match file.read_at(&mut self.data[filled..], filled as u64) {
-                    Ok(0) => return Ok(&self.data[..filled]),
-                    Ok(n) => {
-                        filled += n;
-                        if filled == self.data.len() {
-                            break;
-                        }
-                        return Ok(&self.data[..filled]);
+            match file.read_at(&mut data[filled..], filled as u64) {
+                Ok(0) => return Ok(filled),
+                Ok(n) => {
+                    filled += n;
+                    if filled == data.len() {
+                        break;
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(CgroupError::from_io(path, e)),
+                    return Ok(filled);
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
-            let len = self.data.len() * 2;
-            self.data.resize(len, 0);
         }
+        let len = data.len() * 2;
+        data.resize(len, 0);
     }
 }
 
@@ -115,17 +145,23 @@ impl Default for ReadBuffer {
     }
 }
 
-/// An open memory cgroup: its files stay open and each sample re-reads them with `pread` at offset 0.
+/// A memory cgroup: its usage file stays open and each sample re-reads it with `pread` at offset 0;
+/// the other files are opened for the read that needs them and closed again.
+///
+/// The kernel charges each open and read cgroup file (its `seq_file` buffer, a page) to the reader's
+/// memory cgroup, so a watcher of a thousand containers that kept all of them open paid some 20 MB of
+/// kernel memory and five descriptors per cgroup (issue 19). Usage is read every tick and is cheap to
+/// `pread` (under 1 µs against some 7 µs to open, read and close); the limit, `memory.stat` and the
+/// OOM counters are read at most about once a second, where the open costs little. A reader made by
+/// [`CgroupReader::on_demand`] keeps nothing open at all.
 #[derive(Debug)]
 pub struct CgroupReader {
     dir: PathBuf,
     version: CgroupVersion,
-    usage: OpenFile,
-    limit: OpenFile,
-    stat: OpenFile,
-    /// `memory.events` (v2) or `memory.oom_control` (v1).
-    events: OpenFile,
-    pressure: Option<OpenFile>,
+    /// The usage file, kept open; `None`: opened for each read.
+    usage: Option<File>,
+    /// `memory.pressure` exists and reads (v2 with PSI on).
+    pressure: bool,
     stat_cache: StatCache,
     /// What the last read of the files a [`Refresh`] may skip said; `None` before the first read.
     slow: Option<SlowFiles>,
@@ -198,20 +234,6 @@ impl StatCache {
     }
 }
 
-#[derive(Debug)]
-struct OpenFile {
-    file: File,
-    path: PathBuf,
-}
-
-impl OpenFile {
-    fn open(dir: &Path, name: &str) -> Result<Self, CgroupError> {
-        let path = dir.join(name);
-        let file = File::open(&path).map_err(|e| CgroupError::from_io(&path, e))?;
-        Ok(OpenFile { file, path })
-    }
-}
-
 /// File names per version: usage, limit, stat, events, pressure.
 fn file_names(version: CgroupVersion) -> [&'static str; 5] {
     match version {
@@ -232,35 +254,66 @@ fn file_names(version: CgroupVersion) -> [&'static str; 5] {
     }
 }
 
+/// The indices of [`file_names`].
+const USAGE: usize = 0;
+const LIMIT: usize = 1;
+const STAT: usize = 2;
+const EVENTS: usize = 3;
+const PRESSURE: usize = 4;
+
 impl CgroupReader {
-    /// Opens the memory files of the cgroup directory `dir`.
+    /// A reader of the cgroup directory `dir` that keeps its usage file open (one descriptor).
+    ///
+    /// When the process is out of descriptors (`EMFILE`, `ENFILE`) it keeps nothing open, as
+    /// [`CgroupReader::on_demand`] does; [`CgroupReader::holds_file`] tells.
     ///
     /// # Errors
-    /// [`CgroupError::Vanished`] when the directory or a file is missing, [`CgroupError::PermissionDenied`]
-    /// when a file may not be read, [`CgroupError::Io`] otherwise. A missing `memory.pressure` (PSI off)
-    /// is no error.
+    /// [`CgroupError::Vanished`] when the directory or the usage file is missing,
+    /// [`CgroupError::PermissionDenied`] when it may not be read, [`CgroupError::Io`] otherwise. A
+    /// missing `memory.pressure` (PSI off) is no error.
     pub fn open(dir: &Path, version: CgroupVersion) -> Result<Self, CgroupError> {
-        let [usage, limit, stat, events, pressure] = file_names(version);
-        let pressure = if pressure.is_empty() {
-            None
-        } else {
-            match OpenFile::open(dir, pressure) {
-                Ok(f) => Some(f),
-                Err(CgroupError::Vanished { .. }) if dir.is_dir() => None,
-                Err(e) => return Err(e),
+        Self::new(dir, version, true)
+    }
+
+    /// A reader of the cgroup directory `dir` that keeps no file open: each read opens the files it
+    /// reads and closes them again (some 7 µs more per file on cgroupfs, no descriptor and no kernel
+    /// memory between reads). For watchers of more cgroups than they want descriptors.
+    ///
+    /// # Errors
+    /// As for [`CgroupReader::open`].
+    pub fn on_demand(dir: &Path, version: CgroupVersion) -> Result<Self, CgroupError> {
+        Self::new(dir, version, false)
+    }
+
+    fn new(dir: &Path, version: CgroupVersion, keep_usage: bool) -> Result<Self, CgroupError> {
+        let names = file_names(version);
+        let usage_path = dir.join(names[USAGE]);
+        let usage = match File::open(&usage_path) {
+            Ok(file) => keep_usage.then_some(file),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                if usage_path.exists() {
+                    None
+                } else {
+                    return Err(CgroupError::Vanished { path: usage_path });
+                }
             }
+            Err(e) => return Err(CgroupError::from_io(&usage_path, e)),
         };
+        let pressure = !names[PRESSURE].is_empty() && dir.join(names[PRESSURE]).exists();
         Ok(CgroupReader {
             dir: dir.to_owned(),
             version,
-            usage: OpenFile::open(dir, usage)?,
-            limit: OpenFile::open(dir, limit)?,
-            stat: OpenFile::open(dir, stat)?,
-            events: OpenFile::open(dir, events)?,
+            usage,
             pressure,
             stat_cache: StatCache::default(),
             slow: None,
         })
+    }
+
+    /// Whether this reader keeps a file (its usage file) open.
+    #[must_use]
+    pub fn holds_file(&self) -> bool {
+        self.usage.is_some()
     }
 
     /// The cgroup directory.
@@ -291,9 +344,28 @@ impl CgroupReader {
         };
     }
 
-    /// The open `memory.events` (v2) or `memory.oom_control` (v1) file, for OOM notifications.
-    pub(crate) fn events_file(&self) -> (&File, &Path) {
-        (&self.events.file, &self.events.path)
+    /// The path of `memory.events` (v2) or `memory.oom_control` (v1), for OOM notifications.
+    pub(crate) fn events_path(&self) -> PathBuf {
+        self.dir.join(file_names(self.version)[EVENTS])
+    }
+
+    /// The path of file `index` of [`file_names`], for an error.
+    fn path_of(&self, index: usize) -> PathBuf {
+        self.dir.join(file_names(self.version)[index])
+    }
+
+    /// Reads file `index` of [`file_names`] into `buf`: the open usage file, or any file by name.
+    fn read_file<'a>(
+        &self,
+        buf: &'a mut ReadBuffer,
+        index: usize,
+    ) -> Result<&'a [u8], CgroupError> {
+        match (&self.usage, index) {
+            (Some(file), USAGE) => buf
+                .pread(file)
+                .map_err(|e| CgroupError::from_io(&self.path_of(USAGE), e)),
+            _ => buf.read_named(&self.dir, file_names(self.version)[index]),
+        }
     }
 
     /// Reads all statistics; allocation-free once `buf` has grown to the largest file.
@@ -315,7 +387,11 @@ impl CgroupReader {
         buf: &mut ReadBuffer,
         refresh: Refresh,
     ) -> Result<MemoryStats, CgroupError> {
-        let usage_bytes = read_u64(&self.usage, buf, "a byte count")?;
+        let usage_bytes =
+            parse_u64(trim(self.read_file(buf, USAGE)?)).ok_or_else(|| CgroupError::Parse {
+                path: self.path_of(USAGE),
+                what: "a byte count",
+            })?;
         let cached = self.slow;
         let refresh = if cached.is_none() {
             Refresh::ALL
@@ -324,7 +400,7 @@ impl CgroupReader {
         };
         let limit_bytes = match cached {
             Some(c) if !refresh.limit => c.limit_bytes,
-            _ => read_limit(&self.limit, buf, self.version)?,
+            _ => self.read_limit(buf)?,
         };
         let inactive_key: &[u8] = match self.version {
             CgroupVersion::V1 => b"total_inactive_file",
@@ -334,9 +410,9 @@ impl CgroupReader {
             self.stat_cache.age += 1;
             self.stat_cache.inactive_file
         } else {
-            let stat = buf.pread(&self.stat.file, &self.stat.path)?;
-            let inactive = keyed_u64(stat, inactive_key).ok_or(CgroupError::Parse {
-                path: self.stat.path.clone(),
+            let stat = self.read_file(buf, STAT)?;
+            let inactive = keyed_u64(stat, inactive_key).ok_or_else(|| CgroupError::Parse {
+                path: self.path_of(STAT),
                 what: "inactive_file",
             })?;
             self.stat_cache.valid = true;
@@ -369,7 +445,7 @@ impl CgroupReader {
     }
 
     fn read_events(&mut self, buf: &mut ReadBuffer) -> Result<OomCounters, CgroupError> {
-        let events = buf.pread(&self.events.file, &self.events.path)?;
+        let events = self.read_file(buf, EVENTS)?;
         Ok(match self.version {
             CgroupVersion::V1 => OomCounters {
                 oom_kill: keyed_u64(events, b"oom_kill").unwrap_or(0),
@@ -377,8 +453,8 @@ impl CgroupReader {
                 ..OomCounters::default()
             },
             CgroupVersion::V2 => OomCounters {
-                oom_kill: keyed_u64(events, b"oom_kill").ok_or(CgroupError::Parse {
-                    path: self.events.path.clone(),
+                oom_kill: keyed_u64(events, b"oom_kill").ok_or_else(|| CgroupError::Parse {
+                    path: self.path_of(EVENTS),
                     what: "oom_kill",
                 })?,
                 oom: keyed_u64(events, b"oom"),
@@ -391,43 +467,31 @@ impl CgroupReader {
     }
 
     fn read_pressure(&mut self, buf: &mut ReadBuffer) -> Result<Option<MemoryPsi>, CgroupError> {
-        match &self.pressure {
-            None => Ok(None),
-            Some(p) => match buf.pread(&p.file, &p.path) {
-                Ok(text) => Ok(parse_psi(text)),
-                // PSI disabled at boot (`psi=0`): reads fail with EOPNOTSUPP; stop trying.
-                Err(CgroupError::Io { .. }) => {
-                    self.pressure = None;
-                    Ok(None)
-                }
-                Err(e) => Err(e),
-            },
+        if !self.pressure {
+            return Ok(None);
+        }
+        match self.read_file(buf, PRESSURE) {
+            Ok(text) => Ok(parse_psi(text)),
+            // PSI disabled at boot (`psi=0`): reads fail with EOPNOTSUPP; stop trying.
+            Err(CgroupError::Io { .. }) => {
+                self.pressure = false;
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
     }
-}
 
-fn read_u64(file: &OpenFile, buf: &mut ReadBuffer, what: &'static str) -> Result<u64, CgroupError> {
-    let text = buf.pread(&file.file, &file.path)?;
-    parse_u64(trim(text)).ok_or(CgroupError::Parse {
-        path: file.path.clone(),
-        what,
-    })
-}
-
-fn read_limit(
-    file: &OpenFile,
-    buf: &mut ReadBuffer,
-    version: CgroupVersion,
-) -> Result<Option<u64>, CgroupError> {
-    let text = trim(buf.pread(&file.file, &file.path)?);
-    if version == CgroupVersion::V2 && text == b"max" {
-        return Ok(None);
+    fn read_limit(&self, buf: &mut ReadBuffer) -> Result<Option<u64>, CgroupError> {
+        let text = trim(self.read_file(buf, LIMIT)?);
+        if self.version == CgroupVersion::V2 && text == b"max" {
+            return Ok(None);
+        }
+        let value = parse_u64(text).ok_or_else(|| CgroupError::Parse {
+            path: self.path_of(LIMIT),
+            what: "a limit (bytes or max)",
+        })?;
+        Ok(v1_limit(value))
     }
-    let value = parse_u64(text).ok_or(CgroupError::Parse {
-        path: file.path.clone(),
-        what: "a limit (bytes or max)",
-    })?;
-    Ok(v1_limit(value))
 }
 
 /// v1 reports "unlimited" as `PAGE_COUNTER_MAX` pages: 2^63 − 1 rounded down to the page size.
@@ -448,7 +512,7 @@ fn trim(text: &[u8]) -> &[u8] {
     text.trim_ascii()
 }
 
-fn parse_u64(text: &[u8]) -> Option<u64> {
+pub(crate) fn parse_u64(text: &[u8]) -> Option<u64> {
     if text.is_empty() {
         return None;
     }
@@ -462,7 +526,7 @@ fn parse_u64(text: &[u8]) -> Option<u64> {
 }
 
 /// Finds `key value` in a flat-keyed file (`memory.stat`, `memory.events`, `memory.oom_control`).
-fn keyed_u64(text: &[u8], key: &[u8]) -> Option<u64> {
+pub(crate) fn keyed_u64(text: &[u8], key: &[u8]) -> Option<u64> {
     text.split(|&b| b == b'\n').find_map(|line| {
         let rest = line.strip_prefix(key)?.strip_prefix(b" ")?;
         parse_u64(trim(rest))

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use pressure_cgroup::{CgroupLayout, Scope, WatchOptions, Watcher};
 use pressure_core::{Engine, Event, EventType, Severity, ThresholdsConfig};
-use pressure_testkit::{Hog, HogSpec, KubeletV1Pod, require_v1_memcg};
+use pressure_testkit::{
+    CgroupDirs, Hog, HogSpec, KubeletV1Pod, require_v1_memcg, unique_container_id, unique_pod_uid,
+};
 
 #[test]
 fn node_watch_reports_a_real_pod_going_critical() {
@@ -87,4 +89,125 @@ fn node_watch_reports_a_real_pod_going_critical() {
         .join()
         .expect("loop thread")
         .expect("the loop ends cleanly on stop");
+}
+
+/// Issue 19: a node of 5 000 containers (500 kubelet-shaped pods of 10, 5 500 real v1 memory cgroups)
+/// is watched with a bounded number of descriptors: at most `open_files` usage files plus a few, not
+/// five per cgroup. A container beyond that budget (its files opened for each read) still reports
+/// its pressure.
+#[test]
+fn five_thousand_cgroups_with_bounded_descriptors() {
+    let Some(memory_root) = require_v1_memcg("five_thousand_cgroups_with_bounded_descriptors")
+    else {
+        return;
+    };
+    const PODS: usize = 500;
+    const CONTAINERS: usize = 10;
+    const OPEN_FILES: usize = 1000;
+    let parent = memory_root.join(format!("pressure-5k-{}", unique_pod_uid()));
+    let mut dirs = CgroupDirs::new();
+    let qos = parent.join("kubepods/burstable");
+    for dir in [parent.clone(), parent.join("kubepods"), qos.clone()] {
+        dirs.create_all(&dir).expect("mkdir");
+    }
+    for _ in 0..PODS {
+        let pod = qos.join(format!("pod{}", unique_pod_uid()));
+        dirs.create_all(&pod).expect("mkdir pod");
+        for _ in 0..CONTAINERS {
+            let container = pod.join(unique_container_id());
+            dirs.create_all(&container).expect("mkdir container");
+            std::fs::write(container.join("memory.limit_in_bytes"), "67108864")
+                .expect("limit 64 MiB");
+        }
+    }
+    // Discovery sorts by name: the greatest container ID is added last, beyond the budget.
+    let last = {
+        let mut all: Vec<_> = std::fs::read_dir(&qos)
+            .expect("readdir")
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .flat_map(|pod| {
+                std::fs::read_dir(pod.path())
+                    .expect("readdir pod")
+                    .flatten()
+            })
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect();
+        all.sort();
+        all.pop().expect("a container")
+    };
+    let container_id = last
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name")
+        .to_owned();
+
+    let fds = || std::fs::read_dir("/proc/self/fd").expect("fds").count();
+    let before = fds();
+    let layout = CgroupLayout::detect(&parent).expect("layout");
+    let mut options = WatchOptions::new(Scope::Node);
+    options.interval = Duration::from_millis(200);
+    options.open_files = OPEN_FILES;
+    let mut watcher = Watcher::new(
+        layout,
+        Engine::new(&ThresholdsConfig::default(), false),
+        options,
+    )
+    .expect("watcher");
+    let stop = watcher.stop_token();
+    let (tx, rx) = mpsc::channel::<Event>();
+    let (tick_tx, tick_rx) = mpsc::channel::<()>();
+    let looping = std::thread::spawn(move || {
+        struct Forward(mpsc::Sender<Event>, mpsc::Sender<()>);
+        impl pressure_cgroup::Observer for Forward {
+            fn event(&mut self, event: &Event) {
+                let _ = self.0.send(event.clone());
+            }
+            fn first_tick(&mut self) {
+                let _ = self.1.send(());
+            }
+        }
+        watcher.run(&mut Forward(tx, tick_tx))
+    });
+    tick_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("first tick over 5 500 cgroups");
+    let during = fds();
+    // Other tests of this binary run alongside and hold a few descriptors of their own.
+    assert!(
+        during <= before + OPEN_FILES + 64,
+        "{during} descriptors open while watching {} cgroups (before: {before}; budget {OPEN_FILES})",
+        PODS * (CONTAINERS + 1)
+    );
+
+    let _hog = Hog::spawn_in(
+        &last.join("cgroup.procs"),
+        HogSpec {
+            step_bytes: 4 << 20,
+            interval: Duration::from_millis(20),
+            max_bytes: Some(56 << 20),
+        },
+    )
+    .expect("hog");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let critical = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = rx
+            .recv_timeout(left)
+            .expect("a critical event for the container beyond the descriptor budget");
+        if event.container_id.as_deref() == Some(container_id.as_str())
+            && event.severity == Severity::Critical
+        {
+            break event;
+        }
+    };
+    assert_eq!(critical.limit_bytes, Some(64 << 20));
+    stop.stop();
+    looping
+        .join()
+        .expect("loop thread")
+        .expect("the loop ends cleanly on stop");
+    drop(_hog);
+    dirs.remove_all();
 }

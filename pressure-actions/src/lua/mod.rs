@@ -405,6 +405,7 @@ impl LuaAction {
         if sources.is_empty() {
             sources.push(("default".to_string(), DEFAULT_SCRIPT.to_string()));
         }
+        crate::tls::install_ring();
         let client = reqwest::Client::builder()
             .user_agent(concat!("pressured/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))

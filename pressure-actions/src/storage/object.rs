@@ -97,6 +97,7 @@ impl ObjectStorage {
                 .with_allow_http(endpoint.starts_with("http://"));
         }
         builder = builder.with_virtual_hosted_style_request(!config.path_style);
+        crate::tls::install_ring();
         let store = builder.build().map_err(|e| StorageError::Config {
             key: "storage.s3".into(),
             message: e.to_string(),
