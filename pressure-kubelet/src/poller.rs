@@ -110,6 +110,8 @@ pub struct ClusterPoller {
     unknown: HashMap<String, HashSet<String>>,
     /// How many distinct such pods were seen (see [`ClusterPoller::unknown_pods`]).
     unknown_total: Arc<AtomicU64>,
+    /// Called with the engine after each poll cycle (see [`ClusterPoller::on_cycle`]).
+    on_cycle: Option<Box<dyn FnMut(&Engine) + Send>>,
 }
 
 impl std::fmt::Debug for ClusterPoller {
@@ -143,7 +145,16 @@ impl ClusterPoller {
             leader: None,
             unknown: HashMap::new(),
             unknown_total: Arc::new(AtomicU64::new(0)),
+            on_cycle: None,
         }
+    }
+
+    /// Calls `f` with the engine at the end of each poll cycle this replica runs (as leader), e.g. to
+    /// refresh per-container gauges from [`Engine::containers`]; it must be quick, the loop waits.
+    #[must_use]
+    pub fn on_cycle(mut self, f: impl FnMut(&Engine) + Send + 'static) -> Self {
+        self.on_cycle = Some(Box::new(f));
+        self
     }
 
     /// A counter of the summary pods, in a watched namespace, whose UID the pod cache does not hold
@@ -246,6 +257,9 @@ impl ClusterPoller {
                         });
                     }
                     self.engine.end_cycle();
+                    if let Some(f) = &mut self.on_cycle {
+                        f(&self.engine);
+                    }
                 }
                 Some(f) = rx.recv() => {
                     self.in_flight.remove(&f.node);
