@@ -111,8 +111,11 @@ pub struct ClusterPoller {
     /// How many distinct such pods were seen (see [`ClusterPoller::unknown_pods`]).
     unknown_total: Arc<AtomicU64>,
     /// Called with the engine after each poll cycle (see [`ClusterPoller::on_cycle`]).
-    on_cycle: Option<Box<dyn FnMut(&Engine) + Send>>,
+    on_cycle: Option<Box<OnCycle>>,
 }
+
+/// What [`ClusterPoller::on_cycle`] calls.
+type OnCycle = dyn FnMut(&Engine) + Send;
 
 impl std::fmt::Debug for ClusterPoller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

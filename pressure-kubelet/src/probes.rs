@@ -87,15 +87,18 @@ impl ProbeServer {
                     let page = encode();
                     // Prometheus asks for OpenMetrics; curl, promtool and older scrapers get the
                     // classic text format, as client_golang negotiates it.
-                    let openmetrics = headers
-                        .get_all(header::ACCEPT)
-                        .iter()
-                        .any(|v| v.to_str().is_ok_and(|v| v.contains("application/openmetrics-text")));
+                    let openmetrics = headers.get_all(header::ACCEPT).iter().any(|v| {
+                        v.to_str()
+                            .is_ok_and(|v| v.contains("application/openmetrics-text"))
+                    });
                     async move {
                         if openmetrics {
                             ([(header::CONTENT_TYPE, OPENMETRICS)], page)
                         } else {
-                            ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], openmetrics_to_text(&page))
+                            (
+                                [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+                                openmetrics_to_text(&page),
+                            )
                         }
                     }
                 }),
@@ -182,7 +185,10 @@ fn openmetrics_to_text(page: &str) -> String {
                 continue;
             }
         }
-        if let Some((name, kind)) = line.strip_prefix("# TYPE ").and_then(|t| t.rsplit_once(' ')) {
+        if let Some((name, kind)) = line
+            .strip_prefix("# TYPE ")
+            .and_then(|t| t.rsplit_once(' '))
+        {
             let (name, kind) = classic(name, kind);
             out.push_str(&format!("# TYPE {name} {kind}\n"));
             continue;

@@ -534,13 +534,27 @@ fn issue_18_plot_draws_the_bundled_timeline() {
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("episode.svg");
     let out = pressured()
-        .args(["plot", &example(), "-o", svg.to_str().unwrap(), "--top", "1"])
+        .args([
+            "plot",
+            &example(),
+            "-o",
+            svg.to_str().unwrap(),
+            "--top",
+            "1",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.contains("shop/cart-0/app"), "{text}");
-    assert!(!text.contains("shop/search-0/es"), "--top 1 draws one panel");
+    assert!(
+        !text.contains("shop/search-0/es"),
+        "--top 1 draws one panel"
+    );
     for want in ["predicted_oom ETA", "critical", "oom_killed"] {
         assert!(text.contains(want), "{want}");
     }
@@ -548,7 +562,14 @@ fn issue_18_plot_draws_the_bundled_timeline() {
     let line = text
         .split("<polyline ")
         .filter(|t| t.contains("stroke=\"#1F77B4\""))
-        .map(|t| t.split("points=\"").nth(1).unwrap().split('"').next().unwrap())
+        .map(|t| {
+            t.split("points=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+        })
         .map(|p| p.split_whitespace().count())
         .max()
         .unwrap();
@@ -559,8 +580,16 @@ fn issue_18_plot_draws_the_bundled_timeline() {
         .args(["plot", &example(), "-o", png.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG\r\n\x1a\n"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read(&png)
+            .unwrap()
+            .starts_with(b"\x89PNG\r\n\x1a\n")
+    );
     let out = pressured()
         .args(["plot", &example(), "-o", "episode.jpg"])
         .output()
@@ -584,8 +613,14 @@ fn issue_18_container_gauges_key_is_checked() {
     let effective: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(effective["metrics"]["container_gauges"], Value::Null);
     for (bad, key) in [
-        (r#"{"metrics": {"container_gauge": true}}"#, "metrics.container_gauge"),
-        (r#"{"metrics": {"container_gauges": "yes"}}"#, "metrics.container_gauges"),
+        (
+            r#"{"metrics": {"container_gauge": true}}"#,
+            "metrics.container_gauge",
+        ),
+        (
+            r#"{"metrics": {"container_gauges": "yes"}}"#,
+            "metrics.container_gauges",
+        ),
     ] {
         let f = config_file(bad);
         let out = pressured()

@@ -42,7 +42,10 @@ fn scrape_until(address: &str, timeout: Duration, what: &str, ok: impl Fn(&str) 
         if ok(&body) {
             return body;
         }
-        assert!(Instant::now() < deadline, "{what}: never; last scrape:\n{body}");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: never; last scrape:\n{body}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -72,7 +75,10 @@ pub(crate) fn promtool_accepts(test: &str, body: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}\non:\n{body}");
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics:\n{said}\non:\n{body}"
+    );
 }
 
 /// The bound metrics address from the log line `serving /metrics … address=…`.
@@ -116,7 +122,10 @@ fn issue_18_node_mode_exports_per_container_gauges_through_a_real_oom_kill() {
         value(&body, "pressured_container_memory_limit_bytes", &labels),
         Some(limit as f64)
     );
-    assert_eq!(value(&body, "pressured_container_severity", &labels), Some(0.0));
+    assert_eq!(
+        value(&body, "pressured_container_severity", &labels),
+        Some(0.0)
+    );
     assert_eq!(
         value(&body, "pressured_container_oom_kills_total", &labels),
         Some(0.0)
@@ -142,7 +151,10 @@ fn issue_18_node_mode_exports_per_container_gauges_through_a_real_oom_kill() {
     });
     let eta = value(&body, "pressured_container_predicted_oom_seconds", &labels).expect("eta");
     eprintln!("predicted_oom announced {announced:.1} s; the gauge then read {eta:.1} s");
-    assert!(eta > 0.0 && eta < 2.0 * announced + 1.0, "{eta} vs {announced}");
+    assert!(
+        eta > 0.0 && eta < 2.0 * announced + 1.0,
+        "{eta} vs {announced}"
+    );
     let ratio = value(&body, "pressured_container_memory_usage_ratio", &labels).expect("ratio");
     let ws = value(&body, "pressured_container_working_set_bytes", &labels).expect("ws");
     assert!((ratio - ws / limit as f64).abs() < 1e-9, "{ratio} vs {ws}");
@@ -164,9 +176,12 @@ fn issue_18_node_mode_exports_per_container_gauges_through_a_real_oom_kill() {
 
     // The pod goes: its series go (three cycles, then the next refresh).
     pod.remove();
-    scrape_until(&address, Duration::from_secs(10), "the series dropped", |b| {
-        !b.contains(&pod.pod_uid)
-    });
+    scrape_until(
+        &address,
+        Duration::from_secs(10),
+        "the series dropped",
+        |b| !b.contains(&pod.pod_uid),
+    );
     let status = pressured.terminate().expect("pressured stops on SIGTERM");
     assert!(status.success(), "{status:?}");
 }
@@ -191,7 +206,12 @@ fn issue_18_cluster_mode_gauges_only_with_the_config_key() {
         crate::util::spawn(
             Command::new(env!("CARGO_BIN_EXE_pressured"))
                 .args(["-c", config.to_str().unwrap_or_default()])
-                .args(["--metrics-bind-address", "127.0.0.1:0", "--log-format", "json"])
+                .args([
+                    "--metrics-bind-address",
+                    "127.0.0.1:0",
+                    "--log-format",
+                    "json",
+                ])
                 .env("KUBECONFIG", &kubeconfig)
                 .env("RUST_LOG", "info")
                 .env("POD_NAME", "pressured-test"),
@@ -200,9 +220,17 @@ fn issue_18_cluster_mode_gauges_only_with_the_config_key() {
     let address = |running: &crate::util::Running| {
         let line = crate::util::wait_log(&running.log, "serving /metrics");
         let v: Value = serde_json::from_str(&line).expect("a JSON log line");
-        v["fields"]["address"].as_str().expect("address").to_string()
+        v["fields"]["address"]
+            .as_str()
+            .expect("address")
+            .to_string()
     };
-    server.set_usage("ns-0", "pod-0-0", "app", ContainerUsage::working_set(192 * MIB));
+    server.set_usage(
+        "ns-0",
+        "pod-0-0",
+        "app",
+        ContainerUsage::working_set(192 * MIB),
+    );
     let labels = r#"namespace="ns-0",pod="pod-0-0",container="app""#;
 
     // On: the warn event comes, and the gauges name the container.
@@ -222,7 +250,10 @@ fn issue_18_cluster_mode_gauges_only_with_the_config_key() {
         value(&body, "pressured_container_memory_limit_bytes", labels),
         Some((256 * MIB) as f64)
     );
-    assert_eq!(value(&body, "pressured_container_memory_usage_ratio", labels), Some(0.75));
+    assert_eq!(
+        value(&body, "pressured_container_memory_usage_ratio", labels),
+        Some(0.75)
+    );
     promtool_accepts(TEST, &body);
     drop(on);
 
