@@ -3,8 +3,7 @@
 use pressure_core::ThresholdsConfig;
 use pressure_core::replay::parse_line;
 use pressure_plot::{
-    Episode, EpisodeBuilder, Format, MarkerKind, PREDICTED_COLOR, PlotOptions, RGBColor,
-    WORKING_SET_COLOR,
+    Episode, EpisodeBuilder, Format, MarkerKind, PlotOptions, RGBColor, WORKING_SET_COLOR,
 };
 
 fn bundled() -> Episode {
@@ -179,6 +178,7 @@ fn the_png_has_the_lines_and_markers_where_the_svg_has_them() {
     let episode = bundled();
     let options = PlotOptions::default();
     let png_bytes = episode.render(&options, Format::Png).unwrap();
+    use pressure_plot::PREDICTED_COLOR;
     let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
     let mut reader = decoder.read_info().unwrap();
     let mut rgb = vec![0; reader.output_buffer_size().unwrap()];
