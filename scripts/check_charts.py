@@ -8,14 +8,16 @@ Kubernetes OpenAPI schemas, strict: unknown fields are errors). Exits 1 on any p
 Per chart, with its default values and with each examples/helm/<chart>-*.yaml:
   1. helm lint --strict for Kubernetes 1.33;
   2. render, split into objects, validate each with kubernetes-validate --strict for 1.33
-     (ServiceMonitor, a CRD without a schema there, is checked for its required fields instead);
+     (ServiceMonitor and PrometheusRule, CRDs without a schema there, are checked for their required
+     fields instead);
   3. the binaries accept what is rendered: `pressured ARGS --check-config` with the rendered arguments
      and config.json (its parser rejects unknown keys); oom-tracer's rendered flags parse. The binaries
      come from target/{debug,release} or $PRESSURED_BIN / $OOM_TRACER_BIN; missing ones are skipped,
      or fail when CI=true.
 Plus: examples/sidecar.yaml validates; examples/descheduler-values.yaml matches the oom-tracer chart's
-annotation; the Grafana dashboard is valid JSON and only queries metrics oom-tracer registers; and values
-that must be refused (an unknown mode) are refused.
+annotation; the Grafana dashboard is valid JSON and only queries metrics oom-tracer registers; the
+pressured chart's optional PrometheusRule passes `promtool check rules` (Debian prometheus; skipped
+without promtool, failed when CI=true); and values that must be refused (an unknown mode) are refused.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,6 +81,58 @@ def check_service_monitor(where: str, obj: dict) -> None:
         problem(where, "ServiceMonitor endpoints need a named port")
 
 
+def check_prometheus_rule_shape(where: str, obj: dict) -> None:
+    """PrometheusRule is a prometheus-operator CRD: every group has a name and rules with an expr."""
+    groups = (obj.get("spec") or {}).get("groups") or []
+    if not groups:
+        problem(where, "PrometheusRule without spec.groups")
+    for g in groups:
+        rules = g.get("rules") or []
+        if not g.get("name") or not rules:
+            problem(where, f"PrometheusRule group {g.get('name')!r} needs a name and rules")
+        for r in rules:
+            if not r.get("expr") or not (r.get("alert") or r.get("record")):
+                problem(where, f"PrometheusRule group {g.get('name')!r}: a rule needs expr and alert/record")
+
+
+def under_ci() -> bool:
+    """CI set to anything but empty, 0 or false (as pressure_testkit::under_ci)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false")
+
+
+def check_prometheus_rules() -> None:
+    """The pressured chart's PrometheusRule (metrics.prometheusRule.enabled) passes promtool check rules."""
+    chart_dir = os.path.join(ROOT, "charts", "pressured")
+    where = "pressured [metrics.prometheusRule.enabled]"
+    values = {"metrics": {"prometheusRule": {"enabled": True}}}
+    with helm_chart.Chart.load(chart_dir) as c:
+        objs = objects_of(c.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True))
+    rules = [o for _, o in objs if o.get("kind") == "PrometheusRule"]
+    if len(rules) != 1:
+        problem(where, f"rendered {len(rules)} PrometheusRule objects, want 1")
+        return
+    for template, obj in objs:
+        validate_object(f"{where} {template}", obj)
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if under_ci():
+            problem(where, "CI is set but promtool is not on PATH (Debian prometheus)")
+        else:
+            print(f"skip {where}: promtool is not on PATH (Debian prometheus)")
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".rules.yaml", delete=False) as f:
+        yaml.safe_dump({"groups": rules[0]["spec"]["groups"]}, f)
+        path = f.name
+    try:
+        out = subprocess.run([promtool, "check", "rules", path], capture_output=True, text=True)
+    finally:
+        os.unlink(path)
+    if out.returncode != 0:
+        problem(where, f"promtool check rules:\n{out.stdout}{out.stderr}")
+    else:
+        print(f"ok   {where}: promtool check rules: {out.stdout.strip().splitlines()[-1]}")
+
+
 def check_semantics(where: str, obj: dict) -> None:
     """Rules the API server enforces that the OpenAPI schemas do not express."""
     spec = (obj.get("spec") or {}).get("template", {}).get("spec") or obj.get("spec") or {}
@@ -104,6 +159,9 @@ def validate_object(where: str, obj: dict) -> None:
     checked += 1
     if obj.get("apiVersion") == "monitoring.coreos.com/v1" and kind == "ServiceMonitor":
         check_service_monitor(at, obj)
+        return
+    if obj.get("apiVersion") == "monitoring.coreos.com/v1" and kind == "PrometheusRule":
+        check_prometheus_rule_shape(at, obj)
         return
     check_semantics(at, obj)
     try:
@@ -375,6 +433,7 @@ def main() -> int:
     print(f"ok   {rel(sidecar)}: {len(docs)} objects valid")
     check_descheduler_values(os.path.join(ROOT, "examples", "descheduler-values.yaml"))
     check_dashboards()
+    check_prometheus_rules()
     must_fail(os.path.join(ROOT, "charts", "pressured"), {"mode": "everywhere"}, "an unknown mode")
     must_fail(
         os.path.join(ROOT, "charts", "pressured"),

@@ -151,6 +151,30 @@ panel(
     12, 40, kind="table",
     desc="From kube-state-metrics, when installed.",
 )
+row("pressured: containers closest to OOM (per-container gauges)", 48)
+panel(
+    "Closest to OOM",
+    [(f"topk(10, max by (namespace, pod, container) (pressured_container_memory_usage_ratio{N}))",
+      "{{namespace}}/{{pod}}/{{container}}")],
+    0, 49, kind="bargauge", unit="percentunit",
+    desc="The containers whose working set (thresholds.signal) is closest to their limit, from "
+    "pressured's own readings (metrics.container_gauges: on in node and sidecar modes).",
+)
+panel(
+    "Predicted OOMs",
+    [(f"sort(min by (namespace, pod, container) (pressured_container_predicted_oom_seconds{N}))",
+      "{{namespace}}/{{pod}}/{{container}}")],
+    12, 49, kind="table", unit="s",
+    desc="Containers whose memory is rising toward the limit, with pressured's predicted seconds until "
+    "it is reached (present only while the rise is significant and evidenced, as for predicted_oom).",
+)
+panel(
+    "OOM kills seen by pressured",
+    [(f"sum by (namespace, pod, container) (increase(pressured_container_oom_kills_total{N}[$__rate_interval]))",
+      "{{namespace}}/{{pod}}/{{container}}")],
+    0, 57, w=24,
+    desc="Increases of the containers' OOM-kill counters (cgroup memory.events / oom_control, or pod status).",
+)
 
 dashboard = {
     "title": "pressure: OOM kills and memory pressure",

@@ -67,6 +67,8 @@ pub struct Config {
     pub log_level: LogLevel,
     /// `kubernetes`: what pressured writes to the Kubernetes API.
     pub kubernetes: KubernetesConfig,
+    /// `metrics`: what `/metrics` exports.
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -77,7 +79,27 @@ impl Default for Config {
             dry_run: false,
             log_level: LogLevel::Info,
             kubernetes: KubernetesConfig::default(),
+            metrics: MetricsConfig::default(),
         }
+    }
+}
+
+/// `metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `metrics.container_gauges` \[`null`: on in cgroup and node modes, off in cluster mode\]:
+    /// per-container gauges on `/metrics` (working set, limit, usage ratio, predicted seconds to OOM,
+    /// severity, OOM kills), labelled namespace/pod/container. Off by default in cluster mode, where
+    /// every container of the cluster would be a series.
+    pub container_gauges: Option<bool>,
+}
+
+impl MetricsConfig {
+    /// Whether the per-container gauges are on in `mode`.
+    pub fn container_gauges_in(&self, mode: SourceMode) -> bool {
+        self.container_gauges
+            .unwrap_or(!matches!(mode, SourceMode::Kubelet))
     }
 }
 

@@ -313,6 +313,35 @@ impl State {
     }
 }
 
+/// The last reading of a container, for [`Engine::containers`].
+#[derive(Debug, Clone, Copy)]
+struct LastReading {
+    working_set: u64,
+    signal: u64,
+}
+
+/// One tracked container as the engine sees it after its last reading: what a per-container gauge
+/// exports. From [`Engine::containers`].
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ContainerView<'a> {
+    /// Who.
+    pub target: &'a Target,
+    /// The last reading's working set; `None` before any reading (an OOM kill known from pod status).
+    pub working_set_bytes: Option<u64>,
+    /// The limit of the last reading; `None` when unlimited (or before any reading).
+    pub limit_bytes: Option<u64>,
+    /// The configured signal (`thresholds.signal`) ÷ the limit, as `usage_percent` / 100; `None`
+    /// when unlimited.
+    pub usage_ratio: Option<f64>,
+    /// The current severity.
+    pub severity: Severity,
+    /// [`Engine::eta`]: seconds to the limit while a rise is significant and evidenced.
+    pub eta_seconds: Option<f64>,
+    /// The container's OOM-kill counter as last reported; `None` when unknown.
+    pub oom_kills: Option<u64>,
+}
+
 /// What the engine remembers about one container that only events need: cold.
 #[derive(Debug)]
 struct Meta {
@@ -343,6 +372,9 @@ pub struct Engine {
     global: Thresholds,
     dry_run: bool,
     states: Vec<State>,
+    /// The last reading's working set and signal per slot (beside `states`, not in it: only the gauges
+    /// of [`Engine::containers`] read it); `None` before the first reading.
+    last: Vec<Option<LastReading>>,
     meta: Vec<Option<Meta>>,
     /// Distinct threshold sets in use; index 0 is the global one.
     thresholds: Vec<Thresholds>,
@@ -370,6 +402,7 @@ impl Engine {
             global,
             dry_run,
             states: Vec::new(),
+            last: Vec::new(),
             meta: Vec::new(),
             thresholds: vec![global],
             free: Vec::new(),
@@ -419,6 +452,36 @@ impl Engine {
             .then(|| rise.eta())
     }
 
+    /// Every tracked container as of its last reading (in slot order), for per-container gauges.
+    /// Containers forgotten by [`end_cycle`](Engine::end_cycle) are not listed, so a gauge built from this
+    /// list each time loses the series of gone containers.
+    pub fn containers(&self) -> impl Iterator<Item = ContainerView<'_>> + '_ {
+        self.states
+            .iter()
+            .zip(&self.meta)
+            .zip(&self.last)
+            .enumerate()
+            .filter(|(_, ((st, meta), _))| st.generation != 0 && meta.is_some())
+            .map(|(i, ((st, meta), last))| {
+                let id = SlotId {
+                    index: i as u32,
+                    generation: st.generation,
+                };
+                let limit = (last.is_some() && st.band_limit > 0).then_some(st.band_limit);
+                ContainerView {
+                    target: &meta.as_ref().expect("filtered").target,
+                    working_set_bytes: last.map(|l| l.working_set),
+                    limit_bytes: limit,
+                    usage_ratio: last
+                        .zip(limit)
+                        .map(|(l, limit)| percent_of(l.signal, limit) / 100.0),
+                    severity: st.severity,
+                    eta_seconds: self.eta(id),
+                    oom_kills: st.has_oom_baseline.then_some(st.oom_baseline),
+                }
+            })
+    }
+
     /// The thresholds in effect for a tracked container.
     pub fn thresholds(&self, id: SlotId) -> Option<&Thresholds> {
         self.live(id)
@@ -466,11 +529,13 @@ impl Engine {
         let index = match self.free.pop() {
             Some(i) => {
                 self.states[i as usize] = state;
+                self.last[i as usize] = None;
                 self.meta[i as usize] = meta;
                 i
             }
             None => {
                 self.states.push(state);
+                self.last.push(None);
                 self.meta.push(meta);
                 (self.states.len() - 1) as u32
             }
@@ -565,6 +630,10 @@ impl Engine {
         };
         // 0 = unlimited (a zero limit is treated as none).
         let limit = reading.limit_bytes.unwrap_or(0);
+        self.last[i] = Some(LastReading {
+            working_set: reading.working_set_bytes,
+            signal,
+        });
         // Built only when an event is: its fields stay in registers on the hot path.
         let (meta, dry_run) = (&self.meta, self.dry_run);
         let emit = move |event_type, severity, previous_severity, eta_seconds| {
@@ -951,6 +1020,61 @@ mod tests {
         let (t, eta) = old[0];
         assert!((14_109..=14_130).contains(&t), "{old:?}");
         assert!((eta - (14_327 - t) as f64).abs() < 3.0, "{old:?}");
+    }
+
+    /// Issue 18: the per-container view gives the last reading, the ratio of the signal, severity,
+    /// the gauge ETA and the OOM counter, and drops forgotten containers.
+    #[test]
+    fn issue_18_containers_view_follows_readings_and_forgets_gone_ones() {
+        let mut engine = Engine::new(&ThresholdsConfig::default(), false);
+        let mut out = Vec::new();
+        let target = |uid: &str| Target {
+            pod_uid: Some(uid.into()),
+            ..Target::default()
+        };
+        let (a, b) = (target("a"), target("b"));
+        let mut reading = Reading::new(UNIX_EPOCH, 900, Some(1000));
+        reading.working_set_bytes = 800;
+        reading.oom_kill_count = Some(2);
+        let unlimited = Reading::new(UNIX_EPOCH, 10, None);
+        let (ia, ib) = (engine.track(&a), engine.track(&b));
+        engine.observe(ia, &reading, 0.0, &mut out);
+        engine.observe(ib, &unlimited, 0.0, &mut out);
+        let views: Vec<_> = engine.containers().collect();
+        assert_eq!(views.len(), 2);
+        let va = views.iter().find(|v| *v.target == a).unwrap();
+        assert_eq!(va.working_set_bytes, Some(800));
+        assert_eq!(va.limit_bytes, Some(1000));
+        assert_eq!(
+            va.usage_ratio,
+            Some(0.8),
+            "working set is the default signal"
+        );
+        assert_eq!(va.severity, Severity::Warn);
+        assert_eq!(va.oom_kills, Some(2));
+        assert_eq!(va.eta_seconds, None);
+        let vb = views.iter().find(|v| *v.target == b).unwrap();
+        assert_eq!((vb.limit_bytes, vb.usage_ratio), (None, None));
+        assert_eq!(vb.severity, Severity::Ok);
+        // A leak: the view's ETA is the engine's.
+        for t in 1..=60u64 {
+            let r = Reading::new(UNIX_EPOCH, 100 + 10 * t, Some(1000));
+            engine.observe(ia, &r, t as f64, &mut out);
+            engine.observe(ib, &unlimited, t as f64, &mut out);
+            engine.end_cycle();
+        }
+        let va = engine.containers().find(|v| *v.target == a).unwrap();
+        assert_eq!(va.working_set_bytes, Some(700));
+        let eta = va.eta_seconds.expect("a steady leak has an ETA");
+        assert_eq!(Some(eta), engine.eta(ia));
+        assert!((eta - 30.0).abs() < 3.0, "{eta}");
+        // b alone goes on: a is forgotten after three cycles and leaves the view.
+        for t in 61..=65u64 {
+            engine.observe(ib, &unlimited, t as f64, &mut out);
+            engine.end_cycle();
+        }
+        let left: Vec<_> = engine.containers().map(|v| v.target.clone()).collect();
+        assert_eq!(left, [b]);
     }
 
     #[test]

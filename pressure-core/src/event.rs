@@ -28,6 +28,15 @@ impl Severity {
             Severity::Critical => "critical",
         }
     }
+
+    /// The level as a number, 0 ok, 1 warn, 2 critical (a gauge's value).
+    pub fn level(self) -> u8 {
+        match self {
+            Severity::Ok => 0,
+            Severity::Warn => 1,
+            Severity::Critical => 2,
+        }
+    }
 }
 
 /// What happened.

@@ -22,12 +22,12 @@ mod trend;
 
 pub use config::{
     CgroupSourceConfig, Config, ConfigError, KubeletSourceConfig, KubernetesConfig,
-    LeaderElectionConfig, LogLevel, Signal, SourceConfig, SourceMode, ThresholdsConfig,
-    from_json_strict,
+    LeaderElectionConfig, LogLevel, MetricsConfig, Signal, SourceConfig, SourceMode,
+    ThresholdsConfig, from_json_strict,
 };
 pub use engine::{
     ANNOTATION_COOLDOWN_SECONDS, ANNOTATION_CRITICAL_PERCENT, ANNOTATION_HYSTERESIS_PERCENT,
-    ANNOTATION_WARN_PERCENT, Engine, SlotId, Thresholds,
+    ANNOTATION_WARN_PERCENT, ContainerView, Engine, SlotId, Thresholds,
 };
 pub use event::{Event, EventType, ProfileGrowth, ProfileSummary, Severity, TopConsumer};
 pub use sample::{Psi, Reading, Sample, Target};

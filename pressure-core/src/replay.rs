@@ -20,7 +20,46 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Deserialize;
 
+use crate::engine::{Engine, SlotId};
+use crate::event::Event;
 use crate::sample::{Psi, Reading, Sample, Target};
+
+/// Runs parsed records through an [`Engine`] as `pressured --replay` does: a new clock value ends the
+/// poll cycle of the previous one (so containers missing from three clock values are forgotten), then
+/// the record's sample is observed at its `t`.
+#[derive(Debug)]
+pub struct Replayer {
+    engine: Engine,
+    last_t: Option<f64>,
+}
+
+impl Replayer {
+    /// A replay through `engine`.
+    pub fn new(engine: Engine) -> Replayer {
+        Replayer {
+            engine,
+            last_t: None,
+        }
+    }
+
+    /// Feeds one record; its events (all of its own container) are appended to `out`. Returns the
+    /// container's slot, e.g. for [`Engine::thresholds`].
+    pub fn feed(&mut self, record: &ReplayRecord, out: &mut Vec<Event>) -> SlotId {
+        if self.last_t.is_some_and(|t| t != record.t) {
+            self.engine.end_cycle();
+        }
+        self.last_t = Some(record.t);
+        let id = self.engine.track(&record.sample.target);
+        self.engine
+            .observe(id, &record.sample.reading, record.t, out);
+        id
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
 
 /// A malformed replay line; names the line number and the field.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -129,7 +129,12 @@ pub struct ClusterPoller {
     unknown_total: Arc<AtomicU64>,
     /// Containers the engine keeps state for, as of the last tick (see [`ClusterPoller::tracked`]).
     tracked: Arc<AtomicU64>,
+    /// Called with the engine after each poll cycle (see [`ClusterPoller::on_cycle`]).
+    on_cycle: Option<Box<OnCycle>>,
 }
+
+/// What [`ClusterPoller::on_cycle`] calls.
+type OnCycle = dyn FnMut(&Engine) + Send;
 
 impl std::fmt::Debug for ClusterPoller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -163,7 +168,16 @@ impl ClusterPoller {
             unknown: HashMap::new(),
             unknown_total: Arc::new(AtomicU64::new(0)),
             tracked: Arc::new(AtomicU64::new(0)),
+            on_cycle: None,
         }
+    }
+
+    /// Calls `f` with the engine at the end of each poll cycle this replica runs (as leader), e.g. to
+    /// refresh per-container gauges from [`Engine::containers`]; it must be quick, the loop waits.
+    #[must_use]
+    pub fn on_cycle(mut self, f: impl FnMut(&Engine) + Send + 'static) -> Self {
+        self.on_cycle = Some(Box::new(f));
+        self
     }
 
     /// A counter of the summary pods, in a watched namespace, whose UID the pod cache does not hold
@@ -292,6 +306,9 @@ impl ClusterPoller {
                             .is_some_and(|node| !read.contains(&node))
                     });
                     self.tracked.store(self.engine.len() as u64, Ordering::Relaxed);
+                    if let Some(f) = &mut self.on_cycle {
+                        f(&self.engine);
+                    }
                 }
                 Some(f) = rx.recv() => {
                     self.in_flight.remove(&f.node);

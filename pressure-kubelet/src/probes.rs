@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
@@ -14,6 +14,8 @@ use crate::error::KubeletError;
 
 /// The OpenMetrics content type `prometheus_client`'s text encoder writes.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The classic Prometheus text format, for scrapers that do not ask for OpenMetrics.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// How long a connection may take to send a request's headers, and stay idle between requests.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -81,9 +83,24 @@ impl ProbeServer {
         let app = Router::new()
             .route(
                 "/metrics",
-                get(move || {
+                get(move |headers: HeaderMap| {
                     let page = encode();
-                    async move { ([(header::CONTENT_TYPE, OPENMETRICS)], page) }
+                    // Prometheus asks for OpenMetrics; curl, promtool and older scrapers get the
+                    // classic text format, as client_golang negotiates it.
+                    let openmetrics = headers.get_all(header::ACCEPT).iter().any(|v| {
+                        v.to_str()
+                            .is_ok_and(|v| v.contains("application/openmetrics-text"))
+                    });
+                    async move {
+                        if openmetrics {
+                            ([(header::CONTENT_TYPE, OPENMETRICS)], page)
+                        } else {
+                            (
+                                [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+                                openmetrics_to_text(&page),
+                            )
+                        }
+                    }
                 }),
             )
             .route("/healthz", get(|| async { "ok\n" }))
@@ -136,6 +153,52 @@ impl ProbeServer {
     }
 }
 
+/// OpenMetrics text as `prometheus_client` writes it, in the classic Prometheus text format (0.0.4):
+/// a counter family is named by its samples (`x_total`, where OpenMetrics names it `x`), `info` families
+/// are gauges, and `# UNIT` and `# EOF` go. The samples are the same lines.
+fn openmetrics_to_text(page: &str) -> String {
+    /// The classic family name and type of an OpenMetrics family.
+    fn classic<'a>(name: &'a str, kind: &'a str) -> (String, &'a str) {
+        match kind {
+            "counter" if !name.ends_with("_total") => (format!("{name}_total"), kind),
+            "info" => (format!("{name}_info"), "gauge"),
+            _ => (name.to_string(), kind),
+        }
+    }
+    let mut out = String::with_capacity(page.len());
+    let mut lines = page.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap_or_default();
+            let help = &rest[name.len()..];
+            let kind = lines
+                .peek()
+                .and_then(|next| next.strip_prefix("# TYPE "))
+                .and_then(|t| t.strip_prefix(name)?.strip_prefix(' '));
+            if let Some(kind) = kind {
+                let (name, kind) = classic(name, kind);
+                out.push_str(&format!("# HELP {name}{help}\n# TYPE {name} {kind}\n"));
+                lines.next();
+                continue;
+            }
+        }
+        if let Some((name, kind)) = line
+            .strip_prefix("# TYPE ")
+            .and_then(|t| t.rsplit_once(' '))
+        {
+            let (name, kind) = classic(name, kind);
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 fn readyz(ready: bool) -> impl IntoResponse {
     if ready {
         (StatusCode::OK, "ready\n")
@@ -165,6 +228,21 @@ pub fn parse_bind_address(text: &str) -> Result<Option<SocketAddr>, KubeletError
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn issue_18_openmetrics_becomes_classic_text_for_promtool() {
+        let page = "# HELP a_events Events.\n# TYPE a_events counter\na_events_total{k=\"v\"} 3\n\
+                    # HELP a_bytes Bytes.\n# TYPE a_bytes gauge\n# UNIT a_bytes bytes\na_bytes 7\n\
+                    # HELP a_build Build.\n# TYPE a_build info\na_build_info{version=\"1\"} 1\n\
+                    # HELP b_total Done.\n# TYPE b_total counter\nb_total 1\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_text(page),
+            "# HELP a_events_total Events.\n# TYPE a_events_total counter\na_events_total{k=\"v\"} 3\n\
+             # HELP a_bytes Bytes.\n# TYPE a_bytes gauge\na_bytes 7\n\
+             # HELP a_build_info Build.\n# TYPE a_build_info gauge\na_build_info{version=\"1\"} 1\n\
+             # HELP b_total Done.\n# TYPE b_total counter\nb_total 1\n"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -42,6 +42,11 @@ impl Capability {
         name: "qemu-system-x86_64",
         install: "Debian qemu-system-x86",
     };
+    /// `promtool` (Prometheus' checker of metrics expositions and rules).
+    pub const PROMTOOL: Capability = Capability::Program {
+        name: "promtool",
+        install: "Debian prometheus",
+    };
     /// `kubectl`.
     pub const KUBECTL: Capability = Capability::Program {
         name: "kubectl",

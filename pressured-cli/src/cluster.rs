@@ -29,6 +29,9 @@ pub(crate) async fn run(config: Config, actions: &ActionsSetup) -> anyhow::Resul
     if let Some(recorder) = kube_events(&client, &config) {
         poller = poller.events(recorder);
     }
+    if let Some(gauges) = crate::server::telemetry().container_gauges(&config) {
+        poller = poller.on_cycle(move |engine| gauges.refresh(engine));
+    }
     let mut sink = EventSink::new(actions)?;
     let result = poller.run(|e| sink.emit(e), stop).await;
     sink.shutdown().await;

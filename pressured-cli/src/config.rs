@@ -11,7 +11,8 @@ use std::path::Path;
 use anyhow::Context;
 use pressure_actions::{ActionsConfig, DispatchConfig, PluginsConfig, StorageConfig};
 use pressure_core::{
-    ConfigError, KubernetesConfig, LogLevel, SourceConfig, ThresholdsConfig, from_json_strict,
+    ConfigError, KubernetesConfig, LogLevel, MetricsConfig, SourceConfig, ThresholdsConfig,
+    from_json_strict,
 };
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +69,7 @@ pub(crate) struct FileConfig {
     pub(crate) storage: StorageConfig,
     pub(crate) actions: ActionsConfig,
     pub(crate) kubernetes: KubernetesConfig,
+    pub(crate) metrics: MetricsConfig,
 }
 
 impl FileConfig {
@@ -103,6 +105,7 @@ impl FileConfig {
             dry_run: self.dry_run,
             log_level: self.log_level,
             kubernetes: self.kubernetes,
+            metrics: self.metrics,
         };
         let actions = ActionsSetup {
             config: DispatchConfig {

@@ -7,6 +7,7 @@ mod config;
 #[cfg(test)]
 mod fuzz;
 mod logging;
+mod plot_cmd;
 mod pprof_cmd;
 mod replay;
 mod server;
@@ -69,16 +70,20 @@ struct Args {
 enum Command {
     /// Analyse pprof profiles.
     Pprof(pprof_cmd::PprofArgs),
+    /// Draw a replay timeline (SVG or PNG): working set against limit, thresholds, predicted OOMs, kills.
+    Plot(plot_cmd::PlotArgs),
 }
 
 fn main() -> ExitCode {
     // What the dynamic loader and libc's start-up touched (relocations, IFUNC resolvers) is not run
     // again; a sidecar should not keep it resident (see `trim`). Best effort: a failure only costs memory.
     let _ = trim::drop_startup_pages();
-    let args = Args::parse();
-    if let Some(Command::Pprof(pprof)) = args.command {
-        return report(pprof_cmd::run(pprof));
-    }
+    let mut args = Args::parse();
+    let plot = match args.command.take() {
+        Some(Command::Pprof(pprof)) => return report(pprof_cmd::run(pprof)),
+        Some(Command::Plot(plot)) => Some(plot),
+        None => None,
+    };
     let config = match load_config(&args) {
         Ok(config) => config,
         Err(err) => {
@@ -93,6 +98,9 @@ fn main() -> ExitCode {
     if let Err(err) = logging::init(config.log_level, args.log_format) {
         eprintln!("pressured: {err:#}");
         return ExitCode::FAILURE;
+    }
+    if let Some(plot) = plot {
+        return report(plot_cmd::run(plot, &config));
     }
     let metrics = match pressure_kubelet::parse_bind_address(&args.metrics_bind_address) {
         Ok(addr) => addr,

@@ -4,7 +4,7 @@ use std::io::{BufRead, Read};
 use std::path::Path;
 
 use anyhow::Context;
-use pressure_core::replay::{self, MAX_LINE_BYTES};
+use pressure_core::replay::{self, MAX_LINE_BYTES, Replayer};
 use pressure_core::{Config, Engine};
 
 use crate::sink::{ActionsSetup, EventSink};
@@ -18,51 +18,85 @@ pub(crate) async fn run(
     actions: &ActionsSetup,
     path: &Path,
 ) -> anyhow::Result<()> {
-    let mut reader: Box<dyn BufRead> = if path == Path::new("-") {
-        Box::new(std::io::stdin().lock())
-    } else {
-        let file = std::fs::File::open(path)
-            .with_context(|| format!("opening replay file {}", path.display()))?;
-        Box::new(std::io::BufReader::new(file))
-    };
-    let mut engine = Engine::new(&config.thresholds, config.dry_run);
+    let mut records = Records::open(path)?;
+    let mut replayer = Replayer::new(Engine::new(&config.thresholds, config.dry_run));
     let mut sink = EventSink::new(actions)?;
     let mut events = Vec::new();
-    let mut last_t: Option<f64> = None;
-    let mut bad = 0usize;
     let mut samples = 0usize;
-    let mut buf = Vec::new();
-    for number in 1.. {
-        let more = read_line(&mut reader, &mut buf)
-            .with_context(|| format!("reading {} line {number}", path.display()))?;
-        let Some(line) = more else { break };
-        let record = match replay::parse_line_bytes(number, line) {
-            Ok(Some(record)) => record,
-            Ok(None) => continue,
-            Err(err) => {
-                tracing::warn!("{}: {err}", path.display());
-                bad += 1;
-                continue;
-            }
-        };
-        // A new clock value starts a new poll cycle.
-        if last_t.is_some_and(|t| t != record.t) {
-            engine.end_cycle();
-        }
-        last_t = Some(record.t);
+    while let Some(record) = records.next_record()? {
         samples += 1;
-        engine.observe_sample(&record.sample, record.t, &mut events);
+        replayer.feed(&record, &mut events);
         for event in events.drain(..) {
             sink.emit_wait(&event).await;
         }
     }
     // The actions run for the replayed events too; wait for them before exiting.
     sink.shutdown().await;
+    let bad = records.malformed;
     tracing::info!(samples, malformed = bad, "replay finished");
-    if bad > 0 {
-        anyhow::bail!("{bad} malformed line(s) in {} were skipped", path.display());
+    records.finish()
+}
+
+/// The records of a replay file (`-` = stdin), read line by line with a bound on each line; malformed
+/// lines are logged (a warning with the line number and field), counted and skipped.
+pub(crate) struct Records {
+    reader: Box<dyn BufRead>,
+    path: std::path::PathBuf,
+    buf: Vec<u8>,
+    number: usize,
+    /// Malformed lines skipped so far.
+    pub(crate) malformed: usize,
+}
+
+impl Records {
+    /// Opens `path` (`-` = stdin).
+    pub(crate) fn open(path: &Path) -> anyhow::Result<Records> {
+        let reader: Box<dyn BufRead> = if path == Path::new("-") {
+            Box::new(std::io::stdin().lock())
+        } else {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("opening replay file {}", path.display()))?;
+            Box::new(std::io::BufReader::new(file))
+        };
+        Ok(Records {
+            reader,
+            path: path.to_owned(),
+            buf: Vec::new(),
+            number: 0,
+            malformed: 0,
+        })
     }
-    Ok(())
+
+    /// The next well-formed record; `None` at the end.
+    pub(crate) fn next_record(&mut self) -> anyhow::Result<Option<replay::ReplayRecord>> {
+        loop {
+            self.number += 1;
+            let number = self.number;
+            let more = read_line(&mut self.reader, &mut self.buf)
+                .with_context(|| format!("reading {} line {number}", self.path.display()))?;
+            let Some(line) = more else { return Ok(None) };
+            match replay::parse_line_bytes(number, line) {
+                Ok(Some(record)) => return Ok(Some(record)),
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!("{}: {err}", self.path.display());
+                    self.malformed += 1;
+                }
+            }
+        }
+    }
+
+    /// An error if any line was malformed (the run goes on and fails at the end).
+    pub(crate) fn finish(&self) -> anyhow::Result<()> {
+        if self.malformed > 0 {
+            anyhow::bail!(
+                "{} malformed line(s) in {} were skipped",
+                self.malformed,
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Reads one line (without its `\n`) into `buf`, keeping at most [`MAX_LINE_BYTES`] + 1 bytes of it so a

@@ -2,18 +2,25 @@
 //! `/healthz` and `/readyz`.
 //!
 //! The process-wide [`Telemetry`] is fed by the event sink: counts of emitted events by type and
-//! severity, and readiness (set once the mode's source is set up and the sink exists).
+//! severity, and readiness (set once the mode's source is set up and the sink exists). With
+//! `metrics.container_gauges` the sampling loop also refreshes [`ContainerGauges`] from the engine
+//! after its cycles.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use pressure_cgroup::OomWakeups;
-use pressure_core::Event;
+use pressure_core::{Config, ContainerView, Engine, Event};
 use pressure_kubelet::ProbeServer;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
@@ -36,6 +43,10 @@ pub(crate) struct Telemetry {
     ready: AtomicBool,
     /// The watcher's OOM wake-up state, read at each scrape (cgroup and node modes only).
     oom_wakeups: OnceLock<(OomWakeups, Gauge)>,
+    /// Whether `/metrics` is served (set by [`spawn`]).
+    serving: AtomicBool,
+    /// `metrics.container_gauges`, once registered.
+    container_gauges: OnceLock<Arc<ContainerGauges>>,
 }
 
 /// The process-wide telemetry.
@@ -68,6 +79,8 @@ pub(crate) fn telemetry() -> &'static Telemetry {
             actions_dropped,
             ready: AtomicBool::new(false),
             oom_wakeups: OnceLock::new(),
+            serving: AtomicBool::new(false),
+            container_gauges: OnceLock::new(),
         }
     })
 }
@@ -109,6 +122,29 @@ impl Telemetry {
         }
     }
 
+    /// The per-container gauges for the sampling loop to [`refresh`](ContainerGauges::refresh), when
+    /// `/metrics` is served and `metrics.container_gauges` (resolved for the mode) is on; registered
+    /// once, later calls return the same set.
+    pub(crate) fn container_gauges(&self, config: &Config) -> Option<Arc<ContainerGauges>> {
+        if !self.serving.load(Ordering::Relaxed)
+            || !config.metrics.container_gauges_in(config.source.mode)
+        {
+            return None;
+        }
+        let gauges = self
+            .container_gauges
+            .get_or_init(|| {
+                let gauges = Arc::new(ContainerGauges::default());
+                self.registry
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .register_collector(Box::new(gauges.clone()));
+                gauges
+            })
+            .clone();
+        Some(gauges)
+    }
+
     fn encode(&self) -> String {
         if let Some((state, gauge)) = self.oom_wakeups.get() {
             gauge.set(i64::from(state.active()));
@@ -127,5 +163,170 @@ pub(crate) async fn spawn(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
         || telemetry().encode(),
         || telemetry().ready.load(Ordering::Relaxed),
     );
-    Ok(probes.spawn(addr).await?)
+    let bound = probes.spawn(addr).await?;
+    telemetry().serving.store(true, Ordering::Relaxed);
+    Ok(bound)
+}
+
+/// How often the sampling loop copies the engine's containers into the gauges at most: a scrape sees
+/// values at most this old, and a 100 ms sidecar loop does not copy ten times a second.
+const GAUGE_REFRESH: Duration = Duration::from_secs(1);
+
+/// Per-container gauges (`metrics.container_gauges`): a copy of [`Engine::containers`] taken after a
+/// poll cycle, encoded at each scrape. A container the engine forgot (gone for three cycles) is not in
+/// the next copy, so its series end with it: the cardinality is the engine's.
+#[derive(Debug, Default)]
+pub(crate) struct ContainerGauges {
+    rows: Mutex<(Option<Instant>, Vec<Row>)>,
+}
+
+/// One container's values.
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    namespace: String,
+    pod: String,
+    container: String,
+    working_set_bytes: Option<u64>,
+    limit_bytes: Option<u64>,
+    usage_ratio: Option<f64>,
+    eta_seconds: Option<f64>,
+    severity: i64,
+    oom_kills: Option<u64>,
+}
+
+impl Row {
+    /// Labels: `namespace`, `pod` (name, else UID), `container` (name, else ID; empty for the pod-level
+    /// cgroup). Unknown parts are empty strings.
+    fn from_view(v: &ContainerView<'_>) -> Row {
+        let t = v.target;
+        let text = |a: Option<&Arc<str>>| a.map(|s| s.to_string()).unwrap_or_default();
+        Row {
+            namespace: text(t.namespace.as_ref()),
+            pod: text(t.pod_name.as_ref().or(t.pod_uid.as_ref())),
+            container: text(t.container_name.as_ref().or(t.container_id.as_ref())),
+            working_set_bytes: v.working_set_bytes,
+            limit_bytes: v.limit_bytes,
+            usage_ratio: v.usage_ratio,
+            eta_seconds: v.eta_seconds,
+            severity: i64::from(v.severity.level()),
+            oom_kills: v.oom_kills,
+        }
+    }
+
+    fn labels(&self) -> [(&str, &str); 3] {
+        [
+            ("namespace", &self.namespace),
+            ("pod", &self.pod),
+            ("container", &self.container),
+        ]
+    }
+}
+
+impl ContainerGauges {
+    /// Copies the engine's containers, unless the last copy is younger than [`GAUGE_REFRESH`].
+    pub(crate) fn refresh(&self, engine: &Engine) {
+        let now = Instant::now();
+        let mut guard = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        if guard
+            .0
+            .is_some_and(|at| now.duration_since(at) < GAUGE_REFRESH)
+        {
+            return;
+        }
+        guard.0 = Some(now);
+        guard.1.clear();
+        guard
+            .1
+            .extend(engine.containers().map(|v| Row::from_view(&v)));
+    }
+}
+
+/// A gauge (or counter) family of the rows: one series per row where `value` has one.
+fn encode_family<T: EncodeMetric>(
+    encoder: &mut DescriptorEncoder<'_>,
+    rows: &[Row],
+    (name, help, kind): (&str, &str, MetricType),
+    value: impl Fn(&Row) -> Option<T>,
+) -> Result<(), std::fmt::Error> {
+    if rows.iter().all(|r| value(r).is_none()) {
+        return Ok(());
+    }
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+    for row in rows {
+        if let Some(v) = value(row) {
+            let labels = row.labels();
+            v.encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+impl Collector for ContainerGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let guard = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        let rows = &guard.1;
+        let gauge = MetricType::Gauge;
+        let e = &mut encoder;
+        encode_family(
+            e,
+            rows,
+            (
+                "pressured_container_working_set_bytes",
+                "Working set (usage minus inactive file) of the container's last reading",
+                gauge,
+            ),
+            |r| r.working_set_bytes.map(ConstGauge::new),
+        )?;
+        encode_family(
+            e,
+            rows,
+            (
+                "pressured_container_memory_limit_bytes",
+                "Memory limit of the container's last reading (absent when unlimited)",
+                gauge,
+            ),
+            |r| r.limit_bytes.map(ConstGauge::new),
+        )?;
+        encode_family(
+            e,
+            rows,
+            (
+                "pressured_container_memory_usage_ratio",
+                "The thresholds.signal (working set or usage) divided by the limit (absent when unlimited)",
+                gauge,
+            ),
+            |r| r.usage_ratio.map(ConstGauge::new),
+        )?;
+        encode_family(
+            e,
+            rows,
+            (
+                "pressured_container_predicted_oom_seconds",
+                "Predicted seconds until the container reaches its limit, from the fitted trend; \
+                 present only while a rise is significant and evidenced (as for predicted_oom)",
+                gauge,
+            ),
+            |r| r.eta_seconds.map(ConstGauge::new),
+        )?;
+        encode_family(
+            e,
+            rows,
+            (
+                "pressured_container_severity",
+                "Severity of the container: 0 ok, 1 warn, 2 critical",
+                gauge,
+            ),
+            |r| Some(ConstGauge::new(r.severity)),
+        )?;
+        encode_family(
+            e,
+            rows,
+            (
+                "pressured_container_oom_kills",
+                "OOM kills of the container's cgroup as the kernel (or pod status) counts them",
+                MetricType::Counter,
+            ),
+            |r| r.oom_kills.map(ConstCounter::new),
+        )
+    }
 }

@@ -3,6 +3,7 @@
 //! the event sink, the Kubernetes Events, SIGTERM/SIGINT and the start-up trims.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -11,6 +12,7 @@ use pressure_cgroup::{
 };
 use pressure_core::{Config, Engine, Event, SourceMode};
 
+use crate::server::ContainerGauges;
 use crate::sink::{ActionsSetup, EventSink};
 use pressure_kubelet::{EventRecorder, PodDirectory};
 
@@ -58,6 +60,7 @@ pub(crate) async fn run(config: Config, actions: &ActionsSetup) -> anyhow::Resul
         options,
     )?;
     crate::server::telemetry().watch_oom_wakeups(watcher.oom_wakeups());
+    let gauges = crate::server::telemetry().container_gauges(&config);
     if let Some(pods) = pods {
         watcher = watcher.with_enrich(move |target: &mut _| pods.enrich(target));
     }
@@ -74,7 +77,7 @@ pub(crate) async fn run(config: Config, actions: &ActionsSetup) -> anyhow::Resul
         .name("sampling".into())
         .spawn(move || {
             let _runtime = runtime.enter();
-            let mut out = Out { sink, kube };
+            let mut out = Out { sink, kube, gauges };
             let result = watcher.run(&mut out);
             let _ = done_tx.send((result, out.sink));
         })
@@ -108,6 +111,8 @@ fn trim(stage: &str) {
 struct Out {
     sink: EventSink,
     kube: Option<EventRecorder>,
+    /// `metrics.container_gauges`.
+    gauges: Option<Arc<ContainerGauges>>,
 }
 
 impl Observer for Out {
@@ -115,6 +120,12 @@ impl Observer for Out {
         self.sink.emit(event);
         if let Some(kube) = &self.kube {
             kube.post(event);
+        }
+    }
+
+    fn cycle(&mut self, engine: &Engine) {
+        if let Some(gauges) = &self.gauges {
+            gauges.refresh(engine);
         }
     }
 

@@ -526,3 +526,109 @@ fn issue_16_huge_queue_capacity_is_rejected_naming_the_key() {
     assert!(err.contains("actions.queue_capacity"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Issue 18: `pressured plot` draws the bundled timeline; the picture has the most-at-risk container's
+/// samples and markers (the content is checked in depth by `pressure-plot`'s tests).
+#[test]
+fn issue_18_plot_draws_the_bundled_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("episode.svg");
+    let out = pressured()
+        .args([
+            "plot",
+            &example(),
+            "-o",
+            svg.to_str().unwrap(),
+            "--top",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("shop/cart-0/app"), "{text}");
+    assert!(
+        !text.contains("shop/search-0/es"),
+        "--top 1 draws one panel"
+    );
+    for want in ["predicted_oom ETA", "critical", "oom_killed"] {
+        assert!(text.contains(want), "{want}");
+    }
+    // The working-set line has a vertex per sample of cart-0 (37 lines in the timeline).
+    let line = text
+        .split("<polyline ")
+        .filter(|t| t.contains("stroke=\"#1F77B4\""))
+        .map(|t| {
+            t.split("points=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+        })
+        .map(|p| p.split_whitespace().count())
+        .max()
+        .unwrap();
+    assert_eq!(line, 37);
+    // PNG by extension (default feature), an unknown extension fails naming the path.
+    let png = dir.path().join("episode.png");
+    let out = pressured()
+        .args(["plot", &example(), "-o", png.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read(&png)
+            .unwrap()
+            .starts_with(b"\x89PNG\r\n\x1a\n")
+    );
+    let out = pressured()
+        .args(["plot", &example(), "-o", "episode.jpg"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("episode.jpg"));
+}
+
+/// Issue 18: `metrics.container_gauges` is a documented, validated key (null = the mode decides).
+#[test]
+fn issue_18_container_gauges_key_is_checked() {
+    let f = config_file(r#"{"metrics": {"container_gauges": false}}"#);
+    let out = pressured()
+        .args(["--check-config", "-c", f.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let effective: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(effective["metrics"]["container_gauges"], false);
+    let out = pressured().arg("--check-config").output().unwrap();
+    let effective: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(effective["metrics"]["container_gauges"], Value::Null);
+    for (bad, key) in [
+        (
+            r#"{"metrics": {"container_gauge": true}}"#,
+            "metrics.container_gauge",
+        ),
+        (
+            r#"{"metrics": {"container_gauges": "yes"}}"#,
+            "metrics.container_gauges",
+        ),
+    ] {
+        let f = config_file(bad);
+        let out = pressured()
+            .args(["--check-config", "-c", f.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{bad}: {err}");
+    }
+}

@@ -4,6 +4,7 @@ mod cli;
 mod k8s_cgroup_tree;
 mod k8s_cluster;
 mod k8s_real_apiserver;
+mod metrics;
 mod system_cgroup;
 mod system_sandbox;
 mod util;

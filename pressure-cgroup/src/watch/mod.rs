@@ -135,6 +135,12 @@ pub trait Observer {
     /// Called once, after the first tick's samples: start-up is over (e.g. a good moment to drop
     /// start-up pages from the resident set).
     fn first_tick(&mut self) {}
+
+    /// Called after every tick's samples with the engine, e.g. to refresh per-container gauges from
+    /// [`Engine::containers`]; must be quick, the loop waits for it.
+    fn cycle(&mut self, engine: &Engine) {
+        let _ = engine;
+    }
 }
 
 impl<F: FnMut(&Event)> Observer for F {
@@ -370,6 +376,9 @@ impl Watcher {
             }
             for event in self.events.drain(..) {
                 observer.event(&event);
+            }
+            if ticked {
+                observer.cycle(&self.engine);
             }
             if ticked && first_tick {
                 first_tick = false;
