@@ -318,6 +318,7 @@ impl State {
 struct LastReading {
     working_set: u64,
     signal: u64,
+    psi_some_avg10: Option<f64>,
 }
 
 /// One tracked container as the engine sees it after its last reading: what a per-container gauge
@@ -340,6 +341,8 @@ pub struct ContainerView<'a> {
     pub eta_seconds: Option<f64>,
     /// The container's OOM-kill counter as last reported; `None` when unknown.
     pub oom_kills: Option<u64>,
+    /// PSI memory `some` avg10 of the last reading, when the source knows it (cgroup v2).
+    pub psi_some_avg10: Option<f64>,
 }
 
 /// What the engine remembers about one container that only events need: cold.
@@ -478,6 +481,7 @@ impl Engine {
                     severity: st.severity,
                     eta_seconds: self.eta(id),
                     oom_kills: st.has_oom_baseline.then_some(st.oom_baseline),
+                    psi_some_avg10: last.and_then(|l| l.psi_some_avg10),
                 }
             })
     }
@@ -633,6 +637,7 @@ impl Engine {
         self.last[i] = Some(LastReading {
             working_set: reading.working_set_bytes,
             signal,
+            psi_some_avg10: reading.psi.map(|p| p.some_avg10),
         });
         // Built only when an event is: its fields stay in registers on the hot path.
         let (meta, dry_run) = (&self.meta, self.dry_run);
