@@ -184,7 +184,7 @@ pub fn render(frame: &mut Frame<'_>, model: &TopModel, title: &str, note: &str) 
     });
     let widths: [Constraint; COLUMNS] = [
         Constraint::Min(24),
-        Constraint::Length(15),
+        Constraint::Length(18),
         Constraint::Length(model::BAR_WIDTH as u16),
         Constraint::Length(6),
         Constraint::Length(8),

@@ -7,4 +7,5 @@ mod k8s_real_apiserver;
 mod metrics;
 mod system_cgroup;
 mod system_sandbox;
+mod top;
 mod util;

@@ -1,0 +1,302 @@
+//! `pressured top` (issue 18 item 1): the live view in a real terminal (tmux: send-keys,
+//! capture-pane), and the plain table of `--once` and of a stdout that is not a terminal.
+
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use pressure_testkit::{Capability, require};
+
+fn pressured() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pressured"))
+}
+
+fn example() -> String {
+    format!(
+        "{}/../examples/replay-timeline.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// A tmux server of its own (a unique socket) with one session running a command; the server is
+/// killed when dropped, also when the test fails.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    /// Starts `command` in a detached `width`×`height` session.
+    fn start(test: &str, command: &str, width: u16, height: u16) -> Tmux {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let socket = format!(
+            "pressure-{test}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let tmux = Tmux { socket };
+        let out = tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "top",
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            command,
+        ]);
+        assert!(out.status.success(), "tmux new-session: {out:?}");
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .expect("run tmux")
+    }
+
+    /// The screen as text.
+    fn screen(&self) -> String {
+        let out = self.run(&["capture-pane", "-p", "-t", "top"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits (at most 30 s) until the screen satisfies `pred`; returns it.
+    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.screen();
+            if pred(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} on the screen in time:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "top"];
+        args.extend_from_slice(keys);
+        let out = self.run(&args);
+        assert!(out.status.success(), "tmux send-keys: {out:?}");
+    }
+
+    /// Waits (at most 30 s) for the session to end (its command exited).
+    fn wait_gone(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.run(&["has-session", "-t", "top"]).status.success() {
+            assert!(Instant::now() < deadline, "the session is still running");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// The screen line that starts with `name`, if any.
+fn line<'a>(screen: &'a str, name: &str) -> Option<&'a str> {
+    screen.lines().find(|l| l.starts_with(name))
+}
+
+/// The names of the table's rows, top to bottom.
+fn order(screen: &str) -> Vec<&str> {
+    screen
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.matches('/').count() == 2 && !w.starts_with("NAMESPACE"))
+        .collect()
+}
+
+#[test]
+fn top_live_view_in_tmux_sorts_filters_pauses_and_quits() {
+    let test = "top_live_view_in_tmux";
+    if require(test, &Capability::TMUX).is_none() {
+        return;
+    }
+    let command = format!(
+        "{} top --replay {} --speed 10",
+        env!("CARGO_BIN_EXE_pressured"),
+        example()
+    );
+    let tmux = Tmux::start("top", &command, 150, 20);
+    // The whole timeline (36 s at ×10): cart-0 is killed once and restarts small.
+    let screen = tmux.wait_for("the end of the replay", |s| s.contains("replay ended"));
+    assert!(
+        screen.starts_with("pressured top: replay"),
+        "title:\n{screen}"
+    );
+    assert!(screen.contains("3/3 containers  sort: risk"), "{screen}");
+    assert!(screen.contains("NAMESPACE/POD/CONTAINER"), "{screen}");
+    assert_eq!(
+        order(&screen),
+        ["shop/search-0/es", "shop/cart-0/app", "batch/etl-0/worker"],
+        "by risk: warn first, then by percent:\n{screen}"
+    );
+    let search = line(&screen, "shop/search-0/es").unwrap();
+    assert!(
+        search.contains("1.10Gi/2.00Gi") && search.contains("55.0") && search.contains("warn"),
+        "{search}"
+    );
+    assert!(search.contains("███████████░░░░░░░░░"), "the bar: {search}");
+    let cart = line(&screen, "shop/cart-0/app").unwrap();
+    assert!(
+        cart.contains("194Mi/1000Mi") && cart.split_whitespace().any(|w| w == "1"),
+        "one kill: {cart}"
+    );
+    let etl = line(&screen, "batch/etl-0/worker").unwrap();
+    assert!(etl.contains("3.28Gi/none") && etl.contains("+600.0"), "{etl}");
+    assert!(screen.contains("q quit"), "{screen}");
+
+    // Sort: `s` cycles risk → percent → trend; the growing etl-0 comes first by trend.
+    tmux.keys(&["s"]);
+    tmux.wait_for("sort by percent", |s| s.contains("sort: percent"));
+    tmux.keys(&["s"]);
+    let screen = tmux.wait_for("sort by trend", |s| s.contains("sort: trend"));
+    assert!(screen.contains("TREND▼"), "{screen}");
+    assert_eq!(order(&screen)[0], "batch/etl-0/worker", "{screen}");
+
+    // Filter: `/` + text + Enter keeps the shop namespace; `n` steps through namespaces.
+    tmux.keys(&["/", "sh", "Enter"]);
+    let screen = tmux.wait_for("the namespace filter", |s| s.contains("namespace: sh "));
+    assert!(screen.contains("2/3 containers"), "{screen}");
+    assert_eq!(order(&screen).len(), 2, "{screen}");
+    assert!(
+        order(&screen).iter().all(|n| n.starts_with("shop/")),
+        "{screen}"
+    );
+    // Esc alone: an Esc followed at once by a key reads as Alt+key.
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("no filter", |s| s.contains("3/3 containers"));
+    tmux.keys(&["n"]);
+    let screen = tmux.wait_for("the first namespace", |s| s.contains("namespace: batch"));
+    assert_eq!(order(&screen), ["batch/etl-0/worker"], "{screen}");
+    tmux.keys(&["n", "n"]);
+    let screen = tmux.wait_for("all namespaces", |s| {
+        s.contains("3/3 containers") && !s.contains("namespace:")
+    });
+    assert_eq!(order(&screen).len(), 3, "{screen}");
+
+    // Pause and resume.
+    tmux.keys(&["p"]);
+    tmux.wait_for("PAUSED", |s| s.contains("PAUSED"));
+    tmux.keys(&["Space"]);
+    tmux.wait_for("resumed", |s| !s.contains("PAUSED"));
+
+    // Quit.
+    tmux.keys(&["q"]);
+    tmux.wait_gone();
+}
+
+#[test]
+fn top_quits_on_ctrl_c_while_the_replay_runs() {
+    let test = "top_quits_on_ctrl_c";
+    if require(test, &Capability::TMUX).is_none() {
+        return;
+    }
+    // At its own pace the timeline takes 36 s: Ctrl-C comes in the middle of it.
+    let command = format!(
+        "{} top --replay {}",
+        env!("CARGO_BIN_EXE_pressured"),
+        example()
+    );
+    let tmux = Tmux::start("top-ctrl-c", &command, 150, 20);
+    let screen = tmux.wait_for("the first rows", |s| s.contains("shop/cart-0/app"));
+    assert!(!screen.contains("replay ended"), "{screen}");
+    tmux.keys(&["C-c"]);
+    tmux.wait_gone();
+}
+
+#[test]
+fn top_once_prints_one_plain_table_of_the_end_of_the_replay() {
+    let out = pressured()
+        .args(["top", "--once", "--replay", &example()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(!text.contains('\x1b'), "no escape sequences: {text:?}");
+    for column in [
+        "NAMESPACE/POD/CONTAINER",
+        "WORKING SET/LIMIT",
+        "%",
+        "TREND",
+        "ETA",
+        "PSI",
+        "KILLS",
+        "SEVERITY",
+    ] {
+        assert!(lines[0].contains(column), "{column}: {}", lines[0]);
+    }
+    let words = |l: &str| -> Vec<String> { l.split_whitespace().map(str::to_owned).collect() };
+    assert_eq!(
+        words(lines[1]),
+        [
+            "shop/search-0/es",
+            "1.10Gi/2.00Gi",
+            "[###########.........]",
+            "55.0",
+            "0.0",
+            "-",
+            "-",
+            "0",
+            "warn"
+        ]
+    );
+    assert_eq!(
+        words(lines[2]),
+        [
+            "shop/cart-0/app",
+            "194Mi/1000Mi",
+            "[####................]",
+            "19.4",
+            "-485.0",
+            "-",
+            "-",
+            "1",
+            "ok"
+        ]
+    );
+    assert_eq!(words(lines[3])[..2], ["batch/etl-0/worker", "3.28Gi/none"]);
+}
+
+#[test]
+fn top_without_a_terminal_prints_the_table_and_a_bad_line_fails_the_run() {
+    // stdout is a pipe: the plain table without --once.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("timeline.jsonl");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"t": 0, "namespace": "a", "pod": "p", "container": "c", "usage_bytes": 900, "limit_bytes": 1000}"#,
+            "\n",
+            "not json\n",
+            r#"{"t": 1, "namespace": "a", "pod": "p", "container": "c", "usage_bytes": 950, "limit_bytes": 1000}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let out = pressured()
+        .args(["top", "--replay"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        line(&text, "a/p/c").is_some_and(|l| l.contains("95.0") && l.ends_with("critical")),
+        "{text}"
+    );
+    assert!(!out.status.success(), "a malformed line fails the run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1 malformed line(s)"), "{err}");
+}
