@@ -271,6 +271,39 @@ fn top_once_prints_one_plain_table_of_the_end_of_the_replay() {
 }
 
 #[test]
+fn top_once_shows_the_eta_and_puts_the_leak_first_before_the_kill() {
+    // The example up to t = 28 s: cart-0 is critical, rising, 6 s from its limit (pressured --replay
+    // announces predicted_oom with eta_seconds 4.6 one second later).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("before-kill.jsonl");
+    let text = std::fs::read_to_string(example()).unwrap();
+    let head: String = text
+        .lines()
+        .filter(|l| {
+            !l.starts_with('{')
+                || serde_json::from_str::<serde_json::Value>(l).unwrap()["t"]
+                    .as_f64()
+                    .is_some_and(|t| t <= 28.0)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&file, head).unwrap();
+    let out = pressured()
+        .args(["top", "--once", "--replay"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let table = String::from_utf8(out.stdout).unwrap();
+    let first = table.lines().nth(1).unwrap();
+    let words: Vec<&str> = first.split_whitespace().collect();
+    assert_eq!(words[0], "shop/cart-0/app", "{table}");
+    assert_eq!(words[5], "6s", "ETA: {table}");
+    assert_eq!(words[8], "critical", "{table}");
+    assert!(words[4].starts_with('+'), "growing: {table}");
+}
+
+#[test]
 fn top_without_a_terminal_prints_the_table_and_a_bad_line_fails_the_run() {
     // stdout is a pipe: the plain table without --once.
     let dir = tempfile::tempdir().unwrap();
@@ -281,7 +314,7 @@ fn top_without_a_terminal_prints_the_table_and_a_bad_line_fails_the_run() {
             r#"{"t": 0, "namespace": "a", "pod": "p", "container": "c", "usage_bytes": 900, "limit_bytes": 1000}"#,
             "\n",
             "not json\n",
-            r#"{"t": 1, "namespace": "a", "pod": "p", "container": "c", "usage_bytes": 950, "limit_bytes": 1000}"#,
+            r#"{"t": 1, "namespace": "a", "pod": "p", "container": "c", "usage_bytes": 950, "limit_bytes": 1000, "psi_some_avg10": 12.25}"#,
             "\n",
         ),
     )
@@ -293,7 +326,8 @@ fn top_without_a_terminal_prints_the_table_and_a_bad_line_fails_the_run() {
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        line(&text, "a/p/c").is_some_and(|l| l.contains("95.0") && l.ends_with("critical")),
+        line(&text, "a/p/c")
+            .is_some_and(|l| l.contains("95.0") && l.contains(" 12.2 ") && l.ends_with("critical")),
         "{text}"
     );
     assert!(!out.status.success(), "a malformed line fails the run");
