@@ -52,7 +52,7 @@ impl Entry {
                 .pod_name
                 .as_deref()
                 .or(t.pod_uid.as_deref())
-                .or(t.cgroup_path.as_deref())
+                .or(t.cgroup_path.as_deref().map(|p| p.trim_start_matches('/')))
                 .unwrap_or("-")
                 .to_owned(),
             container: text(&t.container_name),
@@ -308,7 +308,11 @@ impl TopModel {
 
     /// The namespaces of the current rows, sorted.
     pub fn namespaces(&self) -> Vec<&str> {
-        let set: BTreeSet<&str> = self.rows.iter().map(|r| r.entry.namespace.as_str()).collect();
+        let set: BTreeSet<&str> = self
+            .rows
+            .iter()
+            .map(|r| r.entry.namespace.as_str())
+            .collect();
         set.into_iter().collect()
     }
 
@@ -406,7 +410,11 @@ impl TopModel {
     /// The status line: clock, counts, sort, filter, pause.
     pub fn status(&self) -> String {
         let shown = self.rows().len();
-        let mut s = format!("{shown}/{} containers  sort: {}", self.total(), self.sort.as_str());
+        let mut s = format!(
+            "{shown}/{} containers  sort: {}",
+            self.total(),
+            self.sort.as_str()
+        );
         if let Some(f) = &self.filter {
             let _ = write!(s, "  namespace: {f}");
         }
@@ -585,10 +593,7 @@ fn compare(key: SortKey, a: &Row, b: &Row) -> std::cmp::Ordering {
             x.working_set_bytes.map(|v| v as f64),
             y.working_set_bytes.map(|v| v as f64),
         ),
-        SortKey::Kills => desc(
-            x.oom_kills.map(|v| v as f64),
-            y.oom_kills.map(|v| v as f64),
-        ),
+        SortKey::Kills => desc(x.oom_kills.map(|v| v as f64), y.oom_kills.map(|v| v as f64)),
         SortKey::Name => std::cmp::Ordering::Equal,
     }
 }
@@ -626,7 +631,13 @@ mod tests {
         m.update(
             0.0,
             vec![
-                entry("shop", "search", 900 << 20, Some(1000 << 20), Severity::Critical),
+                entry(
+                    "shop",
+                    "search",
+                    900 << 20,
+                    Some(1000 << 20),
+                    Severity::Critical,
+                ),
                 entry("shop", "web", 750 << 20, Some(1000 << 20), Severity::Warn),
                 leaking.clone(),
                 killed.clone(),
@@ -637,7 +648,13 @@ mod tests {
         m.update(
             30.0,
             vec![
-                entry("shop", "search", 900 << 20, Some(1000 << 20), Severity::Critical),
+                entry(
+                    "shop",
+                    "search",
+                    900 << 20,
+                    Some(1000 << 20),
+                    Severity::Critical,
+                ),
                 entry("shop", "web", 750 << 20, Some(1000 << 20), Severity::Warn),
                 leaking,
                 killed,
@@ -677,7 +694,11 @@ mod tests {
     #[test]
     fn trend_is_mib_per_minute_over_the_window() {
         let m = sample_model();
-        let cart = m.rows().into_iter().find(|r| r.entry.pod == "cart").unwrap();
+        let cart = m
+            .rows()
+            .into_iter()
+            .find(|r| r.entry.pod == "cart")
+            .unwrap();
         // 60 MiB in 30 s.
         assert_eq!(cart.trend_mib_per_min, Some(120.0));
         let web = m.rows().into_iter().find(|r| r.entry.pod == "web").unwrap();
@@ -718,8 +739,16 @@ mod tests {
         for c in "BAT".chars() {
             m.key(Key::Char(c));
         }
-        assert!(m.status().contains("filter namespace: BAT_"), "{}", m.status());
-        assert_eq!(m.key(Key::Char('q')), Action::Redraw, "q is text at the prompt");
+        assert!(
+            m.status().contains("filter namespace: BAT_"),
+            "{}",
+            m.status()
+        );
+        assert_eq!(
+            m.key(Key::Char('q')),
+            Action::Redraw,
+            "q is text at the prompt"
+        );
         m.key(Key::Backspace);
         m.key(Key::Enter);
         assert_eq!(m.filter(), Some("BAT"));
@@ -785,15 +814,24 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 6, "{table}");
         assert!(lines[0].starts_with("NAMESPACE/POD/CONTAINER"), "{table}");
-        assert!(lines[0].contains("ETA") && lines[0].contains("KILLS"), "{table}");
+        assert!(
+            lines[0].contains("ETA") && lines[0].contains("KILLS"),
+            "{table}"
+        );
         let search = lines[1];
         assert!(search.starts_with("shop/search/app "), "{table}");
         assert!(search.contains("900Mi/1000Mi"), "{table}");
         assert!(search.contains("[##################..]"), "{table}");
-        assert!(search.contains("90.0") && search.ends_with("critical"), "{table}");
+        assert!(
+            search.contains("90.0") && search.ends_with("critical"),
+            "{table}"
+        );
         let cart = lines[3];
         assert!(cart.contains("+120.0") && cart.contains("2m00s"), "{table}");
         let free = lines[5];
-        assert!(free.contains("5.00Gi/none") && free.ends_with("ok"), "{table}");
+        assert!(
+            free.contains("5.00Gi/none") && free.ends_with("ok"),
+            "{table}"
+        );
     }
 }

@@ -155,7 +155,10 @@ pub fn render(frame: &mut Frame<'_>, model: &TopModel, title: &str, note: &str) 
     ])
     .areas(frame.area());
     let mut status = vec![
-        Span::styled(format!("{title}  "), Style::new().add_modifier(Modifier::BOLD)),
+        Span::styled(
+            format!("{title}  "),
+            Style::new().add_modifier(Modifier::BOLD),
+        ),
         Span::raw(model.status()),
     ];
     if !note.is_empty() {
@@ -241,7 +244,11 @@ mod tests {
                 .map(|x| buffer[(x, y)].symbol().to_owned())
                 .collect()
         };
-        assert!(line(0).contains("pressured top  2/2 containers  sort: percent"), "{}", line(0));
+        assert!(
+            line(0).contains("pressured top  2/2 containers  sort: percent"),
+            "{}",
+            line(0)
+        );
         assert!(line(0).contains("replay ended"), "{}", line(0));
         assert!(line(1).contains("%▼"), "{}", line(1));
         assert!(line(2).starts_with("shop/hot/app"), "{}", line(2));

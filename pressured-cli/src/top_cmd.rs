@@ -24,6 +24,9 @@ const QUEUE: usize = 4;
 /// The longest a replay waits between two clock values, whatever the timeline's gap.
 const MAX_REPLAY_GAP: Duration = Duration::from_secs(60);
 
+/// The most live cycles `--once` waits for two with containers.
+const ONCE_MAX_CYCLES: u64 = 20;
+
 /// Arguments of `pressured top`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct TopArgs {
@@ -34,7 +37,8 @@ pub(crate) struct TopArgs {
     #[arg(long = "speed", value_name = "X", default_value_t = 1.0, value_parser = parse_speed)]
     speed: f64,
     /// Print one plain table and exit (the default when stdout is not a terminal): the end of a
-    /// replay, or the second poll cycle of a live source (so that the trend is known).
+    /// replay, or the second poll cycle of a live source that shows containers (so that the trend is
+    /// known; at most 20 cycles).
     #[arg(long = "once")]
     once: bool,
 }
@@ -42,7 +46,9 @@ pub(crate) struct TopArgs {
 fn parse_speed(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v <= 1e6 => Ok(v),
-        _ => Err(format!("{s:?} is not a speed from 0 (exclusive) to 1000000")),
+        _ => Err(format!(
+            "{s:?} is not a speed from 0 (exclusive) to 1000000"
+        )),
     }
 }
 
@@ -80,13 +86,19 @@ pub(crate) fn run(args: TopArgs, config: Config) -> anyhow::Result<()> {
 fn print_once(rx: &Receiver<Update>, replay: bool) -> anyhow::Result<()> {
     let mut model = TopModel::new();
     let mut ended = None;
+    // Live: two cycles with containers (a cluster's first cycles may come before any summary), or
+    // what there is after ONCE_MAX_CYCLES.
+    let mut seen = 0;
     for update in rx {
         match update {
-            Update::Cycle { t, entries } => model.update(t, entries),
+            Update::Cycle { t, entries } => {
+                seen += usize::from(!entries.is_empty());
+                model.update(t, entries);
+            }
             Update::Ended(text) => ended = Some(text),
             _ => {}
         }
-        if !replay && model.cycles() >= 2 {
+        if !replay && (seen >= 2 || model.cycles() >= ONCE_MAX_CYCLES) {
             break;
         }
     }

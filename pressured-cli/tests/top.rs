@@ -153,7 +153,10 @@ fn top_live_view_in_tmux_sorts_filters_pauses_and_quits() {
         "one kill: {cart}"
     );
     let etl = line(&screen, "batch/etl-0/worker").unwrap();
-    assert!(etl.contains("3.28Gi/none") && etl.contains("+600.0"), "{etl}");
+    assert!(
+        etl.contains("3.28Gi/none") && etl.contains("+600.0"),
+        "{etl}"
+    );
     assert!(screen.contains("q quit"), "{screen}");
 
     // Sort: `s` cycles risk → percent → trend; the growing etl-0 comes first by trend.
@@ -333,4 +336,94 @@ fn top_without_a_terminal_prints_the_table_and_a_bad_line_fails_the_run() {
     assert!(!out.status.success(), "a malformed line fails the run");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("1 malformed line(s)"), "{err}");
+}
+
+#[test]
+fn top_once_in_node_mode_reads_the_cgroup_tree() {
+    // A cgroup v2 tree as the kernel writes it, in a temp dir: one burstable pod at 80 % of 100 MiB.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cgroup");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("cgroup.controllers"),
+        "cpuset cpu io memory pids\n",
+    )
+    .unwrap();
+    let uid = pressure_testkit::unique_pod_uid();
+    let container = pressure_testkit::unique_container_id();
+    let pod = root.join(format!("kubepods/burstable/pod{uid}"));
+    for (dir, usage) in [(pod.clone(), 80u64 << 20), (pod.join(&container), 80 << 20)] {
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in [
+            ("memory.current", format!("{usage}\n")),
+            ("memory.max", format!("{}\n", 100u64 << 20)),
+            ("memory.stat", format!("anon {usage}\nfile 0\nactive_file 0\ninactive_file 0\n")),
+            ("memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 2\noom_group_kill 0\n".into()),
+            (
+                "memory.pressure",
+                "some avg10=3.50 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n".into(),
+            ),
+        ] {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+    }
+    let config = dir.path().join("config.json");
+    let cfg = serde_json::json!({"source": {"mode": "node", "poll_interval_ms": 100, "cgroup": {"path": root}}});
+    std::fs::write(&config, cfg.to_string()).unwrap();
+    let out = pressured()
+        .arg("-c")
+        .arg(&config)
+        .args(["top", "--once"])
+        .env_remove("NODE_NAME")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let table = String::from_utf8(out.stdout).unwrap();
+    let row = table
+        .lines()
+        .find(|l| l.contains(&uid))
+        .unwrap_or_else(|| panic!("no row of pod {uid}:\n{table}"));
+    let words: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(words[1], "80.0Mi/100Mi", "{table}");
+    assert_eq!(words[3], "80.0", "{table}");
+    assert_eq!(words[4], "0.0", "trend known after two cycles: {table}");
+    assert_eq!(words[6], "3.5", "PSI: {table}");
+    assert_eq!(words[7], "2", "kills: {table}");
+    assert_eq!(words[8], "warn", "{table}");
+}
+
+#[test]
+fn top_once_in_cluster_mode_reads_the_summaries() {
+    use pressure_testkit::{ContainerUsage, World};
+    let (_rt, server) = crate::util::start_server(World::synthetic(2, 2));
+    server.set_usage(
+        "ns-0",
+        "pod-0-0",
+        "app",
+        ContainerUsage::working_set(230 << 20),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = server.write_kubeconfig(dir.path()).expect("kubeconfig");
+    let config = dir.path().join("config.json");
+    let cfg = serde_json::json!({"source": {"mode": "cluster", "poll_interval_ms": 100}});
+    std::fs::write(&config, cfg.to_string()).unwrap();
+    let out = pressured()
+        .arg("-c")
+        .arg(&config)
+        .args(["top", "--once"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let table = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines.len() > 2, "{table}");
+    let words: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        words[0], "ns-0/pod-0-0/app",
+        "the critical one first:\n{table}"
+    );
+    assert_eq!(words[1], "230Mi/256Mi", "{table}");
+    assert_eq!(words[8], "critical", "{table}");
 }
