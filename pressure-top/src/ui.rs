@@ -146,6 +146,16 @@ fn sort_column(key: SortKey) -> Option<usize> {
     })
 }
 
+/// A cell of column `i`: the numbers right-aligned, the name, the bar and the severity left.
+fn aligned(i: usize, text: String) -> Cell<'static> {
+    let line = Line::from(text);
+    Cell::from(if matches!(i, 0 | 2) || i == COLUMNS - 1 {
+        line
+    } else {
+        line.right_aligned()
+    })
+}
+
 /// Draws the view: a title and status line, the table, a key help line.
 pub fn render(frame: &mut Frame<'_>, model: &TopModel, title: &str, note: &str) {
     let [top, body, bottom] = Layout::vertical([
@@ -176,14 +186,14 @@ pub fn render(frame: &mut Frame<'_>, model: &TopModel, title: &str, note: &str) 
         } else {
             (*h).to_owned()
         };
-        Cell::from(text)
+        aligned(i, text)
     }))
     .style(Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED));
     let rows = model.rows().into_iter().map(|row| {
         let mut cells = model::cells(row);
         cells[2] = model::bar(row.entry.usage_ratio, model::BAR_WIDTH, '█', '░');
         let style = Style::new().fg(colour(row.entry.severity));
-        TableRow::new(cells.into_iter().map(Cell::from)).style(style)
+        TableRow::new(cells.into_iter().enumerate().map(|(i, c)| aligned(i, c))).style(style)
     });
     let widths: [Constraint; COLUMNS] = [
         Constraint::Min(24),
