@@ -386,6 +386,7 @@ impl Long {
 struct LastReading {
     working_set: u64,
     signal: u64,
+    psi_some_avg10: Option<f64>,
 }
 
 /// One tracked container as the engine sees it after its last reading: what a per-container gauge
@@ -408,6 +409,8 @@ pub struct ContainerView<'a> {
     pub eta_seconds: Option<f64>,
     /// The container's OOM-kill counter as last reported; `None` when unknown.
     pub oom_kills: Option<u64>,
+    /// PSI memory `some` avg10 of the last reading, when the source knows it (cgroup v2).
+    pub psi_some_avg10: Option<f64>,
 }
 
 /// Whether a rise that has lasted `lasted` seconds without a break is evidence of a trend: at least
@@ -668,6 +671,7 @@ impl Engine {
                     severity: st.severity,
                     eta_seconds: self.eta(id),
                     oom_kills: (st.oom_baseline != NO_OOM_BASELINE).then_some(st.oom_baseline),
+                    psi_some_avg10: last.and_then(|l| l.psi_some_avg10),
                 }
             })
     }
@@ -827,6 +831,7 @@ impl Engine {
         self.last[i] = Some(LastReading {
             working_set: reading.working_set_bytes,
             signal,
+            psi_some_avg10: reading.psi.map(|p| p.some_avg10),
         });
         // Built only when an event is: its fields stay in registers on the hot path.
         let (meta, dry_run) = (&self.meta, self.dry_run);

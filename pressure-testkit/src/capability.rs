@@ -47,6 +47,11 @@ impl Capability {
         name: "promtool",
         install: "Debian prometheus",
     };
+    /// `tmux` (a terminal for the live view of `pressured top`: send-keys, capture-pane).
+    pub const TMUX: Capability = Capability::Program {
+        name: "tmux",
+        install: "Debian tmux",
+    };
     /// `kubectl`.
     pub const KUBECTL: Capability = Capability::Program {
         name: "kubectl",

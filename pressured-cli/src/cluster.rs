@@ -14,11 +14,7 @@ use crate::sink::{ActionsSetup, EventSink};
 
 /// Runs cluster mode until SIGTERM/SIGINT.
 pub(crate) async fn run(config: Config, actions: &ActionsSetup) -> anyhow::Result<()> {
-    let source = ClientSource::infer();
-    let what = "connecting to the API server (KUBECONFIG or in-cluster service account)";
-    let client = source.connect().await.context(what)?;
-    // Summaries back off per node on a 429 (Retry-After) instead of kube-rs sleeping inside the request.
-    let summaries = source.connect_without_retries().await.context(what)?;
+    let (client, summaries) = clients().await?;
     let stop = crate::stop_signal()?;
     let mut poller = ClusterPoller::new(
         Engine::new(&config.thresholds, config.dry_run),
@@ -38,9 +34,19 @@ pub(crate) async fn run(config: Config, actions: &ActionsSetup) -> anyhow::Resul
     Ok(result?)
 }
 
+/// The API client, and the one for summaries (KUBECONFIG or the in-cluster service account).
+pub(crate) async fn clients() -> anyhow::Result<(Client, Client)> {
+    let source = ClientSource::infer();
+    let what = "connecting to the API server (KUBECONFIG or in-cluster service account)";
+    let client = source.connect().await.context(what)?;
+    // Summaries back off per node on a 429 (Retry-After) instead of kube-rs sleeping inside the request.
+    let summaries = source.connect_without_retries().await.context(what)?;
+    Ok((client, summaries))
+}
+
 /// The poller's options from `source.*`; the Lease holder identity is `POD_NAME` (else `HOSTNAME`)
 /// and an unset `lease_namespace` is `POD_NAMESPACE` (else `default`), as the downward API sets them.
-fn poller_options(config: &Config) -> PollerOptions {
+pub(crate) fn poller_options(config: &Config) -> PollerOptions {
     let kubelet = &config.source.kubelet;
     let le = &kubelet.leader_election;
     let leader_election = le.enabled.then(|| LeaseOptions {

@@ -12,6 +12,7 @@ mod pprof_cmd;
 mod replay;
 mod server;
 mod sink;
+mod top_cmd;
 mod trim;
 mod watch;
 
@@ -72,6 +73,8 @@ enum Command {
     Pprof(pprof_cmd::PprofArgs),
     /// Draw a replay timeline (SVG or PNG): working set against limit, thresholds, predicted OOMs, kills.
     Plot(plot_cmd::PlotArgs),
+    /// A live view of the containers closest to OOM (the configured source, or `--replay FILE`).
+    Top(top_cmd::TopArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,10 +82,11 @@ fn main() -> ExitCode {
     // again; a sidecar should not keep it resident (see `trim`). Best effort: a failure only costs memory.
     let _ = trim::drop_startup_pages();
     let mut args = Args::parse();
-    let plot = match args.command.take() {
+    let (plot, top) = match args.command.take() {
         Some(Command::Pprof(pprof)) => return report(pprof_cmd::run(pprof)),
-        Some(Command::Plot(plot)) => Some(plot),
-        None => None,
+        Some(Command::Plot(plot)) => (Some(plot), None),
+        Some(Command::Top(top)) => (None, Some(top)),
+        None => (None, None),
     };
     let config = match load_config(&args) {
         Ok(config) => config,
@@ -94,6 +98,16 @@ fn main() -> ExitCode {
     if args.check_config {
         println!("{}", config.to_json_pretty());
         return ExitCode::SUCCESS;
+    }
+    if let Some(top) = top {
+        // Logs would scribble over the live view: only without it (on stderr, beside the table).
+        if !top_cmd::interactive(&top)
+            && let Err(err) = logging::init(config.log_level, args.log_format)
+        {
+            eprintln!("pressured: {err:#}");
+            return ExitCode::FAILURE;
+        }
+        return report(top_cmd::run(top, config.split().0));
     }
     if let Err(err) = logging::init(config.log_level, args.log_format) {
         eprintln!("pressured: {err:#}");

@@ -18,28 +18,12 @@ use pressure_kubelet::{EventRecorder, PodDirectory};
 
 /// Runs the cgroup-based modes until SIGTERM/SIGINT.
 pub(crate) async fn run(config: Config, actions: &ActionsSetup) -> anyhow::Result<()> {
-    let root = PathBuf::from(&config.source.cgroup.path);
-    let layout = CgroupLayout::detect(&root)
-        .with_context(|| format!("source.cgroup.path = {}", root.display()))?;
-    let env = PodEnv::from_lookup(|name| std::env::var(name).ok());
-    let scope = match config.source.mode {
-        SourceMode::Node => Scope::Node,
-        _ => {
-            let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-            Scope::sidecar(&layout, &env, &own, std::process::id())?
-        }
-    };
+    let (layout, env, scope) = layout_and_scope(&config)?;
     if let Err(e) = raise_nofile_limit() {
         tracing::warn!("cannot raise the open-file limit: {e}");
     }
     let sink = EventSink::new(actions)?;
-    let pods = match (&scope, env.node_name.clone()) {
-        (Scope::Node, Some(node)) => PodDirectory::connect(&node, Duration::from_secs(5)).await,
-        (Scope::Pod { .. }, _) => {
-            PodDirectory::own_pod(env.namespace.as_deref(), env.pod_name.as_deref()).await
-        }
-        _ => None,
-    };
+    let pods = pod_directory(&scope, &env).await;
     // Node mode posts Kubernetes Events through the pod watch's client; the sidecar does not.
     let kube = match scope {
         Scope::Node => pods
@@ -96,6 +80,35 @@ pub(crate) async fn run(config: Config, actions: &ActionsSetup) -> anyhow::Resul
     let (result, sink) = ended.context("the sampling thread ended without a result")?;
     sink.shutdown().await;
     Ok(result?)
+}
+
+/// The cgroup hierarchy at `source.cgroup.path`, the downward-API environment, and what to watch:
+/// every pod of the node (node mode) or this process's own pod (sidecar).
+pub(crate) fn layout_and_scope(config: &Config) -> anyhow::Result<(CgroupLayout, PodEnv, Scope)> {
+    let root = PathBuf::from(&config.source.cgroup.path);
+    let layout = CgroupLayout::detect(&root)
+        .with_context(|| format!("source.cgroup.path = {}", root.display()))?;
+    let env = PodEnv::from_lookup(|name| std::env::var(name).ok());
+    let scope = match config.source.mode {
+        SourceMode::Node => Scope::Node,
+        _ => {
+            let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+            Scope::sidecar(&layout, &env, &own, std::process::id())?
+        }
+    };
+    Ok((layout, env, scope))
+}
+
+/// The pod names from the API: the node's pods (node mode, `NODE_NAME` set) or the own pod; `None`
+/// without an API server.
+pub(crate) async fn pod_directory(scope: &Scope, env: &PodEnv) -> Option<PodDirectory> {
+    match (scope, env.node_name.clone()) {
+        (Scope::Node, Some(node)) => PodDirectory::connect(&node, Duration::from_secs(5)).await,
+        (Scope::Pod { .. }, _) => {
+            PodDirectory::own_pod(env.namespace.as_deref(), env.pod_name.as_deref()).await
+        }
+        _ => None,
+    }
 }
 
 /// Drops the resident pages of code that ran before `stage` (see [`crate::trim`]), with a debug log.

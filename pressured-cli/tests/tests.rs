@@ -8,4 +8,5 @@ mod lua_runaway;
 mod metrics;
 mod system_cgroup;
 mod system_sandbox;
+mod top;
 mod util;
