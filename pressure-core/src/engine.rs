@@ -381,11 +381,24 @@ impl Long {
     }
 }
 
-/// The last reading of a container, for [`Engine::containers`].
-#[derive(Debug, Clone, Copy)]
+/// The last reading of a container, for [`Engine::containers`]. Written on every sample, so 16 bytes
+/// with a sentinel rather than an `Option` (24).
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct LastReading {
     working_set: u64,
     signal: u64,
+}
+
+impl LastReading {
+    /// Before the first reading (no reading is 16 EiB).
+    const NONE: LastReading = LastReading {
+        working_set: u64::MAX,
+        signal: u64::MAX,
+    };
+
+    fn get(self) -> Option<LastReading> {
+        (self != LastReading::NONE).then_some(self)
+    }
 }
 
 /// One tracked container as the engine sees it after its last reading: what a per-container gauge
@@ -527,8 +540,8 @@ pub struct Engine {
     dry_run: bool,
     states: Vec<State>,
     /// The last reading's working set and signal per slot (beside `states`, not in it: only the gauges
-    /// of [`Engine::containers`] read it); `None` before the first reading.
-    last: Vec<Option<LastReading>>,
+    /// of [`Engine::containers`] read it); [`LastReading::NONE`] before the first reading.
+    last: Vec<LastReading>,
     meta: Vec<Option<Meta>>,
     /// Distinct threshold sets in use; index 0 is the global one.
     thresholds: Vec<Thresholds>,
@@ -653,6 +666,7 @@ impl Engine {
             .enumerate()
             .filter(|(_, ((st, meta), _))| st.generation != 0 && meta.is_some())
             .map(|(i, ((st, meta), last))| {
+                let last = last.get();
                 let id = SlotId {
                     index: i as u32,
                     generation: st.generation,
@@ -721,14 +735,14 @@ impl Engine {
         let index = match self.free.pop() {
             Some(i) => {
                 self.states[i as usize] = state;
-                self.last[i as usize] = None;
+                self.last[i as usize] = LastReading::NONE;
                 self.meta[i as usize] = meta;
                 self.long[i as usize] = Long::EMPTY;
                 i
             }
             None => {
                 self.states.push(state);
-                self.last.push(None);
+                self.last.push(LastReading::NONE);
                 self.meta.push(meta);
                 self.long.push(Long::EMPTY);
                 (self.states.len() - 1) as u32
@@ -824,10 +838,10 @@ impl Engine {
         };
         // 0 = unlimited (a zero limit is treated as none).
         let limit = reading.limit_bytes.unwrap_or(0);
-        self.last[i] = Some(LastReading {
+        self.last[i] = LastReading {
             working_set: reading.working_set_bytes,
             signal,
-        });
+        };
         // Built only when an event is: its fields stay in registers on the hot path.
         let (meta, dry_run) = (&self.meta, self.dry_run);
         let emit = move |event_type, severity, previous_severity, eta_seconds| {
