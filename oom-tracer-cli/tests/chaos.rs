@@ -39,12 +39,7 @@ fn scene(test: &str) -> Option<Scene> {
     let rbac = cp
         .apply_chart_rbac(&chart(), &ns, &ns, &json!({}))
         .expect("the chart's RBAC");
-    let sa = rbac
-        .iter()
-        .find(|o| o["kind"] == "ServiceAccount")
-        .and_then(|o| o["metadata"]["name"].as_str())
-        .expect("the chart's ServiceAccount")
-        .to_owned();
+    let sa = ControlPlane::chart_service_account(&rbac).expect("the chart's ServiceAccount");
     let kubeconfig = cp.service_account_kubeconfig(&ns, &sa).expect("kubeconfig");
     let (_, victim) = pod_with_cgroup(&cp, &root, &ns, "victim", &node, json!({"team": "a"}));
     Some(Scene {

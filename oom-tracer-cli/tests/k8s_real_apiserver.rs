@@ -186,12 +186,7 @@ fn real_apiserver_oom_kill_annotates_the_victims_pod_as_the_charts_service_accou
     let rbac = cp
         .apply_chart_rbac(&chart(), &ns, &ns, &json!({}))
         .expect("the chart's RBAC");
-    let sa = rbac
-        .iter()
-        .find(|o| o["kind"] == "ServiceAccount")
-        .and_then(|o| o["metadata"]["name"].as_str())
-        .expect("the chart's ServiceAccount")
-        .to_owned();
+    let sa = ControlPlane::chart_service_account(&rbac).expect("the chart's ServiceAccount");
     let kubeconfig = cp.service_account_kubeconfig(&ns, &sa).expect("kubeconfig");
 
     let (_, victim) = pod_with_cgroup(cp, &root, &ns, "victim", &node, json!({"team": "a"}));
@@ -369,12 +364,7 @@ fn bench_kill_to_annotation_latency() {
     let rbac = cp
         .apply_chart_rbac(&chart(), &ns, &ns, &json!({}))
         .expect("the chart's RBAC");
-    let sa = rbac
-        .iter()
-        .find(|o| o["kind"] == "ServiceAccount")
-        .and_then(|o| o["metadata"]["name"].as_str())
-        .expect("the chart's ServiceAccount")
-        .to_owned();
+    let sa = ControlPlane::chart_service_account(&rbac).expect("the chart's ServiceAccount");
     let kubeconfig = cp.service_account_kubeconfig(&ns, &sa).expect("kubeconfig");
     let _tracer = start_tracer(&kubeconfig, &node);
     let mut latencies = Vec::new();

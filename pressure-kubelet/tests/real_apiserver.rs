@@ -37,12 +37,7 @@ async fn real_apiserver_events_fold_into_one_series_across_restarts() {
     let rbac = cp
         .apply_chart_rbac(&chart, &ns, &ns, &json!({"mode": "node"}))
         .expect("the chart's RBAC");
-    let sa = rbac
-        .iter()
-        .find(|o| o["kind"] == "ServiceAccount")
-        .and_then(|o| o["metadata"]["name"].as_str())
-        .expect("the chart's ServiceAccount")
-        .to_owned();
+    let sa = ControlPlane::chart_service_account(&rbac).expect("the chart's ServiceAccount");
     let kubeconfig = cp.service_account_kubeconfig(&ns, &sa).expect("kubeconfig");
     let pod = cp
         .create(

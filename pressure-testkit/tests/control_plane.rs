@@ -67,12 +67,8 @@ fn service_account_tokens_get_exactly_their_charts_rbac() {
     let objects = cp
         .apply_chart_rbac(&charts().join("oom-tracer"), &ns, &ns, &json!({}))
         .expect("oom-tracer chart RBAC");
-    let sa = objects
-        .iter()
-        .find(|o| o["kind"] == "ServiceAccount")
-        .and_then(|o| o["metadata"]["name"].as_str())
-        .expect("the chart renders a ServiceAccount")
-        .to_owned();
+    let sa =
+        ControlPlane::chart_service_account(&objects).expect("the chart renders a ServiceAccount");
     let token = cp.service_account_token(&ns, &sa).expect("token");
     let code = |method: &str, path: &str, ctype: &str, body: &str| {
         cp.request_with_token(&token, method, path, ctype, body.as_bytes())

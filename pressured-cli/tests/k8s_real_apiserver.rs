@@ -33,12 +33,7 @@ pub(crate) fn install(
     let rbac = cp
         .apply_chart_rbac(&chart(), ns, ns, values)
         .expect("the chart's RBAC");
-    let sa = rbac
-        .iter()
-        .find(|o| o["kind"] == "ServiceAccount")
-        .and_then(|o| o["metadata"]["name"].as_str())
-        .expect("the chart's ServiceAccount")
-        .to_owned();
+    let sa = ControlPlane::chart_service_account(&rbac).expect("the chart's ServiceAccount");
     let workloads =
         ControlPlane::render_chart(&chart(), ns, ns, values, &["Deployment", "DaemonSet"])
             .expect("render");

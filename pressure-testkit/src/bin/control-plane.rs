@@ -136,12 +136,9 @@ fn main() -> anyhow::Result<()> {
             &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}}),
         )?;
         let rbac = cp.apply_chart_rbac(chart, "bench", "bench", &values)?;
-        let sa = rbac
-            .iter()
-            .find(|o| o["kind"] == "ServiceAccount")
-            .and_then(|o| o["metadata"]["name"].as_str())
+        let sa = ControlPlane::chart_service_account(&rbac)
             .context("the chart renders no ServiceAccount")?;
-        let kc = cp.service_account_kubeconfig("bench", sa)?;
+        let kc = cp.service_account_kubeconfig("bench", &sa)?;
         println!("sa kubeconfig: {}", kc.display());
     }
     for k in kubelets.iter().take(5) {

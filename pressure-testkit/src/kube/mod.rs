@@ -909,6 +909,17 @@ impl ControlPlane {
         Ok(objects)
     }
 
+    /// The name of the ServiceAccount among a chart's rendered objects (what
+    /// [`apply_chart_rbac`](Self::apply_chart_rbac) returns); `None` when it renders none.
+    #[must_use]
+    pub fn chart_service_account(objects: &[Value]) -> Option<String> {
+        objects
+            .iter()
+            .find(|o| o["kind"] == "ServiceAccount")
+            .and_then(|o| o["metadata"]["name"].as_str())
+            .map(str::to_owned)
+    }
+
     /// Every audit event logged so far (one JSON object per request, level Metadata).
     ///
     /// # Errors
