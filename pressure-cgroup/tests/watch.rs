@@ -5,7 +5,7 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use pressure_cgroup::{CgroupLayout, Scope, WatchOptions, Watcher};
+use pressure_cgroup::{CgroupLayout, Scope, StopToken, WatchOptions, Watcher};
 use pressure_core::{Engine, Event, EventType, Severity, ThresholdsConfig};
 use pressure_testkit::{
     CgroupDirs, Hog, HogSpec, KubeletV1Pod, require_v1_memcg, unique_container_id, unique_pod_uid,
@@ -22,27 +22,7 @@ fn node_watch_reports_a_real_pod_going_critical() {
     let layout = CgroupLayout::detect(sys).expect("layout");
     let mut options = WatchOptions::new(Scope::Node);
     options.interval = Duration::from_millis(100);
-    let mut watcher = Watcher::new(
-        layout,
-        Engine::new(&ThresholdsConfig::default(), false),
-        options,
-    )
-    .expect("watcher");
-    let stop = watcher.stop_token();
-    let (tx, rx) = mpsc::channel::<Event>();
-    let (tick_tx, tick_rx) = mpsc::channel::<()>();
-    let looping = std::thread::spawn(move || {
-        struct Forward(mpsc::Sender<Event>, mpsc::Sender<()>);
-        impl pressure_cgroup::Observer for Forward {
-            fn event(&mut self, event: &Event) {
-                let _ = self.0.send(event.clone());
-            }
-            fn first_tick(&mut self) {
-                let _ = self.1.send(());
-            }
-        }
-        watcher.run(&mut Forward(tx, tick_tx))
-    });
+    let (stop, rx, tick_rx, looping) = start_watching(layout, options);
     // The pod is watched (the first tick is done) before it fills: the rise is seen, not only its end.
     tick_rx
         .recv_timeout(Duration::from_secs(10))
@@ -149,27 +129,7 @@ fn five_thousand_cgroups_with_bounded_descriptors() {
     let mut options = WatchOptions::new(Scope::Node);
     options.interval = Duration::from_millis(200);
     options.open_files = OPEN_FILES;
-    let mut watcher = Watcher::new(
-        layout,
-        Engine::new(&ThresholdsConfig::default(), false),
-        options,
-    )
-    .expect("watcher");
-    let stop = watcher.stop_token();
-    let (tx, rx) = mpsc::channel::<Event>();
-    let (tick_tx, tick_rx) = mpsc::channel::<()>();
-    let looping = std::thread::spawn(move || {
-        struct Forward(mpsc::Sender<Event>, mpsc::Sender<()>);
-        impl pressure_cgroup::Observer for Forward {
-            fn event(&mut self, event: &Event) {
-                let _ = self.0.send(event.clone());
-            }
-            fn first_tick(&mut self) {
-                let _ = self.1.send(());
-            }
-        }
-        watcher.run(&mut Forward(tx, tick_tx))
-    });
+    let (stop, rx, tick_rx, looping) = start_watching(layout, options);
     tick_rx
         .recv_timeout(Duration::from_secs(60))
         .expect("first tick over 5 500 cgroups");
@@ -210,4 +170,40 @@ fn five_thousand_cgroups_with_bounded_descriptors() {
         .expect("the loop ends cleanly on stop");
     drop(_hog);
     dirs.remove_all();
+}
+
+/// The thread running a [`Watcher`].
+type WatchThread = std::thread::JoinHandle<Result<(), pressure_cgroup::WatchError>>;
+
+/// Runs a [`Watcher`] with default thresholds on a thread: its stop token, its events, a message at its
+/// first tick, and the thread.
+fn start_watching(
+    layout: CgroupLayout,
+    options: WatchOptions,
+) -> (
+    StopToken,
+    mpsc::Receiver<Event>,
+    mpsc::Receiver<()>,
+    WatchThread,
+) {
+    struct Forward(mpsc::Sender<Event>, mpsc::Sender<()>);
+    impl pressure_cgroup::Observer for Forward {
+        fn event(&mut self, event: &Event) {
+            let _ = self.0.send(event.clone());
+        }
+        fn first_tick(&mut self) {
+            let _ = self.1.send(());
+        }
+    }
+    let mut watcher = Watcher::new(
+        layout,
+        Engine::new(&ThresholdsConfig::default(), false),
+        options,
+    )
+    .expect("watcher");
+    let stop = watcher.stop_token();
+    let (tx, rx) = mpsc::channel::<Event>();
+    let (tick_tx, tick_rx) = mpsc::channel::<()>();
+    let looping = std::thread::spawn(move || watcher.run(&mut Forward(tx, tick_tx)));
+    (stop, rx, tick_rx, looping)
 }
