@@ -91,20 +91,19 @@ if [[ -n $floor ]] && wait "$floor" && [[ -s $work/floor.ns ]]; then
   awk -v f="$floor_ns" -v p="$cpu_ns" 'BEGIN {printf "  floor:            %.4f s  (a C loop with the same epoll_wait ticks and usage reads, run alongside; pressured = %.2f x floor)\n", f / 1e9, p / f}'
 fi
 echo "  events: $(wc -l < "$work/events.jsonl"), warnings: $(grep -c WARN "$work/stderr.log" || true)"
-# How the binary was linked (pressured-cli/build.rs): with the hot-code order, the listed functions come
-# first in .text; and how much of the list the binary still has (it goes stale as functions are renamed).
-listed=$(grep -v '^#' pressured-cli/link-order.txt | sort -u)
-syms=$(nm -n --defined-only "$PRESSURED" 2>/dev/null | awk '$2 ~ /^[tT]$/ {print $3}' || true)
-if [[ -n $syms ]]; then
-  first=$(head -n 100 <<<"$syms" | grep -cxF -f <(echo "$listed") || true)
-  present=$(sort -u <<<"$syms" | grep -cxF -f <(echo "$listed") || true)
-  if ((first >= 50)); then
-    echo "  hot-code order: linked with it; $present of $(wc -l <<<"$listed") listed functions present (regenerate with scripts/link-order.sh when far below)"
-  else
-    echo "  hot-code order: NOT linked with it (no ld.lld at build time, or PRESSURED_LINK_ORDER=0)"
-  fi
+# How the binary was linked (pressured-cli/build.rs): the functions of pressured-cli/link-order.txt in
+# an output section of their own before .text, matched by name without the build-specific parts.
+hot_hex=$(readelf -SW "$PRESSURED" 2>/dev/null | awk '$2 == ".text.pressured_hot" { print $6 }' || true)
+hot=$((16#${hot_hex:-0}))
+hot_ok=1
+if [[ -n $hot ]] && ((hot > 0)); then
+  listed=$(grep -vc '^#' pressured-cli/link-order.txt)
+  echo "  hot-code order: linked with it; .text.pressured_hot is $((hot / 1024)) KiB for the $listed functions of pressured-cli/link-order.txt"
+else
+  echo "  hot-code order: NOT linked with it (PRESSURED_LINK_ORDER=0, or the linker script was not applied)"
+  hot_ok=0
 fi
-ok=1
+ok=$hot_ok
 awk -v k="$hwm_kb" 'BEGIN {exit !(k <= 4096)}' || ok=0
 awk -v n="$cpu_ns" 'BEGIN {exit !(n <= 35000000)}' || ok=0
 if ((ok)); then echo "  result: within goals"; else echo "  result: OVER GOAL"; exit 1; fi

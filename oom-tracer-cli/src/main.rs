@@ -15,6 +15,9 @@ use anyhow::Context;
 use clap::Parser;
 use futures::StreamExt;
 use pressure_ebpf::{KillSink, OomTracer, TraceSource, TracerOptions, handle_kill};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::flags::{Args, Config};
 
@@ -27,13 +30,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // `RUST_LOG` as `target=level` directives and a default level (`info` when unset); a `Targets`
+    // filter rather than `EnvFilter`, whose span-field syntax would bring a regex engine along.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_max_level(tracing::Level::TRACE)
+        .finish()
+        .with(filter)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,7 +1,6 @@
 //! Logs to stderr through `tracing`: human text by default, JSON with `--log-format json`.
 
 use pressure_core::LogLevel;
-use tracing_subscriber::EnvFilter;
 
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -14,9 +13,13 @@ pub(crate) enum LogFormat {
 
 /// Installs the global subscriber at `level` (the effective `log_level`).
 pub(crate) fn init(level: LogLevel, format: LogFormat) -> anyhow::Result<()> {
-    let filter = EnvFilter::new(level.as_str());
+    // A plain level (no `EnvFilter`: its directive parser brings a regex engine into the binary).
+    let max: tracing::Level = level
+        .as_str()
+        .parse()
+        .map_err(|e| anyhow::anyhow!("log level {}: {e}", level.as_str()))?;
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(max)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let result = match format {

@@ -13,7 +13,6 @@ mod replay;
 mod server;
 mod sink;
 mod top_cmd;
-mod trim;
 mod watch;
 
 use std::path::PathBuf;
@@ -79,8 +78,9 @@ enum Command {
 
 fn main() -> ExitCode {
     // What the dynamic loader and libc's start-up touched (relocations, IFUNC resolvers) is not run
-    // again; a sidecar should not keep it resident (see `trim`). Best effort: a failure only costs memory.
-    let _ = trim::drop_startup_pages();
+    // again; a sidecar should not keep it resident, nor its page cache charged (see
+    // `pressure_cgroup::footprint`). Best effort: a failure only costs memory.
+    let _ = pressure_cgroup::footprint::release_startup_pages();
     let mut args = Args::parse();
     let (plot, top) = match args.command.take() {
         Some(Command::Pprof(pprof)) => return report(pprof_cmd::run(pprof)),

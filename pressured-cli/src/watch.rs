@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use pressure_cgroup::{
@@ -61,7 +61,12 @@ pub(crate) async fn run(config: Config, actions: &ActionsSetup) -> anyhow::Resul
         .name("sampling".into())
         .spawn(move || {
             let _runtime = runtime.enter();
-            let mut out = Out { sink, kube, gauges };
+            let mut out = Out {
+                sink,
+                kube,
+                gauges,
+                last_cache_drop: Instant::now(),
+            };
             let result = watcher.run(&mut out);
             let _ = done_tx.send((result, out.sink));
         })
@@ -111,10 +116,15 @@ pub(crate) async fn pod_directory(scope: &Scope, env: &PodEnv) -> Option<PodDire
     }
 }
 
-/// Drops the resident pages of code that ran before `stage` (see [`crate::trim`]), with a debug log.
+/// Drops the resident pages of code that ran before `stage` and their page cache (see
+/// [`pressure_cgroup::footprint`]), with a debug log.
 fn trim(stage: &str) {
-    match crate::trim::drop_startup_pages() {
-        Ok(mappings) => tracing::debug!(mappings, "dropped {stage} pages from the resident set"),
+    match pressure_cgroup::footprint::release_startup_pages() {
+        Ok(released) => tracing::debug!(
+            mappings = released.mappings,
+            executable_cache = released.executable_cache,
+            "dropped {stage} pages from the resident set"
+        ),
         Err(e) => tracing::debug!("cannot drop {stage} pages from the resident set: {e}"),
     }
 }
@@ -126,7 +136,12 @@ struct Out {
     kube: Option<EventRecorder>,
     /// `metrics.container_gauges`.
     gauges: Option<Arc<ContainerGauges>>,
+    /// When the binary's unmapped page cache was last dropped.
+    last_cache_drop: Instant,
 }
+
+/// How often the loop drops the binary's unmapped page cache (see `Out::cycle`).
+const CACHE_DROP_PERIOD: Duration = Duration::from_secs(10);
 
 impl Observer for Out {
     fn event(&mut self, event: &Event) {
@@ -139,6 +154,12 @@ impl Observer for Out {
     fn cycle(&mut self, engine: &Engine) {
         if let Some(gauges) = &self.gauges {
             gauges.refresh(engine);
+        }
+        // Code run for the first time since (an event, an action) read a readahead window of the
+        // binary into the page cache, charged to this container: give back what no process maps.
+        if self.last_cache_drop.elapsed() >= CACHE_DROP_PERIOD {
+            self.last_cache_drop = Instant::now();
+            pressure_cgroup::footprint::drop_executable_cache();
         }
     }
 

@@ -1,0 +1,288 @@
+//! What a watcher costs its own memory cgroup: the resident pages of code and constants, and the page
+//! cache of its own binary.
+//!
+//! Two kernel behaviours make a small process look large to its memory cgroup:
+//!
+//! - **Fault-around.** The kernel maps a touched page of a file together with up to 64 KiB around it
+//!   (when those pages are in the page cache), so the dynamic loader, libc's start-up, flag parsing,
+//!   the config, the runtime and the TLS roots leave megabytes of the binary resident that the
+//!   sampling loop never runs.
+//! - **Readahead.** The first fault in a file mapping reads a readahead window around it (the block
+//!   device's `read_ahead_kb`: 128 KiB on most nodes, 8 MiB on some virtual disks), so the whole binary
+//!   soon sits in the page cache, charged to the cgroup that faulted it first: the container's.
+//!
+//! [`release_startup_pages`] undoes both, at any point where start-up work is done:
+//!
+//! 1. every file-backed mapping of the binary and its libraries is advised `MADV_RANDOM` (later faults
+//!    read only the page they need, not a readahead window), and those that are read-only and without
+//!    private (copied-on-write) pages — code and constants — `MADV_DONTNEED` (their pages leave this
+//!    process's resident set);
+//! 2. the pages of the process's own executable that are now mapped by no process are dropped from
+//!    the page cache (`POSIX_FADV_DONTNEED` on `/proc/self/exe`), which also lifts their charge.
+//!
+//! Whatever runs next faults back only the pages it uses. Constants are then read a page at a time,
+//! and fault-around finds few cached neighbours to map with them. Code is not: since Linux 6.16 a
+//! fault in an executable mapping reads a `read_ahead_kb` window of it whatever `MADV_RANDOM` says
+//! (`mm/filemap: allow arch to request folio size for exec memory`), which is why the hot code is
+//! also kept together at link time (`pressured-cli/build.rs`) and why [`drop_executable_cache`]
+//! exists for a watcher to call now and then. Mappings with private pages (relocated RELRO data) are
+//! left alone, since dropping those would lose their contents; shared libraries keep their page
+//! cache (other processes use it).
+//!
+//! Which mappings qualify is learnt once, from `/proc/self/smaps` (the kernel walks every page table
+//! to write it: about 0.3 ms), read line by line through a small buffer so the trim itself adds little
+//! to the peak it is meant to lower; later calls reuse the list. Mappings made after the first call (a
+//! library loaded later) are left alone. A page that changes after it (a uprobe attached in the first
+//! moments of the process) would be dropped with the rest.
+
+use std::io::{self, BufRead, BufReader};
+use std::os::fd::AsRawFd;
+use std::sync::OnceLock;
+
+/// The file-backed mappings, found by the first call.
+static CLEAN: OnceLock<Vec<Mapping>> = OnceLock::new();
+
+/// What one [`release_startup_pages`] call gave back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Released {
+    /// Mappings whose resident pages were dropped.
+    pub mappings: usize,
+    /// Whether the executable's unmapped page cache was dropped (`false` when `/proc/self/exe` could
+    /// not be opened, e.g. a binary deleted since it started).
+    pub executable_cache: bool,
+}
+
+/// Drops the resident code and constant pages of this process and its executable's unused page
+/// cache, as described in the [module documentation](self). Best effort: a failure only costs memory.
+///
+/// # Errors
+/// Reading `/proc/self/smaps` on the first call.
+pub fn release_startup_pages() -> io::Result<Released> {
+    let mappings = match CLEAN.get() {
+        Some(mappings) => mappings,
+        None => {
+            let smaps = std::fs::File::open("/proc/self/smaps")?;
+            let found = parse(BufReader::with_capacity(4096, smaps))?;
+            for mapping in &found {
+                // SAFETY: a whole mapping of this process; MADV_RANDOM only changes how later faults
+                // read ahead.
+                unsafe {
+                    libc::madvise(
+                        mapping.start as *mut libc::c_void,
+                        mapping.end - mapping.start,
+                        libc::MADV_RANDOM,
+                    );
+                }
+            }
+            CLEAN.get_or_init(|| found)
+        }
+    };
+    let mut released = Released {
+        mappings: 0,
+        executable_cache: false,
+    };
+    for mapping in mappings.iter().filter(|m| m.clean) {
+        let len = mapping.end - mapping.start;
+        // SAFETY: the range is a whole mapping of this process that held only unmodified file pages
+        // when it was listed, and read-only mappings do not change; discarding them only makes the
+        // next access re-read the same bytes.
+        if unsafe { libc::madvise(mapping.start as *mut libc::c_void, len, libc::MADV_DONTNEED) }
+            == 0
+        {
+            released.mappings += 1;
+        }
+    }
+    released.executable_cache = drop_executable_cache();
+    Ok(released)
+}
+
+/// Drops the pages of this process's executable that no process maps from the page cache, lifting
+/// their charge; returns whether the advice was taken.
+///
+/// A code path run for the first time (a first event, an action) reads a readahead window of the
+/// binary — on kernels since 6.16 a whole `read_ahead_kb` of it, whatever `MADV_RANDOM` says, for
+/// executable mappings — which stays cached and charged to the watcher's cgroup after that code has
+/// run. A watcher calls this now and then (`pressured`: every 10 s) to keep the charge to the pages it
+/// maps. Costs one `open` and one `fadvise`; pages it drops are re-read from disk when next run.
+pub fn drop_executable_cache() -> bool {
+    let Ok(exe) = std::fs::File::open("/proc/self/exe") else {
+        return false;
+    };
+    // SAFETY: a plain advice on an open descriptor; clean pages mapped by no process are dropped,
+    // dirty or mapped ones stay.
+    unsafe { libc::posix_fadvise(exe.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) == 0 }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Mapping {
+    start: usize,
+    end: usize,
+    /// Read-only and without private pages: its resident pages can be dropped.
+    clean: bool,
+}
+
+/// The file-backed mappings; `clean` when read-only with all pages unmodified (`Anonymous: 0 kB`).
+fn parse(mut smaps: impl BufRead) -> io::Result<Vec<Mapping>> {
+    let mut out = Vec::new();
+    let mut current: Option<Mapping> = None;
+    let mut line = String::with_capacity(256);
+    loop {
+        line.clear();
+        if smaps.read_line(&mut line)? == 0 {
+            break;
+        }
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or("");
+        if let Some((start, end)) = first.split_once('-')
+            && let (Ok(start), Ok(end)) = (
+                usize::from_str_radix(start, 16),
+                usize::from_str_radix(end, 16),
+            )
+        {
+            out.extend(current.take());
+            let perms = fields.next().unwrap_or("");
+            let inode = fields.nth(2).unwrap_or("0");
+            let path = fields.next().unwrap_or("");
+            if inode != "0" && path.starts_with('/') {
+                current = Some(Mapping {
+                    start,
+                    end,
+                    clean: perms.starts_with('r') && !perms.contains('w'),
+                });
+            }
+        } else if first == "Anonymous:"
+            && fields.next() != Some("0")
+            && let Some(m) = current.as_mut()
+        {
+            m.clean = false;
+        }
+    }
+    out.extend(current);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMAPS: &str = "\
+55d0c0000000-55d0c0100000 r--p 00000000 fd:01 1234 /usr/bin/pressured
+Rss:                 400 kB
+Anonymous:             0 kB
+55d0c0100000-55d0c1000000 r-xp 00100000 fd:01 1234 /usr/bin/pressured
+Anonymous:             0 kB
+55d0c1000000-55d0c1080000 r--p 01000000 fd:01 1234 /usr/bin/pressured
+Anonymous:           512 kB
+55d0c1080000-55d0c1090000 rw-p 01080000 fd:01 1234 /usr/bin/pressured
+Anonymous:            64 kB
+55d0c2000000-55d0c2100000 rw-p 00000000 00:00 0 [heap]
+Anonymous:           100 kB
+7f0000000000-7f0000001000 r--p 00000000 00:00 0 [vvar]
+Anonymous:             0 kB
+";
+
+    #[test]
+    fn lists_file_mappings_and_marks_the_clean_read_only_ones() {
+        assert_eq!(
+            parse(SMAPS.as_bytes()).expect("parse"),
+            vec![
+                Mapping {
+                    start: 0x55d0_c000_0000,
+                    end: 0x55d0_c010_0000,
+                    clean: true,
+                },
+                Mapping {
+                    start: 0x55d0_c010_0000,
+                    end: 0x55d0_c100_0000,
+                    clean: true,
+                },
+                Mapping {
+                    start: 0x55d0_c100_0000,
+                    end: 0x55d0_c108_0000,
+                    clean: false,
+                },
+                Mapping {
+                    start: 0x55d0_c108_0000,
+                    end: 0x55d0_c109_0000,
+                    clean: false,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn this_process_survives_a_trim_and_gives_back_pages() {
+        let resident_kib = || -> u64 {
+            std::fs::read_to_string("/proc/self/status")
+                .expect("status")
+                .lines()
+                .find_map(|l| l.strip_prefix("RssFile:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .expect("RssFile")
+        };
+        for round in 0..2 {
+            // The first round lists the mappings, the second reuses the list.
+            let before = resident_kib();
+            let released = release_startup_pages().expect("trim");
+            let after = resident_kib();
+            // Still running code and reading constants afterwards.
+            let v: Vec<u64> = (0..1000).collect();
+            assert_eq!(v.iter().sum::<u64>(), 499_500);
+            assert!(
+                released.mappings > 0,
+                "round {round}: a test binary has code mappings"
+            );
+            assert!(
+                after < before,
+                "round {round}: file-backed RSS {before} kB -> {after} kB"
+            );
+        }
+    }
+
+    /// Pages of this test binary in the page cache and in all, through `mincore` on a fresh mapping
+    /// of it (mapping a file faults nothing in).
+    fn cached_pages_of_exe() -> (usize, usize) {
+        let file = std::fs::File::open("/proc/self/exe").expect("exe");
+        let len = usize::try_from(file.metadata().expect("metadata").len()).expect("len");
+        // SAFETY: a new read-only shared mapping of an open file, unmapped below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(ptr, libc::MAP_FAILED, "mmap of the test binary");
+        let mut vec = vec![0u8; len.div_ceil(4096)];
+        // SAFETY: `vec` has one byte per page of the mapping.
+        let rc = unsafe { libc::mincore(ptr, len, vec.as_mut_ptr()) };
+        // SAFETY: the mapping made above.
+        unsafe { libc::munmap(ptr, len) };
+        assert_eq!(rc, 0, "mincore");
+        (vec.iter().filter(|b| **b & 1 != 0).count(), vec.len())
+    }
+
+    #[test]
+    fn the_executables_unused_page_cache_is_dropped() {
+        // A freshly linked binary may still be dirty: written back first, as a deployed one is; then
+        // read whole into the page cache, as an 8 MiB readahead window does.
+        let mut exe = std::fs::File::open("/proc/self/exe").expect("exe");
+        exe.sync_all().expect("fsync of the test binary");
+        io::copy(&mut exe, &mut io::sink()).expect("read the test binary");
+        let (before, total) = cached_pages_of_exe();
+        let released = release_startup_pages().expect("trim");
+        let (after, _) = cached_pages_of_exe();
+        assert!(released.executable_cache, "{released:?}");
+        assert!(
+            before * 10 >= total * 9,
+            "read whole: {before} of {total} pages cached"
+        );
+        assert!(
+            after * 4 < total,
+            "{after} of {total} pages of the test binary still cached after the trim (before: {before})"
+        );
+    }
+}
