@@ -18,7 +18,8 @@
 //!    private (copied-on-write) pages — code and constants — `MADV_DONTNEED` (their pages leave this
 //!    process's resident set);
 //! 2. the pages of the process's own executable that are now mapped by no process are dropped from
-//!    the page cache (`POSIX_FADV_DONTNEED` on `/proc/self/exe`), which also lifts their charge.
+//!    the page cache (`POSIX_FADV_DONTNEED` on `/proc/self/exe`), which also lifts their charge;
+//! 3. free heap pages go back to the kernel (`malloc_trim`, with glibc).
 //!
 //! Whatever runs next faults back only the pages it uses. Constants are then read a page at a time,
 //! and fault-around finds few cached neighbours to map with them. Code is not: since Linux 6.16 a
@@ -93,6 +94,12 @@ pub fn release_startup_pages() -> io::Result<Released> {
         }
     }
     released.executable_cache = drop_executable_cache();
+    // Heap pages that start-up's allocations (discovery, config, JSON) left free go back too.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free memory of glibc's allocator to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     Ok(released)
 }
 
