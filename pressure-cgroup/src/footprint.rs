@@ -11,24 +11,26 @@
 //!   device's `read_ahead_kb`: 128 KiB on most nodes, 8 MiB on some virtual disks), so the whole binary
 //!   soon sits in the page cache, charged to the cgroup that faulted it first: the container's.
 //!
-//! [`release_startup_pages`] undoes both, at any point where start-up work is done:
+//! Two calls undo them:
 //!
-//! 1. every file-backed mapping of the binary and its libraries is advised `MADV_RANDOM` (later faults
-//!    read only the page they need, not a readahead window), and those that are read-only and without
-//!    private (copied-on-write) pages — code and constants — `MADV_DONTNEED` (their pages leave this
-//!    process's resident set);
-//! 2. the pages of the process's own executable that are now mapped by no process are dropped from
-//!    the page cache (`POSIX_FADV_DONTNEED` on `/proc/self/exe`), which also lifts their charge;
-//! 3. free heap pages go back to the kernel (`malloc_trim`, with glibc).
+//! - [`release_startup_pages`], at a point where start-up work is done: every file-backed mapping of
+//!   the binary and its libraries is advised `MADV_RANDOM` (later faults in constants read only the
+//!   page they need, not a readahead window), those that are read-only and without private
+//!   (copied-on-write) pages — code and constants — `MADV_DONTNEED` (their pages leave this process's
+//!   resident set and stay in the page cache, so they come back as cheap minor faults), and free heap
+//!   pages go back to the kernel (`malloc_trim`, with glibc). Whatever runs next maps back only what it
+//!   touches. Mappings with private pages (relocated RELRO data) are left alone, since dropping those
+//!   would lose their contents.
+//! - [`drop_executable_cache`], once the process is in its steady state: the pages of its own
+//!   executable that no process maps leave the page cache (`POSIX_FADV_DONTNEED` on
+//!   `/proc/self/exe`), which lifts their charge. Not at start-up: every later fault in code would read
+//!   a new readahead window from disk (since Linux 6.16 a fault in an executable mapping reads a
+//!   `read_ahead_kb` window of it whatever `MADV_RANDOM` says: `mm/filemap: allow arch to request folio
+//!   size for exec memory`), costing CPU and refilling the cache. Shared libraries keep their page
+//!   cache (other processes use it).
 //!
-//! Whatever runs next faults back only the pages it uses. Constants are then read a page at a time,
-//! and fault-around finds few cached neighbours to map with them. Code is not: since Linux 6.16 a
-//! fault in an executable mapping reads a `read_ahead_kb` window of it whatever `MADV_RANDOM` says
-//! (`mm/filemap: allow arch to request folio size for exec memory`), which is why the hot code is
-//! also kept together at link time (`pressured-cli/build.rs`) and why [`drop_executable_cache`]
-//! exists for a watcher to call now and then. Mappings with private pages (relocated RELRO data) are
-//! left alone, since dropping those would lose their contents; shared libraries keep their page
-//! cache (other processes use it).
+//! Fault-around still maps cached neighbours of what is touched, which is why the hot code is also
+//! kept together at link time (`pressured-cli/build.rs`).
 //!
 //! Which mappings qualify is learnt once, from `/proc/self/smaps` (the kernel walks every page table
 //! to write it: about 0.3 ms), read line by line through a small buffer so the trim itself adds little
@@ -48,9 +50,6 @@ static CLEAN: OnceLock<Vec<Mapping>> = OnceLock::new();
 pub struct Released {
     /// Mappings whose resident pages were dropped.
     pub mappings: usize,
-    /// Whether the executable's unmapped page cache was dropped (`false` when `/proc/self/exe` could
-    /// not be opened, e.g. a binary deleted since it started).
-    pub executable_cache: bool,
 }
 
 /// Drops the resident code and constant pages of this process and its executable's unused page
@@ -78,10 +77,7 @@ pub fn release_startup_pages() -> io::Result<Released> {
             CLEAN.get_or_init(|| found)
         }
     };
-    let mut released = Released {
-        mappings: 0,
-        executable_cache: false,
-    };
+    let mut released = Released { mappings: 0 };
     for mapping in mappings.iter().filter(|m| m.clean) {
         let len = mapping.end - mapping.start;
         // SAFETY: the range is a whole mapping of this process that held only unmodified file pages
@@ -93,7 +89,6 @@ pub fn release_startup_pages() -> io::Result<Released> {
             released.mappings += 1;
         }
     }
-    released.executable_cache = drop_executable_cache();
     // Heap pages that start-up's allocations (discovery, config, JSON) left free go back too.
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only returns free memory of glibc's allocator to the kernel.
@@ -280,9 +275,8 @@ Anonymous:             0 kB
         exe.sync_all().expect("fsync of the test binary");
         io::copy(&mut exe, &mut io::sink()).expect("read the test binary");
         let (before, total) = cached_pages_of_exe();
-        let released = release_startup_pages().expect("trim");
+        assert!(drop_executable_cache(), "fadvise on /proc/self/exe");
         let (after, _) = cached_pages_of_exe();
-        assert!(released.executable_cache, "{released:?}");
         assert!(
             before * 10 >= total * 9,
             "read whole: {before} of {total} pages cached"

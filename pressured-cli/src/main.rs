@@ -78,8 +78,8 @@ enum Command {
 
 fn main() -> ExitCode {
     // What the dynamic loader and libc's start-up touched (relocations, IFUNC resolvers) is not run
-    // again; a sidecar should not keep it resident, nor its page cache charged (see
-    // `pressure_cgroup::footprint`). Best effort: a failure only costs memory.
+    // again; a sidecar should not keep it resident (see `pressure_cgroup::footprint`). Best effort: a
+    // failure only costs memory.
     let _ = pressure_cgroup::footprint::release_startup_pages();
     let mut args = Args::parse();
     let (plot, top) = match args.command.take() {

@@ -116,13 +116,12 @@ pub(crate) async fn pod_directory(scope: &Scope, env: &PodEnv) -> Option<PodDire
     }
 }
 
-/// Drops the resident pages of code that ran before `stage` and their page cache (see
-/// [`pressure_cgroup::footprint`]), with a debug log.
+/// Drops the resident pages of code that ran before `stage` (see [`pressure_cgroup::footprint`]),
+/// with a debug log.
 fn trim(stage: &str) {
     match pressure_cgroup::footprint::release_startup_pages() {
         Ok(released) => tracing::debug!(
             mappings = released.mappings,
-            executable_cache = released.executable_cache,
             "dropped {stage} pages from the resident set"
         ),
         Err(e) => tracing::debug!("cannot drop {stage} pages from the resident set: {e}"),
