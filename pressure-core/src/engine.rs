@@ -267,8 +267,9 @@ impl State {
 }
 
 impl State {
-    /// Forgets the trend and its evidence (no limit any more, or a step).
-    #[inline]
+    /// Forgets the trend and its evidence (no limit any more, or a step). Rare: out of line.
+    #[cold]
+    #[inline(never)]
     fn restart_trend(&mut self) {
         self.trend.clear();
         self.trend_points = 0;
