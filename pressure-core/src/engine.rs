@@ -951,17 +951,22 @@ impl Engine {
                 }
             }
         }
-        // The gauges' copy of the reading, last, stored unconditionally: against compare-then-store
-        // (which reads it back and branches), steady +5 % and oscillating and ramping equal
-        // (scripts/engine-callgrind driver, 10 000 containers, same run).
         if let Some(last) = self.last.get_mut(i) {
-            *last = LastReading {
-                working_set: reading.working_set_bytes,
-                signal,
-                psi_bits: reading
+            let psi_bits = || {
+                reading
                     .psi
-                    .map_or(NO_PSI, |p| (p.some_avg10 as f32).to_bits()),
+                    .map_or(NO_PSI, |p| (p.some_avg10 as f32).to_bits())
             };
+            if last.working_set != reading.working_set_bytes
+                || last.signal != signal
+                || last.psi_bits != psi_bits()
+            {
+                *last = LastReading {
+                    working_set: reading.working_set_bytes,
+                    signal,
+                    psi_bits: psi_bits(),
+                };
+            }
         }
         true
     }
