@@ -951,6 +951,9 @@ impl Engine {
                 }
             }
         }
+        // The gauges' copy of the reading, last and only when it changed; the PSI figure (a conversion)
+        // only when there is one: against an unconditional store, steady +6 % (benches/engine, 10 000
+        // containers, same run); a steady container only reads it.
         if let Some(last) = self.last.get_mut(i) {
             let psi_bits = || {
                 reading
@@ -959,7 +962,7 @@ impl Engine {
             };
             if last.working_set != reading.working_set_bytes
                 || last.signal != signal
-                || last.psi_bits != psi_bits()
+                || (reading.psi.is_some() || last.psi_bits != NO_PSI) && last.psi_bits != psi_bits()
             {
                 *last = LastReading {
                     working_set: reading.working_set_bytes,
