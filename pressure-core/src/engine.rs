@@ -897,8 +897,7 @@ impl Engine {
 
         if th.predict_seconds > 0.0 {
             if limit > 0 {
-                if !st.rising
-                    && st.trend_points >= MIN_POINTS
+                if (st.trend_points >= MIN_POINTS) & !st.rising
                     && signal.abs_diff(st.trend.level()) > limit >> JUMP_SHIFT
                 {
                     st.restart_trend();
