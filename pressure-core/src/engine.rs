@@ -383,7 +383,7 @@ impl Long {
     }
 }
 
-/// The last reading of a container, for [`Engine::containers`]. Written on every sample, so 24 bytes
+/// The last reading of a container, for [`Engine::containers`]. Compared on every sample, so 24 bytes
 /// with sentinels rather than `Option`s (40).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct LastReading {
