@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
 use pressure_actions::{Action, ActionContext, ActionsError, DispatchConfig, Dispatcher};
-use pressure_core::{Event, EventType, Severity};
+use pressure_core::{Event, EventType, Severity, Target};
 
 /// Prints every event it sees and counts them; any embedder's own reaction goes here.
 #[derive(Debug, Default)]
@@ -69,13 +69,17 @@ async fn main() -> Result<(), Box<dyn Error>> {
         event_type: EventType::MemoryPressure,
         severity: Severity::Critical,
         previous_severity: Severity::Warn,
-        namespace: Some("default".into()),
-        pod_name: Some("web-0".into()),
-        pod_uid: None,
-        container_name: Some("web".into()),
-        container_id: None,
-        node_name: Some("node-a".into()),
-        pod_ip: None,
+        target: Arc::new(Target {
+            namespace: Some("default".into()),
+            pod_name: Some("web-0".into()),
+            pod_uid: None,
+            container_name: Some("web".into()),
+            container_id: None,
+            node_name: Some("node-a".into()),
+            pod_ip: None,
+            annotations: Default::default(),
+            ..Target::default()
+        }),
         usage_bytes: Some(950 << 20),
         working_set_bytes: Some(920 << 20),
         limit_bytes: Some(1 << 30),
@@ -83,7 +87,6 @@ async fn main() -> Result<(), Box<dyn Error>> {
         oom_kill_count: Some(0),
         eta_seconds: Some(42.0),
         psi_some_avg10: None,
-        annotations: Default::default(),
         dry_run: false,
         profile: None,
     });

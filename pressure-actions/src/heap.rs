@@ -143,6 +143,7 @@ fn trigger(event: &Event) -> Option<Trigger> {
         _ => return None,
     };
     event
+        .target
         .annotations
         .get(ANNOTATION_PPROF_ENABLED)
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
@@ -209,11 +210,12 @@ fn segment(name: Option<&str>) -> String {
 /// The pprof URL of the pod, from its IP and annotations.
 fn profile_url(event: &Event) -> Result<String, String> {
     let ip = event
+        .target
         .pod_ip
         .as_deref()
         .filter(|ip| !ip.is_empty())
         .ok_or("the event has no pod IP")?;
-    let port = match event.annotations.get(ANNOTATION_PPROF_PORT) {
+    let port = match event.target.annotations.get(ANNOTATION_PPROF_PORT) {
         Some(p) => p
             .trim()
             .parse::<u16>()
@@ -221,6 +223,7 @@ fn profile_url(event: &Event) -> Result<String, String> {
         None => DEFAULT_PORT,
     };
     let path = event
+        .target
         .annotations
         .get(ANNOTATION_PPROF_PATH)
         .map(|p| p.trim())
@@ -246,9 +249,9 @@ impl Action for HeapProfileAction {
                 return Ok(());
             };
             let (ns, pod, container) = (
-                segment(event.namespace.as_deref()),
-                segment(event.pod_name.as_deref()),
-                segment(event.container_name.as_deref()),
+                segment(event.target.namespace.as_deref()),
+                segment(event.target.pod_name.as_deref()),
+                segment(event.target.container_name.as_deref()),
             );
             let who = format!("{ns}/{pod}/{container}");
             let fail = |message: String| ActionsError::HeapProfile {
@@ -401,18 +404,18 @@ mod tests {
     #[test]
     fn url_from_annotations_and_segments_are_safe() {
         let mut e = crate::test_event();
-        e.pod_ip = Some("10.1.2.3".into());
+        e.target_mut().pod_ip = Some("10.1.2.3".into());
         assert_eq!(
             profile_url(&e).unwrap(),
             "http://10.1.2.3:6060/debug/pprof/heap"
         );
-        std::sync::Arc::make_mut(&mut e.annotations)
+        std::sync::Arc::make_mut(&mut e.target_mut().annotations)
             .insert(ANNOTATION_PPROF_PORT.into(), "8080".into());
-        std::sync::Arc::make_mut(&mut e.annotations)
+        std::sync::Arc::make_mut(&mut e.target_mut().annotations)
             .insert(ANNOTATION_PPROF_PATH.into(), "debug/heap".into());
-        e.pod_ip = Some("fd00::1".into());
+        e.target_mut().pod_ip = Some("fd00::1".into());
         assert_eq!(profile_url(&e).unwrap(), "http://[fd00::1]:8080/debug/heap");
-        std::sync::Arc::make_mut(&mut e.annotations)
+        std::sync::Arc::make_mut(&mut e.target_mut().annotations)
             .insert(ANNOTATION_PPROF_PORT.into(), "x".into());
         assert!(profile_url(&e).is_err());
         assert_eq!(segment(Some("..")), "unknown");
@@ -426,7 +429,7 @@ mod tests {
         e.event_type = EventType::MemoryPressure;
         e.severity = Severity::Critical;
         assert_eq!(trigger(&e), None);
-        std::sync::Arc::make_mut(&mut e.annotations)
+        std::sync::Arc::make_mut(&mut e.target_mut().annotations)
             .insert(ANNOTATION_PPROF_ENABLED.into(), "true".into());
         assert_eq!(trigger(&e), Some(Trigger::Critical));
         e.severity = Severity::Warn;

@@ -82,8 +82,9 @@ impl HeapApp {
 
     fn event(&self) -> Event {
         let mut e = event();
-        Arc::make_mut(&mut e.annotations).insert(ANNOTATION_PPROF_ENABLED.into(), "true".into());
-        Arc::make_mut(&mut e.annotations)
+        Arc::make_mut(&mut e.target_mut().annotations)
+            .insert(ANNOTATION_PPROF_ENABLED.into(), "true".into());
+        Arc::make_mut(&mut e.target_mut().annotations)
             .insert(ANNOTATION_PPROF_PORT.into(), self.port.to_string());
         e
     }
@@ -121,8 +122,8 @@ async fn capture(
 
 fn check_followup(f: &Event, trigger: &Event) -> String {
     assert_eq!(f.event_type, EventType::HeapProfile);
-    assert_eq!(f.pod_name, trigger.pod_name);
-    assert_eq!(f.namespace, trigger.namespace);
+    assert_eq!(f.target.pod_name, trigger.target.pod_name);
+    assert_eq!(f.target.namespace, trigger.target.namespace);
     let p = f.profile.as_ref().expect("profile summary");
     assert_eq!(p.sample_type, "inuse_space");
     assert!(p.size_bytes > 0);
@@ -299,13 +300,16 @@ async fn no_capture_without_opt_in_in_dry_run_or_below_critical() {
     let store = dir.path().join("store");
     let cfg = config(json!({"storage": {"enabled": true, "path": store}}));
     let mut not_annotated = event();
-    not_annotated.pod_ip = Some("127.0.0.1".into());
+    not_annotated.target_mut().pod_ip = Some("127.0.0.1".into());
     let mut warn = event();
-    Arc::make_mut(&mut warn.annotations).insert(ANNOTATION_PPROF_ENABLED.into(), "true".into());
+    Arc::make_mut(&mut warn.target_mut().annotations)
+        .insert(ANNOTATION_PPROF_ENABLED.into(), "true".into());
     warn.severity = Severity::Warn;
     let mut dry = event();
-    Arc::make_mut(&mut dry.annotations).insert(ANNOTATION_PPROF_ENABLED.into(), "true".into());
-    Arc::make_mut(&mut dry.annotations).insert(ANNOTATION_PPROF_PORT.into(), "1".into());
+    Arc::make_mut(&mut dry.target_mut().annotations)
+        .insert(ANNOTATION_PPROF_ENABLED.into(), "true".into());
+    Arc::make_mut(&mut dry.target_mut().annotations)
+        .insert(ANNOTATION_PPROF_PORT.into(), "1".into());
     dry.dry_run = true;
     let (followups, report) = capture(&cfg, None, vec![not_annotated, warn, dry], 0).await;
     assert_no_failures(&report);
@@ -318,8 +322,9 @@ async fn unreachable_pod_or_missing_storage_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(json!({"storage": {"enabled": true, "path": dir.path()}}));
     let mut e = event();
-    Arc::make_mut(&mut e.annotations).insert(ANNOTATION_PPROF_ENABLED.into(), "true".into());
-    Arc::make_mut(&mut e.annotations).insert(ANNOTATION_PPROF_PORT.into(), "1".into());
+    Arc::make_mut(&mut e.target_mut().annotations)
+        .insert(ANNOTATION_PPROF_ENABLED.into(), "true".into());
+    Arc::make_mut(&mut e.target_mut().annotations).insert(ANNOTATION_PPROF_PORT.into(), "1".into());
     let (followups, report) = capture(&cfg, None, vec![e.clone()], 0).await;
     assert!(followups.is_empty());
     assert_eq!(report.failures.len(), 1, "{report:?}");

@@ -303,13 +303,13 @@ async fn a_script_written_for_the_original_keeps_working() {
         "actions": {"heap_profile": {"enabled": false}},
     }));
     let mut e = event();
-    std::sync::Arc::make_mut(&mut e.annotations)
+    std::sync::Arc::make_mut(&mut e.target_mut().annotations)
         .insert("pressured.io/pprof-enabled".into(), "true".into());
-    std::sync::Arc::make_mut(&mut e.annotations).insert(
+    std::sync::Arc::make_mut(&mut e.target_mut().annotations).insert(
         "pressured.io/pprof-port".into(),
         server.addr.port().to_string(),
     );
-    std::sync::Arc::make_mut(&mut e.annotations)
+    std::sync::Arc::make_mut(&mut e.target_mut().annotations)
         .insert("pressured.io/pprof-path".into(), "/big".into());
     let report = run(&cfg, vec![e]).await;
     assert_no_failures(&report);

@@ -37,7 +37,7 @@ fn node_watch_reports_a_real_pod_going_critical() {
     )
     .expect("hog");
 
-    let mine = |e: &Event| e.container_id.as_deref() == Some(pod.container_id.as_str());
+    let mine = |e: &Event| e.target.container_id.as_deref() == Some(pod.container_id.as_str());
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut seen = Vec::new();
     let critical = loop {
@@ -53,7 +53,10 @@ fn node_watch_reports_a_real_pod_going_critical() {
             break event;
         }
     };
-    assert_eq!(critical.pod_uid.as_deref(), Some(pod.pod_uid.as_str()));
+    assert_eq!(
+        critical.target.pod_uid.as_deref(),
+        Some(pod.pod_uid.as_str())
+    );
     assert_eq!(critical.limit_bytes, Some(64 << 20));
     assert!(
         critical.usage_percent.is_some_and(|p| p >= 85.0),
@@ -156,7 +159,7 @@ fn five_thousand_cgroups_with_bounded_descriptors() {
         let event = rx
             .recv_timeout(left)
             .expect("a critical event for the container beyond the descriptor budget");
-        if event.container_id.as_deref() == Some(container_id.as_str())
+        if event.target.container_id.as_deref() == Some(container_id.as_str())
             && event.severity == Severity::Critical
         {
             break event;

@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 /// container ID from the path, the kubelet Summary API knows names but not IDs, a sidecar knows its own pod
 /// from the downward API. Absent values stay `None` and are reported as `null`, never made up.
 ///
-/// The identity strings and the annotations are shared (`Arc`): the engine copies them into every event it
-/// builds, and a reference count is cheaper than an allocation. Build them as usual with
+/// The engine keeps each tracked target in an `Arc` that every event about the container shares
+/// ([`Event::target`](crate::Event::target)); the identity strings and the annotations are `Arc`s too, so
+/// a copy of a target allocates nothing for them. Build them as usual with
 /// `Some("x".into())` and `BTreeMap::from([..]).into()`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {

@@ -360,11 +360,11 @@ pub fn event_spec(subject: EventSubject<'_>) -> Option<EventSpec> {
                 _ => return None,
             };
             let pod = PodRef {
-                name: event.pod_name.as_deref()?,
-                namespace: event.namespace.as_deref(),
-                uid: event.pod_uid.as_deref(),
+                name: event.target.pod_name.as_deref()?,
+                namespace: event.target.namespace.as_deref(),
+                uid: event.target.pod_uid.as_deref(),
             };
-            let container = event.container_name.as_deref();
+            let container = event.target.container_name.as_deref();
             // Node mode also watches pod cgroups (the pod's own limit): those events name no container.
             let who = container.map_or_else(|| "the pod".to_owned(), |c| format!("container {c}"));
             let limit = event.limit_bytes.map_or_else(
@@ -480,13 +480,17 @@ mod tests {
             event_type: EventType::MemoryPressure,
             severity: Severity::Warn,
             previous_severity: Severity::Ok,
-            namespace: Some("shop".into()),
-            pod_name: Some("web-1".into()),
-            pod_uid: Some("u-1".into()),
-            container_name: Some("app".into()),
-            container_id: None,
-            node_name: None,
-            pod_ip: None,
+            target: Arc::new(pressure_core::Target {
+                namespace: Some("shop".into()),
+                pod_name: Some("web-1".into()),
+                pod_uid: Some("u-1".into()),
+                container_name: Some("app".into()),
+                container_id: None,
+                node_name: None,
+                pod_ip: None,
+                annotations: Default::default(),
+                ..pressure_core::Target::default()
+            }),
             usage_bytes: Some(60 << 20),
             working_set_bytes: Some(60 << 20),
             limit_bytes: Some(64 << 20),
@@ -494,7 +498,6 @@ mod tests {
             oom_kill_count: None,
             eta_seconds: None,
             psi_some_avg10: None,
-            annotations: Default::default(),
             dry_run: false,
             profile: None,
         }
@@ -551,14 +554,14 @@ mod tests {
             .is_none()
         );
         // A pod cgroup's event (node mode) names the pod; no reading means no working set in the note.
-        let pod = spec(&Event {
+        let mut pod = Event {
             severity: Severity::Critical,
-            container_name: None,
             usage_bytes: None,
             working_set_bytes: None,
             ..base
-        })
-        .unwrap();
+        };
+        pod.target_mut().container_name = None;
+        let pod = spec(&pod).unwrap();
         assert_eq!(pod.note, "the pod at 93.8% of its 64 MiB limit");
         assert_eq!(pod.regarding.field_path, None);
     }

@@ -131,7 +131,7 @@ fn summary(events: &[Event]) -> Vec<String> {
         .map(|e| {
             format!(
                 "{} {}:{}<-{} count={:?}",
-                e.pod_name.as_deref().unwrap_or_default(),
+                e.target.pod_name.as_deref().unwrap_or_default(),
                 e.event_type.as_str(),
                 e.severity.as_str(),
                 e.previous_severity.as_str(),
@@ -142,7 +142,7 @@ fn summary(events: &[Event]) -> Vec<String> {
 }
 
 fn is(e: &Event, pod: &str, ty: &str) -> bool {
-    e.pod_name.as_deref() == Some(pod) && e.event_type.as_str() == ty
+    e.target.pod_name.as_deref() == Some(pod) && e.event_type.as_str() == ty
 }
 
 /// Polls `f` every 50 ms until it holds or `timeout` passes.

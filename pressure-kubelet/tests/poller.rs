@@ -90,7 +90,7 @@ async fn real_apiserver_example_cluster_poller() {
             .expect("an event in time")
             .expect("the poller runs");
         assert_eq!(e.severity.as_str(), "warn", "{e:?}");
-        warned.push(e.node_name.as_deref().unwrap_or_default().to_owned());
+        warned.push(e.target.node_name.as_deref().unwrap_or_default().to_owned());
     }
     warned.sort();
     assert_eq!(warned, nodes);
@@ -100,7 +100,7 @@ async fn real_apiserver_example_cluster_poller() {
         .await
         .expect("critical in time")
         .expect("the poller runs");
-    assert_eq!(crit.pod_name.as_deref(), Some("web-0"));
+    assert_eq!(crit.target.pod_name.as_deref(), Some("web-0"));
     assert_eq!(crit.severity.as_str(), "critical");
     assert!(kubelets.iter().all(|k| k.summary_requests() > 0));
     // The stop future ends the loop cleanly.

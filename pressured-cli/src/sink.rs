@@ -108,7 +108,7 @@ impl EventSink {
 
 /// Prints one event line. A closed stdout (e.g. `| head`) is logged, not fatal.
 fn print_event(event: &Event) {
-    tracing::debug!(event_type = event.event_type.as_str(), pod_uid = ?event.pod_uid, "event");
+    tracing::debug!(event_type = event.event_type.as_str(), pod_uid = ?event.target.pod_uid, "event");
     let mut out = std::io::stdout().lock();
     if let Err(err) = writeln!(out, "{}", event.to_json_line()).and_then(|()| out.flush()) {
         tracing::warn!("writing events to stdout failed: {err}");

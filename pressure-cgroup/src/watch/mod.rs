@@ -717,7 +717,7 @@ mod tests {
 
     impl Observer for Collect {
         fn event(&mut self, event: &Event) {
-            if event.container_id.as_deref() == Some(ID) {
+            if event.target.container_id.as_deref() == Some(ID) {
                 self.stop.stop();
             }
             self.events.push(event.clone());
@@ -752,13 +752,13 @@ mod tests {
         let critical = out
             .events
             .iter()
-            .find(|e| e.container_id.as_deref() == Some(ID))
+            .find(|e| e.target.container_id.as_deref() == Some(ID))
             .expect("the container's event");
         assert_eq!(critical.severity, pressure_core::Severity::Critical);
-        assert_eq!(critical.pod_uid.as_deref(), Some(UID));
-        assert_eq!(critical.pod_name.as_deref(), Some("web-0"));
-        assert_eq!(critical.container_name.as_deref(), Some("app"));
-        assert_eq!(critical.node_name.as_deref(), Some("n1"));
+        assert_eq!(critical.target.pod_uid.as_deref(), Some(UID));
+        assert_eq!(critical.target.pod_name.as_deref(), Some("web-0"));
+        assert_eq!(critical.target.container_name.as_deref(), Some("app"));
+        assert_eq!(critical.target.node_name.as_deref(), Some("n1"));
         assert_eq!(critical.limit_bytes, Some(256 << 20));
     }
 
