@@ -11,21 +11,24 @@
 //!   device's `read_ahead_kb`: 128 KiB on most nodes, 8 MiB on some virtual disks), so the whole binary
 //!   soon sits in the page cache, charged to the cgroup that faulted it first: the container's.
 //!
-//! [`release_startup_pages`] undoes both, at any point where start-up work is done:
+//! Two calls undo both, at any point where start-up work is done:
 //!
-//! 1. every file-backed mapping of the binary and its libraries is advised `MADV_RANDOM` (later faults
-//!    read only the page they need, not a readahead window), and those that are read-only and without
-//!    private (copied-on-write) pages — code and constants — `MADV_DONTNEED` (their pages leave this
-//!    process's resident set);
-//! 2. the pages of the process's own executable that are now mapped by no process are dropped from
-//!    the page cache (`POSIX_FADV_DONTNEED` on `/proc/self/exe`), which also lifts their charge.
+//! 1. [`release_startup_pages`]: every file-backed mapping of the binary and its libraries is advised
+//!    `MADV_RANDOM` (later faults read only the page they need, not a readahead window), and those
+//!    that are read-only and without private (copied-on-write) pages — code and constants —
+//!    `MADV_DONTNEED` (their pages leave this process's resident set);
+//! 2. [`drop_executable_cache`]: the pages of the process's own executable that are now mapped by no
+//!    process are dropped from the page cache (`POSIX_FADV_DONTNEED` on `/proc/self/exe`), which also
+//!    lifts their charge.
 //!
 //! Whatever runs next faults back only the pages it uses. Constants are then read a page at a time,
 //! and fault-around finds few cached neighbours to map with them. Code is not: since Linux 6.16 a
 //! fault in an executable mapping reads a `read_ahead_kb` window of it whatever `MADV_RANDOM` says
 //! (`mm/filemap: allow arch to request folio size for exec memory`), which is why the hot code is
-//! also kept together at link time (`pressured-cli/build.rs`) and why [`drop_executable_cache`]
-//! exists for a watcher to call now and then. Mappings with private pages (relocated RELRO data) are
+//! also kept together at link time (`pressured-cli/build.rs`). Dropping the cache has a price: the
+//! next fault in code reads that window back from disk (a few milliseconds of kernel time for 8 MiB),
+//! so a watcher drops it once before its start-up runs (then constants are read page by page) and now
+//! and then afterwards, and trims its resident set alone in between. Mappings with private pages (relocated RELRO data) are
 //! left alone, since dropping those would lose their contents; shared libraries keep their page
 //! cache (other processes use it).
 //!
@@ -47,13 +50,11 @@ static CLEAN: OnceLock<Vec<Mapping>> = OnceLock::new();
 pub struct Released {
     /// Mappings whose resident pages were dropped.
     pub mappings: usize,
-    /// Whether the executable's unmapped page cache was dropped (`false` when `/proc/self/exe` could
-    /// not be opened, e.g. a binary deleted since it started).
-    pub executable_cache: bool,
 }
 
-/// Drops the resident code and constant pages of this process and its executable's unused page
-/// cache, as described in the [module documentation](self). Best effort: a failure only costs memory.
+/// Drops the resident code and constant pages of this process, as described in the [module
+/// documentation](self); the page cache stays (see [`drop_executable_cache`]). Best effort: a failure
+/// only costs memory.
 ///
 /// # Errors
 /// Reading `/proc/self/smaps` on the first call.
@@ -77,10 +78,7 @@ pub fn release_startup_pages() -> io::Result<Released> {
             CLEAN.get_or_init(|| found)
         }
     };
-    let mut released = Released {
-        mappings: 0,
-        executable_cache: false,
-    };
+    let mut released = Released { mappings: 0 };
     for mapping in mappings.iter().filter(|m| m.clean) {
         let len = mapping.end - mapping.start;
         // SAFETY: the range is a whole mapping of this process that held only unmodified file pages
@@ -92,12 +90,12 @@ pub fn release_startup_pages() -> io::Result<Released> {
             released.mappings += 1;
         }
     }
-    released.executable_cache = drop_executable_cache();
     Ok(released)
 }
 
 /// Drops the pages of this process's executable that no process maps from the page cache, lifting
-/// their charge; returns whether the advice was taken.
+/// their charge; returns whether the advice was taken (`false` when `/proc/self/exe` cannot be
+/// opened, e.g. a binary deleted since it started).
 ///
 /// A code path run for the first time (a first event, an action) reads a readahead window of the
 /// binary — on kernels since 6.16 a whole `read_ahead_kb` of it, whatever `MADV_RANDOM` says, for
@@ -273,9 +271,10 @@ Anonymous:             0 kB
         exe.sync_all().expect("fsync of the test binary");
         io::copy(&mut exe, &mut io::sink()).expect("read the test binary");
         let (before, total) = cached_pages_of_exe();
-        let released = release_startup_pages().expect("trim");
+        release_startup_pages().expect("trim");
+        let dropped = drop_executable_cache();
         let (after, _) = cached_pages_of_exe();
-        assert!(released.executable_cache, "{released:?}");
+        assert!(dropped, "POSIX_FADV_DONTNEED on /proc/self/exe");
         assert!(
             before * 10 >= total * 9,
             "read whole: {before} of {total} pages cached"

@@ -78,9 +78,11 @@ enum Command {
 
 fn main() -> ExitCode {
     // What the dynamic loader and libc's start-up touched (relocations, IFUNC resolvers) is not run
-    // again; a sidecar should not keep it resident, nor its page cache charged (see
-    // `pressure_cgroup::footprint`). Best effort: a failure only costs memory.
+    // again; a sidecar should not keep it resident, nor its page cache charged, and with the cache
+    // gone start-up reads its constants page by page (see `pressure_cgroup::footprint`). Best
+    // effort: a failure only costs memory.
     let _ = pressure_cgroup::footprint::release_startup_pages();
+    pressure_cgroup::footprint::drop_executable_cache();
     let mut args = Args::parse();
     let (plot, top) = match args.command.take() {
         Some(Command::Pprof(pprof)) => return report(pprof_cmd::run(pprof)),
