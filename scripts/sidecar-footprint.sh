@@ -5,7 +5,10 @@
 # Makes a kubelet-shaped v1 pod /sys/fs/cgroup/memory/kubepods/burstable/pod<uuid>/ with two container
 # cgroups (one running `sleep`), runs `pressured` with POD_UID pointing at it, and prints peak RSS
 # (VmHWM) and CPU time (sum of /proc/<pid>/task/*/schedstat, ns precision) at the end. Everything it
-# creates is removed on exit. Needs root and the v1 memory hierarchy.
+# creates is removed on exit. Needs root and the v1 memory hierarchy. With valgrind (required under
+# CI=true) it then runs the binary under callgrind for 8 s and checks that the code the sidecar ran lies
+# in the hot section (pressured-cli/build.rs): a stale pressured-cli/link-order.txt fails.
+# Exits non-zero when over a goal, without the hot section, or with a stale list.
 #
 # Usage: scripts/sidecar-footprint.sh            (builds target/release/pressured)
 #        PRESSURED=path/to/pressured DURATION=30 INTERVAL_MS=100 scripts/sidecar-footprint.sh
