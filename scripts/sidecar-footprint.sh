@@ -21,6 +21,10 @@ if [[ -z "${PRESSURED:-}" ]]; then
   cargo build --release -p pressured-cli --bin pressured >&2
   PRESSURED=target/release/pressured
 fi
+# Written back first, as a deployed binary (an image layer) is: the page cache of a freshly linked one
+# is dirty, and pressured's start-up drop of it (POSIX_FADV_DONTNEED) cannot drop dirty pages, which
+# then fault-around maps by the 64 KiB (0.3–0.5 MiB more at the peak, measured here).
+sync "$PRESSURED"
 
 . scripts/lib/v1-pod.sh
 v1_pod $((256 << 20)) $((128 << 20))
