@@ -11,26 +11,27 @@
 //!   device's `read_ahead_kb`: 128 KiB on most nodes, 8 MiB on some virtual disks), so the whole binary
 //!   soon sits in the page cache, charged to the cgroup that faulted it first: the container's.
 //!
-//! Two calls undo them:
+//! Two calls undo both, at any point where start-up work is done:
 //!
-//! - [`release_startup_pages`], at a point where start-up work is done: every file-backed mapping of
-//!   the binary and its libraries is advised `MADV_RANDOM` (later faults in constants read only the
-//!   page they need, not a readahead window), those that are read-only and without private
-//!   (copied-on-write) pages — code and constants — `MADV_DONTNEED` (their pages leave this process's
-//!   resident set and stay in the page cache, so they come back as cheap minor faults), and free heap
-//!   pages go back to the kernel (`malloc_trim`, with glibc). Whatever runs next maps back only what it
-//!   touches. Mappings with private pages (relocated RELRO data) are left alone, since dropping those
-//!   would lose their contents.
-//! - [`drop_executable_cache`], once the process is in its steady state: the pages of its own
-//!   executable that no process maps leave the page cache (`POSIX_FADV_DONTNEED` on
-//!   `/proc/self/exe`), which lifts their charge. Not at start-up: every later fault in code would read
-//!   a new readahead window from disk (since Linux 6.16 a fault in an executable mapping reads a
-//!   `read_ahead_kb` window of it whatever `MADV_RANDOM` says: `mm/filemap: allow arch to request folio
-//!   size for exec memory`), costing CPU and refilling the cache. Shared libraries keep their page
-//!   cache (other processes use it).
+//! 1. [`release_startup_pages`]: every file-backed mapping of the binary and its libraries is advised
+//!    `MADV_RANDOM` (later faults read only the page they need, not a readahead window), and those
+//!    that are read-only and without private (copied-on-write) pages — code and constants —
+//!    `MADV_DONTNEED` (their pages leave this process's resident set); free heap pages go back to the
+//!    kernel (`malloc_trim`, with glibc);
+//! 2. [`drop_executable_cache`]: the pages of the process's own executable that are now mapped by no
+//!    process are dropped from the page cache (`POSIX_FADV_DONTNEED` on `/proc/self/exe`), which also
+//!    lifts their charge.
 //!
-//! Fault-around still maps cached neighbours of what is touched, which is why the hot code is also
-//! kept together at link time (`pressured-cli/build.rs`).
+//! Whatever runs next faults back only the pages it uses. Constants are then read a page at a time,
+//! and fault-around finds few cached neighbours to map with them. Code is not: since Linux 6.16 a
+//! fault in an executable mapping reads a `read_ahead_kb` window of it whatever `MADV_RANDOM` says
+//! (`mm/filemap: allow arch to request folio size for exec memory`), which is why the hot code is
+//! also kept together at link time (`pressured-cli/build.rs`). Dropping the cache has a price: the
+//! next fault in code reads that window back from disk (a few milliseconds of kernel time for 8 MiB),
+//! so a watcher drops it once before its start-up runs (then constants are read page by page) and now
+//! and then afterwards, and trims its resident set alone in between. Mappings with private pages
+//! (relocated RELRO data) are left alone, since dropping those would lose their contents; shared
+//! libraries keep their page cache (other processes use it).
 //!
 //! Which mappings qualify is learnt once, from `/proc/self/smaps` (the kernel walks every page table
 //! to write it: about 0.3 ms), read line by line through a small buffer so the trim itself adds little
@@ -52,8 +53,9 @@ pub struct Released {
     pub mappings: usize,
 }
 
-/// Drops the resident code and constant pages of this process and its executable's unused page
-/// cache, as described in the [module documentation](self). Best effort: a failure only costs memory.
+/// Drops the resident code and constant pages of this process, as described in the [module
+/// documentation](self); the page cache stays (see [`drop_executable_cache`]). Best effort: a failure
+/// only costs memory.
 ///
 /// # Errors
 /// Reading `/proc/self/smaps` on the first call.
@@ -99,7 +101,8 @@ pub fn release_startup_pages() -> io::Result<Released> {
 }
 
 /// Drops the pages of this process's executable that no process maps from the page cache, lifting
-/// their charge; returns whether the advice was taken.
+/// their charge; returns whether the advice was taken (`false` when `/proc/self/exe` cannot be
+/// opened, e.g. a binary deleted since it started).
 ///
 /// A code path run for the first time (a first event, an action) reads a readahead window of the
 /// binary — on kernels since 6.16 a whole `read_ahead_kb` of it, whatever `MADV_RANDOM` says, for
@@ -275,8 +278,10 @@ Anonymous:             0 kB
         exe.sync_all().expect("fsync of the test binary");
         io::copy(&mut exe, &mut io::sink()).expect("read the test binary");
         let (before, total) = cached_pages_of_exe();
-        assert!(drop_executable_cache(), "fadvise on /proc/self/exe");
+        release_startup_pages().expect("trim");
+        let dropped = drop_executable_cache();
         let (after, _) = cached_pages_of_exe();
+        assert!(dropped, "POSIX_FADV_DONTNEED on /proc/self/exe");
         assert!(
             before * 10 >= total * 9,
             "read whole: {before} of {total} pages cached"

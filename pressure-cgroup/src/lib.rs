@@ -20,8 +20,9 @@
 //!   [`Observer`], names from an [`Enrich`] seam, ended by a [`StopToken`] (no signal handler).
 //!   `cargo run -p pressure-cgroup --example watch_node` prints the events of the machine's kubepods.
 //!
-//! - [`footprint::release_startup_pages`] gives back the resident code pages and the page cache of the
-//!   binary that start-up touched, so a watcher's own memory cgroup is charged for what its loop runs.
+//! - [`footprint::release_startup_pages`] gives back the resident code pages that start-up touched and
+//!   [`footprint::drop_executable_cache`] the binary's unmapped page cache, so a watcher's own memory
+//!   cgroup is charged for what its loop runs.
 //!
 //! Errors are [`CgroupError`]s naming the path at fault; [`CgroupError::is_vanished`] marks a cgroup
 //! that went away (its container exited), which callers drop quietly.

@@ -181,6 +181,11 @@ fn run(
     let single_loop =
         replay.is_none() && matches!(config.source.mode, SourceMode::Cgroup | SourceMode::Node);
     if single_loop {
+        // A watcher's own cgroup should not be charged for the binary's page cache, and with the
+        // cache gone the start-up below reads its constants page by page instead of mapping 64 KiB
+        // around each (see `pressure_cgroup::footprint`). Only here: a one-shot command (`pprof
+        // top`) would pay a readahead window from disk for each code fault after the drop.
+        pressure_cgroup::footprint::drop_executable_cache();
         // Two threads (the sampling loop and the runtime) that allocate little: one malloc arena
         // instead of glibc's one per thread, whose first pages would add about 1 MiB to the resident
         // set of a sidecar.
