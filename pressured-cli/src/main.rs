@@ -81,6 +81,17 @@ fn main() -> ExitCode {
     // again; a sidecar should not keep it resident (see `pressure_cgroup::footprint`). Best effort: a
     // failure only costs memory.
     let _ = pressure_cgroup::footprint::release_startup_pages();
+    // A watcher's own cgroup should not be charged for the binary's page cache, and with the cache
+    // gone start-up reads its constants page by page instead of mapping 64 KiB around each (see
+    // `pressure_cgroup::footprint`). Not for a one-shot subcommand named first (`pprof`, `plot`,
+    // `top`): after a drop each code fault reads a readahead window back from disk (40 ms more for
+    // `pprof top` here).
+    let one_shot = std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "pprof" || a == "plot" || a == "top");
+    if !one_shot {
+        pressure_cgroup::footprint::drop_executable_cache();
+    }
     let mut args = Args::parse();
     let (plot, top) = match args.command.take() {
         Some(Command::Pprof(pprof)) => return report(pprof_cmd::run(pprof)),
@@ -181,11 +192,6 @@ fn run(
     let single_loop =
         replay.is_none() && matches!(config.source.mode, SourceMode::Cgroup | SourceMode::Node);
     if single_loop {
-        // A watcher's own cgroup should not be charged for the binary's page cache, and with the
-        // cache gone the start-up below reads its constants page by page instead of mapping 64 KiB
-        // around each (see `pressure_cgroup::footprint`). Only here: a one-shot command (`pprof
-        // top`) would pay a readahead window from disk for each code fault after the drop.
-        pressure_cgroup::footprint::drop_executable_cache();
         // Two threads (the sampling loop and the runtime) that allocate little: one malloc arena
         // instead of glibc's one per thread, whose first pages would add about 1 MiB to the resident
         // set of a sidecar.

@@ -118,7 +118,7 @@ pub(crate) async fn pod_directory(scope: &Scope, env: &PodEnv) -> Option<PodDire
 
 /// Drops the resident pages of code that ran before `stage` (see [`pressure_cgroup::footprint`]),
 /// with a debug log. The page cache stays: dropping it here would make the next code fault read a
-/// readahead window back from disk (`run` dropped it before start-up, the loop drops it every
+/// readahead window back from disk (`main` dropped it before start-up, the loop drops it every
 /// [`CACHE_DROP_PERIOD`]).
 fn trim(stage: &str) {
     match pressure_cgroup::footprint::release_startup_pages() {
