@@ -28,6 +28,12 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked "${PKG_ARGS[@]}"
 echo "== examples build"
 cargo build --examples --locked "${PKG_ARGS[@]}"
 
+# `cargo package` verifies each crate against the others through a temporary local registry, and
+# unpacks them from it into $CARGO_HOME/registry/src/-<hash of that registry's path>/, reusing a
+# directory that exists: a crate verified here before, with other contents, would be compiled as it
+# was then (seen when pressure-core's `Event` changed: pressure-actions met the old one). Remove them.
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/pressure-*
+
 echo "== package contents"
 for c in "${CRATES[@]}"; do
     files=$(cargo package --list --locked -p "$c")
