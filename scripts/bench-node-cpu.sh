@@ -15,7 +15,8 @@
 # hierarchy.
 #
 # Usage: scripts/bench-node-cpu.sh               (builds target/release/pressured)
-#        PRESSURED=path DURATION=60 PODS=100 CONTAINERS=10 INTERVAL_MS=1000 scripts/bench-node-cpu.sh
+#        PRESSURED=path DURATION=60 PODS=100 CONTAINERS=10 INTERVAL_MS=1000 OPEN_FILES=n scripts/bench-node-cpu.sh
+#        (OPEN_FILES sets source.cgroup.open_files; unset: the default)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -57,8 +58,10 @@ for ((p = 0; p < PODS; p++)); do
 done
 total=$((PODS * CONTAINERS))
 
+open_files=""
+[[ -n ${OPEN_FILES:-} ]] && open_files=", \"open_files\": $OPEN_FILES"
 cat > "$work/config.json" <<JSON
-{"source": {"mode": "node", "poll_interval_ms": $INTERVAL_MS, "cgroup": {"path": "$parent"}}, "log_level": "info"}
+{"source": {"mode": "node", "poll_interval_ms": $INTERVAL_MS, "cgroup": {"path": "$parent"$open_files}}, "log_level": "info"}
 JSON
 mkdir "$self"
 # Evict the binary's pages so that its own cgroup is charged for them, as in a fresh container.

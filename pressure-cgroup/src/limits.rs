@@ -1,12 +1,12 @@
 //! The open-file limit: a watcher keeps one descriptor open per cgroup, up to
-//! `WatchOptions::open_files` (2048 by default).
+//! `WatchOptions::open_files` (512 by default).
 
 use std::io;
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the new soft limit.
 ///
-/// A watcher keeps the usage file of up to `WatchOptions::open_files` cgroups open (2048 by default),
-/// more than the usual soft limit of 1 024 allows; it never goes above the soft limit less 256.
+/// A watcher keeps the usage file of up to `WatchOptions::open_files` cgroups open (512 by default),
+/// which an operator may set above the usual soft limit of 1 024; it never goes above the soft limit less 256.
 ///
 /// # Errors
 /// The `getrlimit`/`setrlimit` error.

@@ -151,8 +151,8 @@ impl Default for ReadBuffer {
 /// The kernel charges each open and read cgroup file (its `seq_file` buffer, a page) to the reader's
 /// memory cgroup, so a watcher of a thousand containers that kept all of them open paid some 20 MB of
 /// kernel memory and five descriptors per cgroup (issue 19). Usage is read every tick and is cheap to
-/// `pread` (under 1 µs against some 7 µs to open, read and close); the limit, `memory.stat` and the
-/// OOM counters are read at most about once a second, where the open costs little. A reader made by
+/// `pread` (under 1 µs against some 9 µs to open, read and close); the limit, `memory.stat` and the
+/// OOM counters are read far less often (see `Watcher`), where the open costs little. A reader made by
 /// [`CgroupReader::on_demand`] keeps nothing open at all.
 #[derive(Debug)]
 pub struct CgroupReader {
@@ -378,7 +378,8 @@ impl CgroupReader {
     }
 
     /// Reads usage (and `memory.stat` as needed) and the files `refresh` names; the others keep the
-    /// values of the last read that included them. The first read of a reader reads everything.
+    /// values of the last read that included them. The first read of a reader reads everything, and
+    /// usage above the kept limit re-reads the limit (it can only have been raised).
     ///
     /// # Errors
     /// As for [`CgroupReader::read`].
@@ -398,8 +399,11 @@ impl CgroupReader {
         } else {
             refresh
         };
+        // Usage above the known limit means the limit was raised since: re-read it now.
         let limit_bytes = match cached {
-            Some(c) if !refresh.limit => c.limit_bytes,
+            Some(c) if !refresh.limit && c.limit_bytes.is_none_or(|l| usage_bytes <= l) => {
+                c.limit_bytes
+            }
             _ => self.read_limit(buf)?,
         };
         let inactive_key: &[u8] = match self.version {
@@ -668,6 +672,18 @@ mod tests {
         assert_eq!(with_events.limit_bytes, first.limit_bytes);
         let full = reader.read_with(&mut buf, Refresh::ALL).expect("read");
         assert_eq!(full.limit_bytes, Some(2_000_000));
+        // A raised limit shows as usage above the kept one: that re-reads the limit at once.
+        fs::write(dir.path().join("memory.max"), "8000000\n").expect("write");
+        fs::write(dir.path().join("memory.current"), "1999999\n").expect("write");
+        let below = reader.read_with(&mut buf, usage_only).expect("read");
+        assert_eq!(
+            below.limit_bytes,
+            Some(2_000_000),
+            "usage under the kept limit"
+        );
+        fs::write(dir.path().join("memory.current"), "2000001\n").expect("write");
+        let above = reader.read_with(&mut buf, usage_only).expect("read");
+        assert_eq!(above.limit_bytes, Some(8_000_000));
     }
 
     #[test]

@@ -179,6 +179,9 @@ pub struct CgroupSourceConfig {
     pub path: String,
     /// `source.cgroup.poll_interval_ms`: overrides `source.poll_interval_ms`.
     pub poll_interval_ms: Option<u64>,
+    /// `source.cgroup.open_files`: the most containers whose usage file stays open between samples
+    /// (the others open it for each sample; `0` keeps none open); unset: the watcher's default.
+    pub open_files: Option<usize>,
 }
 
 impl Default for CgroupSourceConfig {
@@ -186,6 +189,7 @@ impl Default for CgroupSourceConfig {
         CgroupSourceConfig {
             path: "/sys/fs/cgroup".to_string(),
             poll_interval_ms: None,
+            open_files: None,
         }
     }
 }
@@ -559,6 +563,16 @@ mod tests {
         assert_eq!(c.thresholds.predict_long_window_seconds, 3_600.0);
         assert!(!c.dry_run);
         assert_eq!(c.log_level, LogLevel::Info);
+    }
+
+    #[test]
+    fn open_files_is_optional_and_takes_zero() {
+        assert_eq!(Config::default().source.cgroup.open_files, None);
+        let c = Config::from_json(r#"{"source":{"cgroup":{"open_files":0}}}"#).expect("valid");
+        assert_eq!(c.source.cgroup.open_files, Some(0));
+        let e =
+            Config::from_json(r#"{"source":{"cgroup":{"open_files":-1}}}"#).expect_err("negative");
+        assert!(e.to_string().contains("source.cgroup.open_files"), "{e}");
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub(crate) async fn run(config: Config, actions: &ActionsSetup) -> anyhow::Resul
     let mut options = WatchOptions::new(scope);
     options.interval = Duration::from_millis(config.source.effective_poll_interval_ms());
     options.pod = env;
+    if let Some(open_files) = config.source.cgroup.open_files {
+        options.open_files = open_files;
+    }
     let mut watcher = Watcher::new(
         layout,
         Engine::new(&config.thresholds, config.dry_run),

@@ -48,10 +48,17 @@ pub use wait::StopToken;
 const OOM_FOLLOW_UP: Duration = Duration::from_millis(300);
 /// The re-sample period during an OOM follow-up.
 const OOM_FOLLOW_UP_STEP: Duration = Duration::from_millis(5);
-/// Limits (and, for a cgroup with an armed OOM notification, its OOM counters and PSI) are re-read at
-/// least this often; the ticks in between read usage only. A resize is seen within this; an OOM kill
-/// at once through the notification.
-const FULL_READ_PERIOD: Duration = Duration::from_secs(1);
+/// PSI (v2 `memory.pressure`) is re-read at least this often; the ticks in between keep the last value.
+const PSI_READ_PERIOD: Duration = Duration::from_secs(1);
+/// Limits are re-read at least this often, each cgroup at its own phase of the period (so that a node
+/// with thousands of cgroups opens a tenth of their limit files per second, not all of them in one
+/// tick); the ticks in between read usage only. A lowered limit is seen within this; a raised one at
+/// once, since usage above the known limit makes the reader re-read it (see
+/// [`CgroupReader::read_with`]); an OOM kill at once through the notification. Opening a limit file
+/// costs some 5–10 µs of kernel time, which at one read a second was half of node mode's CPU.
+const LIMIT_READ_PERIOD: Duration = Duration::from_secs(10);
+/// Phases of [`LIMIT_READ_PERIOD`] over which the limit reads of a node's cgroups are spread.
+const LIMIT_READ_PHASES: u32 = 10;
 /// The OOM counters of a cgroup with an armed OOM notification are re-read at least this often (a
 /// safety net: the notification reports kills at once). Each read opens the file (see
 /// `CgroupReader`), so skipping it on the once-a-second full reads saves a third of their cost.
@@ -71,13 +78,16 @@ pub struct WatchOptions {
     /// The downward-API values of the own pod: `node_name` goes on every target; the pod name,
     /// namespace and IP on the targets of [`Scope::Pod`] and [`Scope::Cgroup`] \[none\].
     pub pod: PodEnv,
-    /// The most cgroups whose usage file stays open between ticks \[2048\]; the others open it
-    /// for each read (some 7 µs more per read). Each open file costs a descriptor and about 4.4 KiB
-    /// of kernel memory charged to the watcher's memory cgroup. Never more than the soft
-    /// `RLIMIT_NOFILE` less 256 (for the files opened per read, sockets and the like): raise it
-    /// first ([`raise_nofile_limit`](crate::raise_nofile_limit)). The other files of a cgroup
-    /// (limit, `memory.stat`, OOM counters, PSI) are opened for each read, about once a second, and
-    /// v1 OOM notifications share one eventfd, so the descriptors stay bounded by this plus a few.
+    /// The most cgroups whose usage file stays open between ticks \[512\]; the others open it
+    /// for each read. Each open file costs a descriptor and about 4.4 KiB of kernel memory charged
+    /// to the watcher's memory cgroup (its `seq_file` and read buffer); each reopen some 9 µs of CPU
+    /// (`scripts/bench-node-cpu.sh` with `OPEN_FILES`: at 1 000 containers and 1 s, 0 open files
+    /// charge 11.1 MB at 1.9 % of a core, 512 charge 13.2 MB at 1.3 %, all of them 15.7 MB at
+    /// 0.9 %). Never more than the soft `RLIMIT_NOFILE` less 256 (for the files opened per read,
+    /// sockets and the like): raise it first ([`raise_nofile_limit`](crate::raise_nofile_limit)).
+    /// The other files of a cgroup (limit, `memory.stat`, OOM counters, PSI) are opened for each
+    /// read, the limit every 10 s, and v1 OOM notifications share one eventfd, so the descriptors
+    /// stay bounded by this plus a few.
     pub open_files: usize,
 }
 
@@ -89,7 +99,7 @@ impl WatchOptions {
             interval: Duration::from_secs(1),
             rescan: Duration::from_secs(1),
             pod: PodEnv::default(),
-            open_files: 2048,
+            open_files: 512,
         }
     }
 }
@@ -188,25 +198,39 @@ struct Watched {
     oom_kill: u64,
     /// An OOM notification is armed on this cgroup, so a tick need not re-read its OOM counters.
     notified: bool,
-    /// When its limit (and PSI) were last read.
-    full_read_at: Option<Instant>,
+    /// When its limit was last read (back-dated by the cgroup's phase after the first read).
+    limit_read_at: Option<Instant>,
+    /// When its PSI was last read.
+    psi_read_at: Option<Instant>,
     /// When its OOM counters were last read.
     counters_read_at: Option<Instant>,
 }
 
 impl Watched {
-    /// What a regular tick at `now` re-reads: usage; the limit and PSI once per [`FULL_READ_PERIOD`];
-    /// the OOM counters every tick when no notification announces kills, else once per
-    /// [`NOTIFIED_COUNTER_PERIOD`].
+    /// What a regular tick at `now` re-reads: usage; the limit once per [`LIMIT_READ_PERIOD`]; PSI
+    /// once per [`PSI_READ_PERIOD`]; the OOM counters every tick when no notification announces
+    /// kills, else once per [`NOTIFIED_COUNTER_PERIOD`].
     fn refresh(&self, now: Instant) -> Refresh {
         let due =
             |at: Option<Instant>, period| at.is_none_or(|at| now.duration_since(at) >= period);
-        let full = due(self.full_read_at, FULL_READ_PERIOD);
         Refresh {
-            limit: full,
+            limit: due(self.limit_read_at, LIMIT_READ_PERIOD),
             events: !self.notified || due(self.counters_read_at, NOTIFIED_COUNTER_PERIOD),
-            pressure: full,
+            pressure: due(self.psi_read_at, PSI_READ_PERIOD),
         }
+    }
+
+    /// Records that the limit was read at `now`. The first read is back-dated by a phase of
+    /// [`LIMIT_READ_PERIOD`] chosen by `key`, so that the cgroups found in one rescan do not all
+    /// re-read their limits in the same tick.
+    fn limit_read(&mut self, key: u64, now: Instant) {
+        let phase = if self.limit_read_at.is_none() {
+            // The remainder is below LIMIT_READ_PHASES, so it fits in a u32.
+            LIMIT_READ_PERIOD / LIMIT_READ_PHASES * (key % u64::from(LIMIT_READ_PHASES)) as u32
+        } else {
+            Duration::ZERO
+        };
+        self.limit_read_at = Some(now.checked_sub(phase).unwrap_or(now));
     }
 }
 
@@ -533,7 +557,8 @@ impl Watcher {
                 path: cgroup.path.clone(),
                 oom_kill: 0,
                 notified,
-                full_read_at: None,
+                limit_read_at: None,
+                psi_read_at: None,
                 counters_read_at: None,
             },
         );
@@ -582,7 +607,10 @@ impl Watcher {
             match w.reader.read_with(&mut self.buf, refresh) {
                 Ok(stats) => {
                     if refresh.limit {
-                        w.full_read_at = Some(instant);
+                        w.limit_read(key, instant);
+                    }
+                    if refresh.pressure {
+                        w.psi_read_at = Some(instant);
                     }
                     if refresh.events {
                         w.counters_read_at = Some(instant);
@@ -682,6 +710,46 @@ mod tests {
         assert_eq!(next_grid_point(t0, ms(100), t0 + ms(250)), t0 + ms(300));
         // Exactly on a point: the one after it.
         assert_eq!(next_grid_point(t0, ms(100), t0 + ms(200)), t0 + ms(300));
+    }
+
+    #[test]
+    fn limits_are_reread_every_ten_seconds_at_phases_spread_over_the_period() {
+        let (dir, _) = v2_tree();
+        let mut engine = Engine::new(&Default::default(), false);
+        let slot = engine.track(&pressure_core::Target::default());
+        let pod = dir.path().join(format!("kubepods/burstable/pod{UID}"));
+        let watched = |key: u64| Watched {
+            reader: CgroupReader::on_demand(&pod, crate::CgroupVersion::V2).expect("reader"),
+            slot,
+            path: format!("/c{key}"),
+            oom_kill: 0,
+            notified: true,
+            limit_read_at: None,
+            psi_read_at: None,
+            counters_read_at: None,
+        };
+        let t0 = Instant::now() + LIMIT_READ_PERIOD;
+        let s = Duration::from_secs;
+        // The key picks the phase: the first re-read comes (10 - key % 10) s after the first read.
+        let mut due_after = Vec::new();
+        for key in [0, 3, 9, 13] {
+            let mut w = watched(key);
+            assert!(w.refresh(t0).limit, "the first read reads the limit");
+            w.limit_read(key, t0);
+            let first = (1..=10).find(|&n| w.refresh(t0 + s(n)).limit).expect("due");
+            w.limit_read(key, t0 + s(first));
+            // After that, every LIMIT_READ_PERIOD.
+            assert!(!w.refresh(t0 + s(first + 9)).limit);
+            assert!(w.refresh(t0 + s(first + 10)).limit);
+            due_after.push(first);
+        }
+        assert_eq!(due_after, [10, 7, 1, 7]);
+        // PSI stays at once a second; the OOM counters of a notified cgroup at NOTIFIED_COUNTER_PERIOD.
+        let mut w = watched(0);
+        w.psi_read_at = Some(t0);
+        w.counters_read_at = Some(t0);
+        assert!(w.refresh(t0 + PSI_READ_PERIOD).pressure);
+        assert!(!w.refresh(t0 + PSI_READ_PERIOD).events);
     }
 
     const UID: &str = "0b7632a2-a56e-4278-987a-22de18008dbe";
