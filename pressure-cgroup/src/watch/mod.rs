@@ -716,7 +716,7 @@ mod tests {
     fn limits_are_reread_every_ten_seconds_at_phases_spread_over_the_period() {
         let (dir, _) = v2_tree();
         let mut engine = Engine::new(&Default::default(), false);
-        let slot = engine.track(&pressure_core::Target::default());
+        let slot = engine.track(&Target::default());
         let pod = dir.path().join(format!("kubepods/burstable/pod{UID}"));
         let watched = |key: u64| Watched {
             reader: CgroupReader::on_demand(&pod, crate::CgroupVersion::V2).expect("reader"),
