@@ -145,7 +145,7 @@ struct Out {
 }
 
 /// How often the loop drops the binary's unmapped page cache (see `Out::cycle`).
-const CACHE_DROP_PERIOD: Duration = Duration::from_secs(10);
+const CACHE_DROP_PERIOD: Duration = Duration::from_secs(30);
 
 impl Observer for Out {
     fn event(&mut self, event: &Event) {
