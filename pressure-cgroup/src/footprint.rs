@@ -136,7 +136,7 @@ fn loaded_file_end() -> Option<u64> {
             libc::getauxval(libc::AT_PHENT),
         )
     };
-    if phdr == 0 || phnum == 0 || phent != std::mem::size_of::<libc::Elf64_Phdr>() as u64 {
+    if phdr == 0 || phnum == 0 || phent != size_of::<libc::Elf64_Phdr>() as u64 {
         return None;
     }
     let phnum = usize::try_from(phnum).ok()?;
@@ -305,7 +305,7 @@ Anonymous:             0 kB
 
     #[test]
     fn the_loaded_part_of_the_executable_is_what_its_mappings_cover() {
-        let end = super::loaded_file_end().expect("PT_LOAD headers");
+        let end = loaded_file_end().expect("PT_LOAD headers");
         let file = std::fs::metadata("/proc/self/exe").expect("exe").len();
         // A test binary carries its debug information after the loaded segments.
         assert!(end < file, "loaded end {end}, file {file}");
@@ -331,7 +331,7 @@ Anonymous:             0 kB
         let mut exe = std::fs::File::open("/proc/self/exe").expect("exe");
         exe.sync_all().expect("fsync of the test binary");
         io::copy(&mut exe, &mut io::sink()).expect("read the test binary");
-        let loaded = super::loaded_file_end().expect("PT_LOAD headers");
+        let loaded = loaded_file_end().expect("PT_LOAD headers");
         let (before, total) = cached_pages_of_exe(loaded);
         release_startup_pages().expect("trim");
         let dropped = drop_executable_cache();
