@@ -112,22 +112,64 @@ pub fn release_startup_pages() -> io::Result<Released> {
 /// segments: a binary with debug information is several times larger, and the kernel visits every
 /// cached page of the range it is given); pages it drops are re-read from disk when next run.
 pub fn drop_executable_cache() -> bool {
+    // 0: to the end of the file.
+    let end = loaded_segments()
+        .and_then(|segments| segments.map(|s| s.p_offset + s.p_filesz).max())
+        .unwrap_or(0);
+    drop_ranges([(0, end)])
+}
+
+/// Like [`drop_executable_cache`], for the executable's constants only: the page cache of its loaded
+/// segments that are not executable (read-only data, unwind tables, the initial contents of relocated
+/// data) is dropped, its code's stays. For the start of a process: constants are then read page by
+/// page, and fault-around finds no cached neighbours to map with them; dropping code would gain
+/// nothing there (since Linux 6.16 its next fault reads a whole `read_ahead_kb` window back, mapped
+/// 64 KiB at a time) and cost that read. Falls back to the whole file when the program headers
+/// cannot be read.
+pub fn drop_executable_constants() -> bool {
+    match loaded_segments() {
+        Some(segments) => drop_ranges(
+            segments
+                .filter(|s| s.p_flags & libc::PF_X == 0)
+                .map(|s| (s.p_offset, s.p_offset + s.p_filesz)),
+        ),
+        None => drop_ranges([(0, 0)]),
+    }
+}
+
+/// `POSIX_FADV_DONTNEED` on each `(start, end)` byte range of `/proc/self/exe` (`end` 0: to the end
+/// of the file); whether every advice was taken.
+fn drop_ranges(ranges: impl IntoIterator<Item = (u64, u64)>) -> bool {
     let Ok(exe) = std::fs::File::open("/proc/self/exe") else {
         return false;
     };
-    // 0: to the end of the file.
-    let len = loaded_file_end()
-        .and_then(|end| i64::try_from(end).ok())
-        .unwrap_or(0);
-    // SAFETY: a plain advice on an open descriptor; clean pages mapped by no process are dropped,
-    // dirty or mapped ones stay.
-    unsafe { libc::posix_fadvise(exe.as_raw_fd(), 0, len, libc::POSIX_FADV_DONTNEED) == 0 }
+    let mut ok = true;
+    for (start, end) in ranges {
+        let (Ok(offset), Ok(len)) = (
+            i64::try_from(start),
+            i64::try_from(end.saturating_sub(start)),
+        ) else {
+            continue;
+        };
+        // SAFETY: a plain advice on an open descriptor; clean pages mapped by no process are
+        // dropped, dirty or mapped ones stay.
+        ok &=
+            unsafe { libc::posix_fadvise(exe.as_raw_fd(), offset, len, libc::POSIX_FADV_DONTNEED) }
+                == 0;
+    }
+    ok
 }
 
-/// The end, in the executable's file, of its last loaded segment (the largest `p_offset + p_filesz`
-/// of its `PT_LOAD` program headers, which the kernel hands the process through the auxiliary
-/// vector); `None` when they cannot be read.
+/// The end, in the executable's file, of its last loaded segment; `None` when the program headers
+/// cannot be read.
+#[cfg(test)]
 fn loaded_file_end() -> Option<u64> {
+    loaded_segments()?.map(|s| s.p_offset + s.p_filesz).max()
+}
+
+/// The executable's `PT_LOAD` program headers, which the kernel hands the process through the
+/// auxiliary vector; `None` when they cannot be read.
+fn loaded_segments() -> Option<impl Iterator<Item = &'static libc::Elf64_Phdr>> {
     // SAFETY: getauxval only reads the auxiliary vector; 0 means absent.
     let (phdr, phnum, phent) = unsafe {
         (
@@ -144,11 +186,7 @@ fn loaded_file_end() -> Option<u64> {
     // process, AT_PHNUM of them, each AT_PHENT bytes long (checked above to be an Elf64_Phdr).
     let headers =
         unsafe { std::slice::from_raw_parts(phdr as usize as *const libc::Elf64_Phdr, phnum) };
-    headers
-        .iter()
-        .filter(|h| h.p_type == libc::PT_LOAD)
-        .map(|h| h.p_offset + h.p_filesz)
-        .max()
+    Some(headers.iter().filter(|h| h.p_type == libc::PT_LOAD))
 }
 
 #[derive(Debug, PartialEq, Eq)]

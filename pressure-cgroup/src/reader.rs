@@ -214,7 +214,7 @@ struct StatCache {
 }
 
 /// A cached `inactive_file` is used for at most this many samples in a row.
-const STAT_MAX_AGE: u32 = 10;
+const STAT_MAX_AGE: u32 = 30;
 /// Unlimited cgroups re-read `memory.stat` when usage moved by this much.
 const STAT_UNLIMITED_DRIFT: u64 = 4 << 20;
 
@@ -331,7 +331,8 @@ impl CgroupReader {
     /// Lets [`CgroupReader::read`] skip `memory.stat` (the one expensive file: the kernel formats some
     /// 70 counters) while usage stays below `fraction` of the limit and close to where it was at the
     /// last `memory.stat` read (within 1/64 of the limit, at least 1 MiB; 4 MiB when unlimited), for at
-    /// most 10 samples in a row; the working set then uses the last `inactive_file`.
+    /// most 30 samples in a row (3 s for a sidecar at 100 ms); the working set then uses the last
+    /// `inactive_file`, and follows usage between the reads.
     ///
     /// The working set is at most usage, so below `fraction` it cannot cross a threshold at or above
     /// `fraction`: a watcher passes a fraction below its lowest threshold and loses no event, while idle

@@ -81,16 +81,15 @@ fn main() -> ExitCode {
     // again; a sidecar should not keep it resident (see `pressure_cgroup::footprint`). Best effort: a
     // failure only costs memory.
     let _ = pressure_cgroup::footprint::release_startup_pages();
-    // A watcher's own cgroup should not be charged for the binary's page cache, and with the cache
-    // gone start-up reads its constants page by page instead of mapping 64 KiB around each (see
-    // `pressure_cgroup::footprint`). Not for a one-shot subcommand named first (`pprof`, `plot`,
-    // `top`): after a drop each code fault reads a readahead window back from disk (40 ms more for
-    // `pprof top` here).
+    // With the page cache of the binary's constants gone, start-up reads them page by page instead
+    // of mapping 64 KiB around each (see `pressure_cgroup::footprint`); the code's cache stays (its
+    // faults would read whole readahead windows back). The watch loop drops the rest later. Not for
+    // a one-shot subcommand named first (`pprof`, `plot`, `top`), which gains nothing from it.
     let one_shot = std::env::args_os()
         .nth(1)
         .is_some_and(|a| a == "pprof" || a == "plot" || a == "top");
     if !one_shot {
-        pressure_cgroup::footprint::drop_executable_cache();
+        pressure_cgroup::footprint::drop_executable_constants();
     }
     let mut args = Args::parse();
     let (plot, top) = match args.command.take() {
