@@ -19,8 +19,9 @@
 //!    `MADV_DONTNEED` (their pages leave this process's resident set); free heap pages go back to the
 //!    kernel (`malloc_trim`, with glibc);
 //! 2. [`drop_executable_cache`]: the pages of the process's own executable that are now mapped by no
-//!    process are dropped from the page cache (`POSIX_FADV_DONTNEED` on `/proc/self/exe`), which also
-//!    lifts their charge.
+//!    process are dropped from the page cache (`POSIX_FADV_DONTNEED` on the loaded part of
+//!    `/proc/self/exe`), which also lifts their charge; [`drop_executable_constants`] does it for the
+//!    constants alone.
 //!
 //! Whatever runs next faults back only the pages it uses. Constants are then read a page at a time,
 //! and fault-around finds few cached neighbours to map with them. Code is not: since Linux 6.16 a
@@ -28,8 +29,8 @@
 //! (`mm/filemap: allow arch to request folio size for exec memory`), which is why the hot code is
 //! also kept together at link time (`pressured-cli/build.rs`). Dropping the cache has a price: the
 //! next fault in code reads that window back from disk (a few milliseconds of kernel time for 8 MiB),
-//! so a watcher drops it once before its start-up runs (then constants are read page by page) and now
-//! and then afterwards, and trims its resident set alone in between. Mappings with private pages
+//! so a watcher drops the constants' cache before its start-up runs (then they are read page by page),
+//! the whole loaded part now and then afterwards, and trims its resident set alone in between. Mappings with private pages
 //! (relocated RELRO data) are left alone, since dropping those would lose their contents; shared
 //! libraries keep their page cache (other processes use it).
 //!
