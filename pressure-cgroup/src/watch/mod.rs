@@ -59,6 +59,8 @@ const PSI_READ_PERIOD: Duration = Duration::from_secs(1);
 const LIMIT_READ_PERIOD: Duration = Duration::from_secs(10);
 /// Phases of [`LIMIT_READ_PERIOD`] over which the limit reads of a node's cgroups are spread.
 const LIMIT_READ_PHASES: u32 = 10;
+/// A newly found cgroup reads its limit again this long after its first read.
+const LIMIT_CONFIRM_AFTER: Duration = Duration::from_secs(1);
 /// The OOM counters of a cgroup with an armed OOM notification are re-read at least this often (a
 /// safety net: the notification reports kills at once). Each read opens the file (see
 /// `CgroupReader`), so skipping it on the once-a-second full reads saves a third of their cost.
@@ -198,8 +200,10 @@ struct Watched {
     oom_kill: u64,
     /// An OOM notification is armed on this cgroup, so a tick need not re-read its OOM counters.
     notified: bool,
-    /// When its limit was last read (back-dated by the cgroup's phase after the first read).
+    /// When its limit was last read (back-dated after the first two reads, see `limit_read`).
     limit_read_at: Option<Instant>,
+    /// The limit was read twice: [`LIMIT_READ_PERIOD`] applies.
+    limit_confirmed: bool,
     /// When its PSI was last read.
     psi_read_at: Option<Instant>,
     /// When its OOM counters were last read.
@@ -220,17 +224,22 @@ impl Watched {
         }
     }
 
-    /// Records that the limit was read at `now`. The first read is back-dated by a phase of
-    /// [`LIMIT_READ_PERIOD`] chosen by `key`, so that the cgroups found in one rescan do not all
-    /// re-read their limits in the same tick.
+    /// Records that the limit was read at `now`. The second read comes [`LIMIT_CONFIRM_AFTER`] after
+    /// the first (a cgroup found between its creation and the write of its limit reads "no limit"
+    /// first, and no usage can exceed that); it is back-dated by a phase of [`LIMIT_READ_PERIOD`]
+    /// chosen by `key`, so that the cgroups found in one rescan do not all re-read their limits in
+    /// the same tick afterwards.
     fn limit_read(&mut self, key: u64, now: Instant) {
-        let phase = if self.limit_read_at.is_none() {
-            // The remainder is below LIMIT_READ_PHASES, so it fits in a u32.
-            LIMIT_READ_PERIOD / LIMIT_READ_PHASES * (key % u64::from(LIMIT_READ_PHASES)) as u32
-        } else {
-            Duration::ZERO
+        let back = match (self.limit_read_at, self.limit_confirmed) {
+            (None, _) => LIMIT_READ_PERIOD.saturating_sub(LIMIT_CONFIRM_AFTER),
+            (Some(_), false) => {
+                self.limit_confirmed = true;
+                // The remainder is below LIMIT_READ_PHASES, so it fits in a u32.
+                LIMIT_READ_PERIOD / LIMIT_READ_PHASES * (key % u64::from(LIMIT_READ_PHASES)) as u32
+            }
+            (Some(_), true) => Duration::ZERO,
         };
-        self.limit_read_at = Some(now.checked_sub(phase).unwrap_or(now));
+        self.limit_read_at = Some(now.checked_sub(back).unwrap_or(now));
     }
 }
 
@@ -558,6 +567,7 @@ impl Watcher {
                 oom_kill: 0,
                 notified,
                 limit_read_at: None,
+                limit_confirmed: false,
                 psi_read_at: None,
                 counters_read_at: None,
             },
@@ -725,23 +735,30 @@ mod tests {
             oom_kill: 0,
             notified: true,
             limit_read_at: None,
+            limit_confirmed: false,
             psi_read_at: None,
             counters_read_at: None,
         };
         let t0 = Instant::now() + LIMIT_READ_PERIOD;
         let s = Duration::from_secs;
-        // The key picks the phase: the first re-read comes (10 - key % 10) s after the first read.
+        // A second read 1 s after the first (a limit written just after the cgroup was found); the
+        // key picks the phase of the next: (10 - key % 10) s after the second.
         let mut due_after = Vec::new();
         for key in [0, 3, 9, 13] {
             let mut w = watched(key);
             assert!(w.refresh(t0).limit, "the first read reads the limit");
             w.limit_read(key, t0);
-            let first = (1..=10).find(|&n| w.refresh(t0 + s(n)).limit).expect("due");
-            w.limit_read(key, t0 + s(first));
+            assert!(!w.refresh(t0).limit);
+            assert!(w.refresh(t0 + s(1)).limit, "confirmed a second later");
+            w.limit_read(key, t0 + s(1));
+            let next = (1..=10)
+                .find(|&n| w.refresh(t0 + s(1 + n)).limit)
+                .expect("due");
+            w.limit_read(key, t0 + s(1 + next));
             // After that, every LIMIT_READ_PERIOD.
-            assert!(!w.refresh(t0 + s(first + 9)).limit);
-            assert!(w.refresh(t0 + s(first + 10)).limit);
-            due_after.push(first);
+            assert!(!w.refresh(t0 + s(1 + next + 9)).limit);
+            assert!(w.refresh(t0 + s(1 + next + 10)).limit);
+            due_after.push(next);
         }
         assert_eq!(due_after, [10, 7, 1, 7]);
         // PSI stays at once a second; the OOM counters of a notified cgroup at NOTIFIED_COUNTER_PERIOD.
