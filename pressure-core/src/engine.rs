@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use crate::config::{Signal, ThresholdsConfig};
 use crate::event::{Event, EventType, Severity};
-use crate::sample::{Reading, Sample, Target};
+use crate::sample::{Psi, Reading, Sample, Target};
 use crate::trend::{Epoch, MIN_POINTS, Rise, Trend};
 
 /// Annotation overriding `thresholds.warn_percent` for one pod.
@@ -209,7 +209,7 @@ struct State {
     /// The engine's long tick (`Engine::long_tick`) of the last sample fed to the long trend:
     /// the first sample of a new tick feeds it.
     long_tick: u8,
-    /// Points in `trend` since it was last cleared (saturating).
+    /// Points in `trend` since it was last cleared, saturating at [`MIN_POINTS`] (see [`Trend::push`]).
     trend_points: u8,
     /// Whether the trend rises significantly, since `rise_since`.
     rising: bool,
@@ -405,6 +405,13 @@ impl LastReading {
         psi_bits: NO_PSI,
     };
 
+    /// Stores the PSI figure of a reading (`None`: [`NO_PSI`]).
+    #[cold]
+    #[inline(never)]
+    fn set_psi(&mut self, psi: Option<&Psi>) {
+        self.psi_bits = psi.map_or(NO_PSI, |p| (p.some_avg10 as f32).to_bits());
+    }
+
     fn get(self) -> Option<LastReading> {
         (self != LastReading::NONE).then_some(self)
     }
@@ -475,10 +482,14 @@ fn weigh(
         *announced = NOT_ANNOUNCED;
     }
     // Half of the last announcement first: a rise that was announced fails there on most samples (and
-    // a rise announced nothing yet passes at once). An ETA under MIN_RISE_SECONDS is not announced
-    // again: a poll or two from the kill, critical has fired and no action can finish.
-    (rise.within(0.5 * from_bf16(*announced))
-        && rise.within(horizon)
+    // a rise announced nothing yet passes at once). With the horizon in the same comparison: `within`
+    // compares with a product by a positive covariance, which rounding keeps monotonic in the bound,
+    // so within the lesser bound is within both (neither is NaN: `to_bf16` gives none, and the
+    // horizon is positive). An ETA under MIN_RISE_SECONDS is not announced again: a poll or two from
+    // the kill, critical has fired and no action can finish.
+    let half = 0.5 * from_bf16(*announced);
+    // Not `f64::min`: its NaN handling costs five instructions here, and there is no NaN.
+    (rise.within(if half < horizon { half } else { horizon })
         && evident(rise, now - *rise_since)
         && (*announced == NOT_ANNOUNCED || !rise.within(MIN_RISE_SECONDS)))
     .then_some(rise)
@@ -546,6 +557,9 @@ fn current_eta(
 pub struct Engine {
     global: Thresholds,
     dry_run: bool,
+    /// `predict_seconds > 0`: whether the trends run. The same for every threshold set (no annotation
+    /// overrides it), so a byte of the engine rather than a float comparison per sample.
+    predicts: bool,
     states: Vec<State>,
     /// The last reading's working set and signal per slot (beside `states`, not in it: only the gauges
     /// of [`Engine::containers`] read it); [`LastReading::NONE`] before the first reading.
@@ -594,6 +608,7 @@ impl Engine {
         Engine {
             global,
             dry_run,
+            predicts: global.predict_seconds > 0.0,
             states: Vec::new(),
             last: Vec::new(),
             targets: Vec::new(),
@@ -840,12 +855,15 @@ impl Engine {
         else {
             return false;
         };
-        let th = &self.thresholds[usize::from(st.thresholds)];
+        // The container's own thresholds only where an annotation can change what they say (the bands,
+        // the cooldown): the signal and the horizon are global. Looked up there, not here: a steady
+        // sample reads no threshold set.
+        let th = usize::from(st.thresholds);
         if st.seen_cycle != self.cycle as u16 {
             st.seen_cycle = self.cycle as u16;
             self.seen += 1;
         }
-        let signal = match th.signal {
+        let signal = match self.global.signal {
             Signal::WorkingSet => reading.working_set_bytes,
             Signal::Usage => reading.usage_bytes,
         };
@@ -879,7 +897,7 @@ impl Engine {
         let severity = if in_band {
             previous
         } else {
-            st.reclassify(th, signal, limit)
+            st.reclassify(&self.thresholds[th], signal, limit)
         };
         if severity != previous {
             let kind = if severity == Severity::Ok {
@@ -889,15 +907,19 @@ impl Engine {
             };
             out.push(emit(kind, severity, previous, None));
             st.last_emit = now;
-        } else if severity != Severity::Ok && now - st.last_emit >= th.cooldown_seconds {
+            st.severity = severity;
+        } else if severity != Severity::Ok
+            && now - st.last_emit >= self.thresholds[th].cooldown_seconds
+        {
             out.push(emit(EventType::MemoryPressure, severity, previous, None));
             st.last_emit = now;
         }
-        st.severity = severity;
 
-        if th.predict_seconds > 0.0 {
+        if self.predicts {
             if limit > 0 {
-                if (st.trend_points >= MIN_POINTS) & !st.rising
+                // `==`: the count saturates at MIN_POINTS; two adjacent bytes, one comparison.
+                if st.trend_points == MIN_POINTS
+                    && !st.rising
                     && signal.abs_diff(st.trend.level()) > limit >> JUMP_SHIFT
                 {
                     st.restart_trend();
@@ -915,7 +937,7 @@ impl Engine {
                         &mut st.announced,
                         rise,
                         now,
-                        th.predict_seconds,
+                        self.global.predict_seconds,
                     ) && let Some(eta) = announce(
                         &st.trend,
                         &mut st.announced,
@@ -940,7 +962,7 @@ impl Engine {
                         now,
                         signal,
                         limit,
-                        th.predict_seconds,
+                        self.global.predict_seconds,
                         st.last_announced(),
                     );
                     st.long_announced = long.announced_in_rise();
@@ -950,24 +972,16 @@ impl Engine {
                 }
             }
         }
-        // The gauges' copy of the reading, last and only when it changed; the PSI figure (a conversion)
-        // only when there is one: against an unconditional store, steady +6 % (benches/engine, 10 000
-        // containers, same run); a steady container only reads it.
+        // The gauges' copy of the reading, last and only when it changed: against an unconditional
+        // store, steady +6 % (benches/engine, 10 000 containers, same run); a steady container only reads
+        // it. The PSI figure (a conversion) out of line, only when there is or was one.
         if let Some(last) = self.last.get_mut(i) {
-            let psi_bits = || {
-                reading
-                    .psi
-                    .map_or(NO_PSI, |p| (p.some_avg10 as f32).to_bits())
-            };
-            if last.working_set != reading.working_set_bytes
-                || last.signal != signal
-                || (reading.psi.is_some() || last.psi_bits != NO_PSI) && last.psi_bits != psi_bits()
-            {
-                *last = LastReading {
-                    working_set: reading.working_set_bytes,
-                    signal,
-                    psi_bits: psi_bits(),
-                };
+            if last.working_set != reading.working_set_bytes || last.signal != signal {
+                last.working_set = reading.working_set_bytes;
+                last.signal = signal;
+            }
+            if reading.psi.is_some() || last.psi_bits != NO_PSI {
+                last.set_psi(reading.psi.as_ref());
             }
         }
         true
