@@ -869,27 +869,25 @@ impl Engine {
         };
         // 0 = unlimited (a zero limit is treated as none).
         let limit = reading.limit_bytes.unwrap_or(0);
-        // Built only when an event is: its fields stay in registers on the hot path. References, not
-        // values: a value captured here is loaded (and spilled) on every sample.
-        let (targets, dry_run) = (&self.targets, &self.dry_run);
-        let emit =
-            move |out: &mut Vec<Event>, event_type, severity, previous_severity, eta_seconds| {
-                EventMaker {
-                    targets,
-                    slot: i,
-                    reading,
-                    signal,
-                    limit,
-                    dry_run,
-                }
-                .push(out, event_type, severity, previous_severity, eta_seconds)
-            };
+        // Built only when an event is: its fields stay in registers on the hot path.
+        let (targets, dry_run) = (&self.targets, self.dry_run);
+        let emit = move |event_type, severity, previous_severity, eta_seconds| {
+            EventMaker {
+                targets,
+                slot: i,
+                reading,
+                signal,
+                limit,
+                dry_run,
+            }
+            .event(event_type, severity, previous_severity, eta_seconds)
+        };
 
         if let Some(count) = reading.oom_kill_count
             && count != st.oom_baseline
         {
             if st.oom_baseline != NO_OOM_BASELINE && count > st.oom_baseline {
-                emit(out, EventType::OomKilled, st.severity, st.severity, None);
+                out.push(emit(EventType::OomKilled, st.severity, st.severity, None));
             }
             st.oom_baseline = count;
         }
@@ -907,13 +905,13 @@ impl Engine {
             } else {
                 EventType::MemoryPressure
             };
-            emit(out, kind, severity, previous, None);
+            out.push(emit(kind, severity, previous, None));
             st.last_emit = now;
             st.severity = severity;
         } else if severity != Severity::Ok
             && now - st.last_emit >= self.thresholds[th].cooldown_seconds
         {
-            emit(out, EventType::MemoryPressure, severity, previous, None);
+            out.push(emit(EventType::MemoryPressure, severity, previous, None));
             st.last_emit = now;
         }
 
@@ -949,7 +947,7 @@ impl Engine {
                         at.x,
                         limit,
                     ) {
-                        emit(out, EventType::PredictedOom, severity, severity, Some(eta));
+                        out.push(emit(EventType::PredictedOom, severity, severity, Some(eta)));
                     }
                 }
             } else if st.trend_points > 0 {
@@ -969,7 +967,7 @@ impl Engine {
                     );
                     st.long_announced = long.announced_in_rise();
                     if let Some(eta) = eta {
-                        emit(out, EventType::PredictedOom, severity, severity, Some(eta));
+                        out.push(emit(EventType::PredictedOom, severity, severity, Some(eta)));
                     }
                 }
             }
@@ -1158,28 +1156,25 @@ struct EventMaker<'a> {
     signal: u64,
     /// 0 = unlimited.
     limit: u64,
-    dry_run: &'a bool,
+    dry_run: bool,
 }
 
 impl EventMaker<'_> {
-    /// Appends the event to `out`, built in place (returned by value, it was built on the stack and
-    /// copied: a `memcpy` call per event).
     #[cold]
     #[inline(never)]
-    fn push(
+    fn event(
         &self,
-        out: &mut Vec<Event>,
         event_type: EventType,
         severity: Severity,
         previous_severity: Severity,
         eta_seconds: Option<f64>,
-    ) {
+    ) -> Event {
         let target = self.targets[self.slot]
             .as_ref()
             .expect("live slot has a target");
         let reading = self.reading;
         let usage_percent = (self.limit > 0).then(|| percent_of(self.signal, self.limit));
-        out.push(Event {
+        Event {
             timestamp: reading.timestamp,
             event_type,
             severity,
@@ -1194,9 +1189,9 @@ impl EventMaker<'_> {
             oom_kill_count: reading.oom_kill_count,
             eta_seconds: eta_seconds.map(|e| (e * 10.0).round() / 10.0),
             psi_some_avg10: reading.psi.map(|p| p.some_avg10),
-            dry_run: *self.dry_run,
+            dry_run: self.dry_run,
             profile: None,
-        });
+        }
     }
 }
 
