@@ -882,8 +882,9 @@ impl Engine {
         }
         // 0 = unlimited (a zero limit is treated as none).
         let limit = reading.limit_bytes.unwrap_or(0);
-        // Built only when an event is: its fields stay in registers on the hot path.
-        let (targets, dry_run) = (&self.targets, self.dry_run);
+        // Built only when an event is: its fields stay in registers on the hot path. References, not
+        // values: a value captured here is loaded (and spilled) on every sample.
+        let (targets, dry_run) = (&self.targets, &self.dry_run);
         let emit = move |event_type, severity, previous_severity, eta_seconds| {
             EventMaker {
                 targets,
@@ -1157,7 +1158,7 @@ struct EventMaker<'a> {
     signal: u64,
     /// 0 = unlimited.
     limit: u64,
-    dry_run: bool,
+    dry_run: &'a bool,
 }
 
 impl EventMaker<'_> {
@@ -1190,7 +1191,7 @@ impl EventMaker<'_> {
             oom_kill_count: reading.oom_kill_count,
             eta_seconds: eta_seconds.map(|e| (e * 10.0).round() / 10.0),
             psi_some_avg10: reading.psi.map(|p| p.some_avg10),
-            dry_run: self.dry_run,
+            dry_run: *self.dry_run,
             profile: None,
         }
     }
