@@ -1,6 +1,7 @@
 //! The threshold state machine: samples and a clock value in, events out.
 
 use std::collections::{HashMap, HashSet};
+use std::hint::cold_path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -477,6 +478,7 @@ fn weigh(
         return None;
     };
     if !*rising {
+        cold_path();
         *rising = true;
         *rise_since = now;
         *announced = NOT_ANNOUNCED;
@@ -853,6 +855,7 @@ impl Engine {
             .get_mut(i)
             .filter(|s| s.generation == id.generation)
         else {
+            cold_path();
             return false;
         };
         // The container's own thresholds only where an annotation can change what they say (the bands,
@@ -862,6 +865,9 @@ impl Engine {
         if st.seen_cycle != self.cycle as u16 {
             st.seen_cycle = self.cycle as u16;
             self.seen += 1;
+        } else {
+            // A second reading in one cycle.
+            cold_path();
         }
         let signal = match self.global.signal {
             Signal::WorkingSet => reading.working_set_bytes,
@@ -900,6 +906,7 @@ impl Engine {
         if let Some(count) = reading.oom_kill_count
             && count != st.oom_baseline
         {
+            cold_path();
             if st.oom_baseline != NO_OOM_BASELINE && count > st.oom_baseline {
                 out.push(emit(EventType::OomKilled, st.severity, st.severity, None));
             }
@@ -914,6 +921,7 @@ impl Engine {
             st.reclassify(&self.thresholds[th], signal, limit)
         };
         if severity != previous {
+            cold_path();
             let kind = if severity == Severity::Ok {
                 EventType::Recovered
             } else {
@@ -925,6 +933,7 @@ impl Engine {
         } else if severity != Severity::Ok
             && now - st.last_emit >= self.thresholds[th].cooldown_seconds
         {
+            cold_path();
             out.push(emit(EventType::MemoryPressure, severity, previous, None));
             st.last_emit = now;
         }
@@ -968,6 +977,7 @@ impl Engine {
                 st.restart_trend();
             }
             if st.long_tick != self.long_tick {
+                cold_path();
                 st.long_tick = self.long_tick;
                 if self.long_tick_seconds > 0.0 {
                     let long = &mut self.long[i];

@@ -237,6 +237,7 @@ impl Trend {
     )]
     pub(crate) fn push(&mut self, points: &mut u8, now: f64, bytes: u64, at: Point) -> bool {
         if !(now > self.last_t) {
+            std::hint::cold_path();
             if now < self.last_t {
                 self.clear();
                 *points = 0;
