@@ -940,7 +940,7 @@ impl Engine {
 
         if self.predicts {
             if limit > 0 {
-                // `==`: the count saturates at MIN_POINTS; two adjacent bytes, one comparison.
+                // `==` is `>=`: the count saturates at MIN_POINTS.
                 if st.trend_points == MIN_POINTS
                     && !st.rising
                     && signal.abs_diff(st.trend.level()) > limit >> JUMP_SHIFT

@@ -246,8 +246,8 @@ impl Trend {
             return false;
         }
         if *points < MIN_POINTS {
-            // One compare per sample once the count is full (it was a test for the first point and a
-            // saturating increment: -6 instructions per sample, benches/engine).
+            // One comparison per sample once the count is full (it was a test for the first point and
+            // a saturating increment: 6 instructions per sample more, scripts/engine-callgrind.sh).
             self.count_early(points, bytes);
         }
         let Point { x, weight: g } = at;
