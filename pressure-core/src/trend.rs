@@ -71,6 +71,24 @@ pub(crate) struct Point {
     pub(crate) x: f64,
     /// `exp(x / tau)`.
     weight: f64,
+    /// `weight * x` and `weight * x * x`: the time sums' terms, the same for every container pushed at
+    /// this clock value, so computed once per clock value rather than per sample.
+    wx: f64,
+    wxx: f64,
+}
+
+impl Point {
+    /// The point at coordinate `x` with weight `weight`.
+    #[inline]
+    fn new(x: f64, weight: f64) -> Point {
+        let wx = weight * x;
+        Point {
+            x,
+            weight,
+            wx,
+            wxx: wx * x,
+        }
+    }
 }
 
 /// A move of the epoch's origin, to apply to every trend with [`Trend::rebase`] before the next push.
@@ -90,10 +108,7 @@ impl Epoch {
             tau: (window / 2.0).max(f64::MIN_POSITIVE),
             origin: f64::NAN,
             now: f64::NAN,
-            point: Point {
-                x: f64::NAN,
-                weight: f64::NAN,
-            },
+            point: Point::new(f64::NAN, f64::NAN),
         }
     }
 
@@ -106,10 +121,7 @@ impl Epoch {
     /// [`advance`](Self::advance) (the long trend's points: one `exp` per container and long tick).
     pub(crate) fn point_at(&self, t: f64) -> Point {
         let x = t - self.origin;
-        Point {
-            x,
-            weight: (x / self.tau).exp(),
-        }
+        Point::new(x, (x / self.tau).exp())
     }
 
     /// Whether [`point`](Self::point) is for clock value `now` (compared as bit patterns: cheaper than a
@@ -131,26 +143,17 @@ impl Epoch {
         self.now = now;
         if now.is_nan() {
             // Pushes ignore it; the origin stays.
-            self.point = Point {
-                x: f64::NAN,
-                weight: f64::NAN,
-            };
+            self.point = Point::new(f64::NAN, f64::NAN);
             return None;
         }
         let x = now - self.origin;
         if (0.0..=REBASE_AFTER_TAUS * self.tau).contains(&x) {
-            self.point = Point {
-                x,
-                weight: (x / self.tau).exp(),
-            };
+            self.point = Point::new(x, (x / self.tau).exp());
             return None;
         }
         // The first clock value (x is NaN), far past the origin, or before it.
         self.origin = now;
-        self.point = Point {
-            x: 0.0,
-            weight: 1.0,
-        };
+        self.point = Point::new(0.0, 1.0);
         let scale = if x >= -MAX_BACK_TAUS * self.tau {
             (-x / self.tau).exp()
         } else {
@@ -250,13 +253,15 @@ impl Trend {
             // a saturating increment: 6 instructions per sample more, scripts/engine-callgrind.sh).
             self.count_early(points, bytes);
         }
-        let Point { x, weight: g } = at;
+        let Point {
+            weight: g, wx, wxx, ..
+        } = at;
         let y = self.y(bytes);
-        let (gx, gy) = (g * x, g * y);
-        self.t += gx;
+        let gy = g * y;
+        self.t += wx;
         self.w += gy;
-        self.tt += gx * x;
-        self.tw += gx * y;
+        self.tt += wxx;
+        self.tw += wx * y;
         self.n += g;
         self.ww += gy * y;
         self.last_t = now;
