@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use crate::config::{Signal, ThresholdsConfig};
 use crate::event::{Event, EventType, Severity};
 use crate::sample::{Psi, Reading, Sample, Target};
-use crate::trend::{Epoch, MIN_POINTS, Rise, Trend};
+use crate::trend::{Epoch, MIN_POINTS, Pushed, Rise, Trend};
 
 /// Annotation overriding `thresholds.warn_percent` for one pod.
 pub const ANNOTATION_WARN_PERCENT: &str = "pressured.io/warn-percent";
@@ -353,16 +353,20 @@ impl Long {
         // The tick's shared point when the container is sampled at the tick's clock value (a poll
         // cycle), else its own (one `exp`).
         let at = if epoch.is_at(now) {
-            epoch.point()
+            *epoch.point()
         } else {
             epoch.point_at(now)
         };
-        if !self.trend.push(&mut self.points, now, signal, at) {
-            return None;
+        match self.trend.push(&mut self.points, now, signal, &at) {
+            Pushed::Fit => {}
+            Pushed::Early => {
+                // Too few points: no rise (as `weigh` of none).
+                self.rising = false;
+                return None;
+            }
+            Pushed::Ignored => return None,
         }
-        let rise = self
-            .trend
-            .rise(self.points, signal, limit.saturating_sub(signal));
+        let rise = self.trend.rise(signal, limit.saturating_sub(signal));
         let rise = weigh(
             &self.trend,
             &mut self.rising,
@@ -529,10 +533,13 @@ fn current_eta(
     epoch: &Epoch,
     limit: u64,
 ) -> Option<f64> {
+    if points < MIN_POINTS {
+        return None;
+    }
     // The fitted bytes at the newest point: a gauge should not jump with each sample's noise.
     let fitted = trend.fitted(epoch.x_of(trend.last_t()));
     let rise = trend
-        .rise(points, fitted, limit.saturating_sub(fitted))
+        .rise(fitted, limit.saturating_sub(fitted))
         .filter(|&r| trend.significant(r))?;
     evident(rise, trend.last_t() - rise_since).then(|| rise.eta())
 }
@@ -949,29 +956,35 @@ impl Engine {
                 }
                 // A point not added (a repeated clock value) predicts nothing new.
                 let at = self.epoch.point();
-                if st.trend.push(&mut st.trend_points, now, signal, at) {
-                    let rise = st
-                        .trend
-                        .rise(st.trend_points, signal, limit.saturating_sub(signal));
-                    if let Some(rise) = weigh(
-                        &st.trend,
-                        &mut st.rising,
-                        &mut st.rise_since,
-                        &mut st.announced,
-                        rise,
-                        now,
-                        self.global.predict_seconds,
-                    ) && let Some(eta) = announce(
-                        &st.trend,
-                        &mut st.announced,
-                        rise,
-                        from_bf16(st.long_announced),
-                        signal,
-                        at.x,
-                        limit,
-                    ) {
-                        out.push(emit(EventType::PredictedOom, severity, severity, Some(eta)));
+                match st.trend.push(&mut st.trend_points, now, signal, at) {
+                    Pushed::Fit => {
+                        let rise = st.trend.rise(signal, limit.saturating_sub(signal));
+                        if let Some(rise) = weigh(
+                            &st.trend,
+                            &mut st.rising,
+                            &mut st.rise_since,
+                            &mut st.announced,
+                            rise,
+                            now,
+                            self.global.predict_seconds,
+                        ) && let Some(eta) = announce(
+                            &st.trend,
+                            &mut st.announced,
+                            rise,
+                            from_bf16(st.long_announced),
+                            signal,
+                            at.x,
+                            limit,
+                        ) {
+                            out.push(emit(EventType::PredictedOom, severity, severity, Some(eta)));
+                        }
                     }
+                    Pushed::Early => {
+                        // Too few points: no rise (as `weigh` of none).
+                        cold_path();
+                        st.rising = false;
+                    }
+                    Pushed::Ignored => {}
                 }
             } else if st.trend_points > 0 {
                 st.restart_trend();

@@ -133,8 +133,8 @@ impl Epoch {
 
     /// The coordinate and weight of a point at the clock value of the last [`advance`](Self::advance).
     #[inline]
-    pub(crate) fn point(&self) -> Point {
-        self.point
+    pub(crate) fn point(&self) -> &Point {
+        &self.point
     }
 
     /// Moves to clock value `now`. When the origin has to move (the first clock value, `now` far past the
@@ -189,6 +189,17 @@ impl Rise {
     }
 }
 
+/// What [`Trend::push`] did with a point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// Not added: at the newest point's time, or at a NaN clock. Nothing new to predict.
+    Ignored,
+    /// Added, but the trend has fewer than [`MIN_POINTS`] points: too few to fit (no rise).
+    Early,
+    /// Added to a trend of [`MIN_POINTS`] points or more: [`Trend::rise`] may fit it.
+    Fit,
+}
+
 /// `v` as f64, through i64 when it fits (always, in practice: below 8 EiB): one instruction where
 /// u64 → f64 takes five dependent ones on x86-64, on the path to every rise's comparison. The other
 /// case is out of line, or the compiler merges the two into the slow one.
@@ -230,15 +241,18 @@ impl Trend {
     /// Adds `bytes` at time `now` (seconds), whose coordinate and weight `at` the engine's [`Epoch`] gives,
     /// and counts it in `points` (the points since the last clear, saturating at [`MIN_POINTS`], the only
     /// count a caller compares with besides 0: 0 exactly when the trend is empty, which the caller keeps
-    /// true when it clears the trend). Returns whether the point
-    /// was added: one at the newest point's time (or at a NaN clock) is ignored; one before it (a clock
-    /// going backwards, e.g. a replay out of order) starts over.
+    /// true when it clears the trend). A point at the newest point's time (or at a NaN clock) is
+    /// ignored; one before it (a clock going backwards, e.g. a replay out of order) starts over.
+    ///
+    /// Says which (see [`Pushed`]): the caller branches once, and the common case — a trend of
+    /// [`MIN_POINTS`] points took the point — is a constant on the path that got there, so the count is
+    /// not read again to decide whether to fit.
     #[inline]
     #[expect(
         clippy::neg_cmp_op_on_partial_ord,
         reason = "a NaN clock must fail the test"
     )]
-    pub(crate) fn push(&mut self, points: &mut u8, now: f64, bytes: u64, at: Point) -> bool {
+    pub(crate) fn push(&mut self, points: &mut u8, now: f64, bytes: u64, at: &Point) -> Pushed {
         if !(now > self.last_t) {
             std::hint::cold_path();
             if now < self.last_t {
@@ -246,14 +260,37 @@ impl Trend {
                 *points = 0;
                 return self.push(points, now, bytes, at);
             }
-            return false;
+            return Pushed::Ignored;
         }
         if *points < MIN_POINTS {
             // One comparison per sample once the count is full (it was a test for the first point and
             // a saturating increment: 6 instructions per sample more, scripts/engine-callgrind.sh).
-            self.count_early(points, bytes);
+            return self.push_early(points, now, bytes, at);
         }
-        let Point {
+        self.add(now, bytes, at);
+        Pushed::Fit
+    }
+
+    /// [`push`](Self::push) of one of the first [`MIN_POINTS`] points; the first is the byte origin.
+    #[cold]
+    #[inline(never)]
+    fn push_early(&mut self, points: &mut u8, now: f64, bytes: u64, at: &Point) -> Pushed {
+        if *points == 0 {
+            self.base = bytes;
+        }
+        *points += 1;
+        self.add(now, bytes, at);
+        if *points < MIN_POINTS {
+            Pushed::Early
+        } else {
+            Pushed::Fit
+        }
+    }
+
+    /// Adds the point to the sums.
+    #[inline(always)]
+    fn add(&mut self, now: f64, bytes: u64, at: &Point) {
+        let &Point {
             weight: g, wx, wxx, ..
         } = at;
         let y = self.y(bytes);
@@ -265,17 +302,6 @@ impl Trend {
         self.n += g;
         self.ww += gy * y;
         self.last_t = now;
-        true
-    }
-
-    /// Counts one of the first [`MIN_POINTS`] points; the first is the byte origin.
-    #[cold]
-    #[inline(never)]
-    fn count_early(&mut self, points: &mut u8, bytes: u64) {
-        if *points == 0 {
-            self.base = bytes;
-        }
-        *points += 1;
     }
 
     /// The byte coordinate of `bytes`: a signed integer difference, then one conversion (exact below
@@ -322,19 +348,23 @@ impl Trend {
     /// few points, flat, falling or noisy).
     #[cfg(test)]
     pub(crate) fn rising_slope(&self, points: u8, bytes: u64) -> Option<f64> {
-        let (sxx, sxy) = self.rising(points, bytes)?;
+        if points < MIN_POINTS {
+            return None;
+        }
+        let (sxx, sxy) = self.rising(bytes)?;
         self.explains(sxx, sxy).then(|| sxy / sxx)
     }
 
-    /// The rise of the trend over `points` points, whose newest point is `bytes`, toward `room` more
-    /// bytes, or `None` (too few points, flat or falling). Whether it is significant (not noise) is
+    /// The rise of a trend of at least [`MIN_POINTS`] points (one that [`push`](Self::push) said to
+    /// [`Fit`](Pushed::Fit)), whose newest point is `bytes`, toward `room` more bytes, or `None` (flat or
+    /// falling). Whether it is significant (not noise) is
     /// [`significant`](Self::significant), asked only where it decides something.
     ///
     /// The cheap tests come first and nothing is divided: for most samples of most containers this is
     /// two comparisons.
     #[inline]
-    pub(crate) fn rise(&self, points: u8, bytes: u64, room: u64) -> Option<Rise> {
-        let (sxx, sxy) = self.rising(points, bytes)?;
+    pub(crate) fn rise(&self, bytes: u64, room: u64) -> Option<Rise> {
+        let (sxx, sxy) = self.rising(bytes)?;
         let room = to_f64(room);
         Some(Rise {
             room_sxx: room * sxx,
@@ -373,8 +403,8 @@ impl Trend {
     /// point, `bytes`, lies above the weighted mean `w / n` (a non-increasing series never passes, whatever
     /// the rounding: half a byte of tolerance) and the covariance is positive.
     #[inline]
-    fn rising(&self, points: u8, bytes: u64) -> Option<(f64, f64)> {
-        if points < MIN_POINTS || self.w > (self.y(bytes) - 0.5) * self.n {
+    fn rising(&self, bytes: u64) -> Option<(f64, f64)> {
+        if self.w > (self.y(bytes) - 0.5) * self.n {
             return None;
         }
         let sxx = self.n * self.tt - self.t * self.t;
@@ -427,7 +457,8 @@ mod tests {
                 self.tr.rebase(&mut self.points, r);
                 self.rebases += 1;
             }
-            let added = self.tr.push(&mut self.points, t, w, self.epoch.point());
+            let added =
+                self.tr.push(&mut self.points, t, w, &self.epoch.point()) != Pushed::Ignored;
             if added {
                 self.last = w;
             }
