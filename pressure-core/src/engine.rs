@@ -366,7 +366,7 @@ impl Long {
             }
             Pushed::Ignored => return None,
         }
-        let rise = self.trend.rise(signal, limit.saturating_sub(signal));
+        let rise = self.trend.rise(signal, limit);
         let rise = weigh(
             &self.trend,
             &mut self.rising,
@@ -539,7 +539,7 @@ fn current_eta(
     // The fitted bytes at the newest point: a gauge should not jump with each sample's noise.
     let fitted = trend.fitted(epoch.x_of(trend.last_t()));
     let rise = trend
-        .rise(fitted, limit.saturating_sub(fitted))
+        .rise(fitted, limit)
         .filter(|&r| trend.significant(r))?;
     evident(rise, trend.last_t() - rise_since).then(|| rise.eta())
 }
@@ -958,7 +958,7 @@ impl Engine {
                 let at = self.epoch.point();
                 match st.trend.push(&mut st.trend_points, now, signal, at) {
                     Pushed::Fit => {
-                        let rise = st.trend.rise(signal, limit.saturating_sub(signal));
+                        let rise = st.trend.rise(signal, limit);
                         if let Some(rise) = weigh(
                             &st.trend,
                             &mut st.rising,

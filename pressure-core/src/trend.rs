@@ -200,19 +200,20 @@ pub(crate) enum Pushed {
     Fit,
 }
 
-/// `v` as f64, through i64 when it fits (always, in practice: below 8 EiB): one instruction where
-/// u64 → f64 takes five dependent ones on x86-64, on the path to every rise's comparison. The other
-/// case is out of line, or the compiler merges the two into the slow one.
+/// The room from `bytes` to `limit` as f64: `limit.saturating_sub(bytes) as f64`, on the path to every
+/// rise's comparison. Through i64 (one instruction, where u64 → f64 takes five dependent ones on
+/// x86-64), and the subtraction's flags decide both rare cases at once — past the limit (room 0) and a
+/// room of 8 EiB or more — which are out of line, or the compiler merges them into the slow path.
 #[inline]
-fn to_f64(v: u64) -> f64 {
+fn room(limit: u64, bytes: u64) -> f64 {
     #[cold]
     #[inline(never)]
-    fn huge(v: u64) -> f64 {
-        v as f64
+    fn rare(limit: u64, bytes: u64) -> f64 {
+        limit.saturating_sub(bytes) as f64
     }
-    match i64::try_from(v) {
-        Ok(v) => v as f64,
-        Err(_) => huge(v),
+    match limit.checked_sub(bytes) {
+        Some(d) if d as i64 >= 0 => d as i64 as f64,
+        _ => rare(limit, bytes),
     }
 }
 
@@ -356,16 +357,16 @@ impl Trend {
     }
 
     /// The rise of a trend of at least [`MIN_POINTS`] points (one that [`push`](Self::push) said to
-    /// [`Fit`](Pushed::Fit)), whose newest point is `bytes`, toward `room` more bytes, or `None` (flat or
+    /// [`Fit`](Pushed::Fit)), whose newest point is `bytes`, toward `limit`, or `None` (flat or
     /// falling). Whether it is significant (not noise) is
     /// [`significant`](Self::significant), asked only where it decides something.
     ///
     /// The cheap tests come first and nothing is divided: for most samples of most containers this is
     /// two comparisons.
     #[inline]
-    pub(crate) fn rise(&self, bytes: u64, room: u64) -> Option<Rise> {
+    pub(crate) fn rise(&self, bytes: u64, limit: u64) -> Option<Rise> {
         let (sxx, sxy) = self.rising(bytes)?;
-        let room = to_f64(room);
+        let room = room(limit, bytes);
         Some(Rise {
             room_sxx: room * sxx,
             sxy,
