@@ -393,7 +393,9 @@ impl Long {
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct LastReading {
     working_set: u64,
-    signal: u64,
+    /// The usage, kept only where it is the signal (`thresholds.signal = usage`; else the working set
+    /// is, and this stays as in [`NONE`](Self::NONE)).
+    usage: u64,
     /// PSI memory `some` avg10 as `f32` bits; [`NO_PSI`] when the source has none (cgroup v1,
     /// summaries). Bits, not a float, so that equality (write only on change) is exact.
     psi_bits: u32,
@@ -406,7 +408,7 @@ impl LastReading {
     /// Before the first reading (no reading is 16 EiB).
     const NONE: LastReading = LastReading {
         working_set: u64::MAX,
-        signal: u64::MAX,
+        usage: u64::MAX,
         psi_bits: NO_PSI,
     };
 
@@ -715,13 +717,21 @@ impl Engine {
                     limit_bytes: limit,
                     usage_ratio: last
                         .zip(limit)
-                        .map(|(l, limit)| percent_of(l.signal, limit) / 100.0),
+                        .map(|(l, limit)| percent_of(self.signal_of(l), limit) / 100.0),
                     severity: st.severity,
                     eta_seconds: self.eta(id),
                     oom_kills: (st.oom_baseline != NO_OOM_BASELINE).then_some(st.oom_baseline),
                     psi_some_avg10: last.and_then(LastReading::psi_some_avg10),
                 }
             })
+    }
+
+    /// The signal of a last reading (see [`LastReading::usage`]).
+    fn signal_of(&self, last: LastReading) -> u64 {
+        match self.global.signal {
+            Signal::WorkingSet => last.working_set,
+            Signal::Usage => last.usage,
+        }
     }
 
     /// The thresholds in effect for a tracked container.
@@ -876,22 +886,37 @@ impl Engine {
             // A second reading in one cycle.
             cold_path();
         }
-        let signal = match self.global.signal {
-            Signal::WorkingSet => reading.working_set_bytes,
-            Signal::Usage => reading.usage_bytes,
-        };
         // The gauges' copy of the reading, only when it changed: against an unconditional store, steady
-        // +6 % (benches/engine, 10 000 containers, same run); a steady container only reads it. The PSI
-        // figure (a conversion) out of line, only when there is or was one. First, while the figures
-        // are in registers: at the end, the working set was spilled and reloaded.
-        if let Some(last) = self.last.get_mut(i) {
-            if last.working_set != reading.working_set_bytes || last.signal != signal {
-                last.working_set = reading.working_set_bytes;
-                last.signal = signal;
+        // +6 % (benches/engine, 10 000 containers, same run); a steady container only reads it. The
+        // signal only when it is not the working set. The PSI figure (a conversion) out of line, only
+        // when there is or was one. First, while the figures are in registers: at the end, the working
+        // set was spilled and reloaded.
+        let mut last = self.last.get_mut(i);
+        let working_set = reading.working_set_bytes;
+        let signal = match self.global.signal {
+            Signal::WorkingSet => {
+                if let Some(last) = last.as_deref_mut()
+                    && last.working_set != working_set
+                {
+                    last.working_set = working_set;
+                }
+                working_set
             }
-            if reading.psi.is_some() || last.psi_bits != NO_PSI {
-                last.set_psi(reading.psi.as_ref());
+            Signal::Usage => {
+                let usage = reading.usage_bytes;
+                if let Some(last) = last.as_deref_mut()
+                    && (last.working_set != working_set || last.usage != usage)
+                {
+                    last.working_set = working_set;
+                    last.usage = usage;
+                }
+                usage
             }
+        };
+        if let Some(last) = last
+            && (reading.psi.is_some() || last.psi_bits != NO_PSI)
+        {
+            last.set_psi(reading.psi.as_ref());
         }
         // 0 = unlimited (a zero limit is treated as none).
         let limit = reading.limit_bytes.unwrap_or(0);
