@@ -31,17 +31,12 @@ const MAX_BACK_TAUS: f64 = 64.0;
 /// Weighted sums of `1, t, w, t², w², t·w` over past points — time relative to the engine's [`Epoch`],
 /// bytes relative to `base` — and the newest point's time: exactly one cache line. The number of points
 /// pushed is kept by the caller (see [`Trend::push`]), so the engine can pack it with its other counters.
-///
-/// The order of the sums is fixed (`repr(C)`) and chosen for the pairs the compiler packs into one
-/// SSE2 register on a push and a fit: of the orders tried, this one costs the fewest instructions per
-/// sample (`scripts/engine-callgrind.sh`: ramping 185.5 against 186.5–193.5 for the eight others).
 #[derive(Debug, Clone, Copy)]
-#[repr(C)]
 pub(crate) struct Trend {
-    w: f64,
-    tw: f64,
     t: f64,
+    w: f64,
     tt: f64,
+    tw: f64,
     n: f64,
     ww: f64,
     /// Clock of the newest point; `-inf` when empty.
