@@ -458,8 +458,7 @@ mod tests {
                 self.tr.rebase(&mut self.points, r);
                 self.rebases += 1;
             }
-            let added =
-                self.tr.push(&mut self.points, t, w, &self.epoch.point()) != Pushed::Ignored;
+            let added = self.tr.push(&mut self.points, t, w, self.epoch.point()) != Pushed::Ignored;
             if added {
                 self.last = w;
             }
