@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use crate::config::{Signal, ThresholdsConfig};
 use crate::event::{Event, EventType, Severity};
 use crate::sample::{Psi, Reading, Sample, Target};
-use crate::trend::{Epoch, MIN_POINTS, Rise, Trend};
+use crate::trend::{Epoch, MIN_POINTS, Pushed, Rise, Trend};
 
 /// Annotation overriding `thresholds.warn_percent` for one pod.
 pub const ANNOTATION_WARN_PERCENT: &str = "pressured.io/warn-percent";
@@ -353,16 +353,20 @@ impl Long {
         // The tick's shared point when the container is sampled at the tick's clock value (a poll
         // cycle), else its own (one `exp`).
         let at = if epoch.is_at(now) {
-            epoch.point()
+            *epoch.point()
         } else {
             epoch.point_at(now)
         };
-        if !self.trend.push(&mut self.points, now, signal, at) {
-            return None;
+        match self.trend.push(&mut self.points, now, signal, &at) {
+            Pushed::Fit => {}
+            Pushed::Early => {
+                // Too few points: no rise (as `weigh` of none).
+                self.rising = false;
+                return None;
+            }
+            Pushed::Ignored => return None,
         }
-        let rise = self
-            .trend
-            .rise(self.points, signal, limit.saturating_sub(signal));
+        let rise = self.trend.rise(signal, limit);
         let rise = weigh(
             &self.trend,
             &mut self.rising,
@@ -389,7 +393,9 @@ impl Long {
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct LastReading {
     working_set: u64,
-    signal: u64,
+    /// The usage, kept only where it is the signal (`thresholds.signal = usage`; else the working set
+    /// is, and this stays as in [`NONE`](Self::NONE)).
+    usage: u64,
     /// PSI memory `some` avg10 as `f32` bits; [`NO_PSI`] when the source has none (cgroup v1,
     /// summaries). Bits, not a float, so that equality (write only on change) is exact.
     psi_bits: u32,
@@ -402,7 +408,7 @@ impl LastReading {
     /// Before the first reading (no reading is 16 EiB).
     const NONE: LastReading = LastReading {
         working_set: u64::MAX,
-        signal: u64::MAX,
+        usage: u64::MAX,
         psi_bits: NO_PSI,
     };
 
@@ -529,10 +535,13 @@ fn current_eta(
     epoch: &Epoch,
     limit: u64,
 ) -> Option<f64> {
+    if points < MIN_POINTS {
+        return None;
+    }
     // The fitted bytes at the newest point: a gauge should not jump with each sample's noise.
     let fitted = trend.fitted(epoch.x_of(trend.last_t()));
     let rise = trend
-        .rise(points, fitted, limit.saturating_sub(fitted))
+        .rise(fitted, limit)
         .filter(|&r| trend.significant(r))?;
     evident(rise, trend.last_t() - rise_since).then(|| rise.eta())
 }
@@ -708,13 +717,21 @@ impl Engine {
                     limit_bytes: limit,
                     usage_ratio: last
                         .zip(limit)
-                        .map(|(l, limit)| percent_of(l.signal, limit) / 100.0),
+                        .map(|(l, limit)| percent_of(self.signal_of(l), limit) / 100.0),
                     severity: st.severity,
                     eta_seconds: self.eta(id),
                     oom_kills: (st.oom_baseline != NO_OOM_BASELINE).then_some(st.oom_baseline),
                     psi_some_avg10: last.and_then(LastReading::psi_some_avg10),
                 }
             })
+    }
+
+    /// The signal of a last reading (see [`LastReading::usage`]).
+    fn signal_of(&self, last: LastReading) -> u64 {
+        match self.global.signal {
+            Signal::WorkingSet => last.working_set,
+            Signal::Usage => last.usage,
+        }
     }
 
     /// The thresholds in effect for a tracked container.
@@ -869,22 +886,37 @@ impl Engine {
             // A second reading in one cycle.
             cold_path();
         }
-        let signal = match self.global.signal {
-            Signal::WorkingSet => reading.working_set_bytes,
-            Signal::Usage => reading.usage_bytes,
-        };
         // The gauges' copy of the reading, only when it changed: against an unconditional store, steady
-        // +6 % (benches/engine, 10 000 containers, same run); a steady container only reads it. The PSI
-        // figure (a conversion) out of line, only when there is or was one. First, while the figures
-        // are in registers: at the end, the working set was spilled and reloaded.
-        if let Some(last) = self.last.get_mut(i) {
-            if last.working_set != reading.working_set_bytes || last.signal != signal {
-                last.working_set = reading.working_set_bytes;
-                last.signal = signal;
+        // +6 % (benches/engine, 10 000 containers, same run); a steady container only reads it. The
+        // signal only when it is not the working set. The PSI figure (a conversion) out of line, only
+        // when there is or was one. First, while the figures are in registers: at the end, the working
+        // set was spilled and reloaded.
+        let mut last = self.last.get_mut(i);
+        let working_set = reading.working_set_bytes;
+        let signal = match self.global.signal {
+            Signal::WorkingSet => {
+                if let Some(last) = last.as_deref_mut()
+                    && last.working_set != working_set
+                {
+                    last.working_set = working_set;
+                }
+                working_set
             }
-            if reading.psi.is_some() || last.psi_bits != NO_PSI {
-                last.set_psi(reading.psi.as_ref());
+            Signal::Usage => {
+                let usage = reading.usage_bytes;
+                if let Some(last) = last.as_deref_mut()
+                    && (last.working_set != working_set || last.usage != usage)
+                {
+                    last.working_set = working_set;
+                    last.usage = usage;
+                }
+                usage
             }
+        };
+        if let Some(last) = last
+            && (reading.psi.is_some() || last.psi_bits != NO_PSI)
+        {
+            last.set_psi(reading.psi.as_ref());
         }
         // 0 = unlimited (a zero limit is treated as none).
         let limit = reading.limit_bytes.unwrap_or(0);
@@ -949,29 +981,35 @@ impl Engine {
                 }
                 // A point not added (a repeated clock value) predicts nothing new.
                 let at = self.epoch.point();
-                if st.trend.push(&mut st.trend_points, now, signal, at) {
-                    let rise = st
-                        .trend
-                        .rise(st.trend_points, signal, limit.saturating_sub(signal));
-                    if let Some(rise) = weigh(
-                        &st.trend,
-                        &mut st.rising,
-                        &mut st.rise_since,
-                        &mut st.announced,
-                        rise,
-                        now,
-                        self.global.predict_seconds,
-                    ) && let Some(eta) = announce(
-                        &st.trend,
-                        &mut st.announced,
-                        rise,
-                        from_bf16(st.long_announced),
-                        signal,
-                        at.x,
-                        limit,
-                    ) {
-                        out.push(emit(EventType::PredictedOom, severity, severity, Some(eta)));
+                match st.trend.push(&mut st.trend_points, now, signal, at) {
+                    Pushed::Fit => {
+                        let rise = st.trend.rise(signal, limit);
+                        if let Some(rise) = weigh(
+                            &st.trend,
+                            &mut st.rising,
+                            &mut st.rise_since,
+                            &mut st.announced,
+                            rise,
+                            now,
+                            self.global.predict_seconds,
+                        ) && let Some(eta) = announce(
+                            &st.trend,
+                            &mut st.announced,
+                            rise,
+                            from_bf16(st.long_announced),
+                            signal,
+                            at.x,
+                            limit,
+                        ) {
+                            out.push(emit(EventType::PredictedOom, severity, severity, Some(eta)));
+                        }
                     }
+                    Pushed::Early => {
+                        // Too few points: no rise (as `weigh` of none).
+                        cold_path();
+                        st.rising = false;
+                    }
+                    Pushed::Ignored => {}
                 }
             } else if st.trend_points > 0 {
                 st.restart_trend();

@@ -71,6 +71,24 @@ pub(crate) struct Point {
     pub(crate) x: f64,
     /// `exp(x / tau)`.
     weight: f64,
+    /// `weight * x` and `weight * x * x`: the time sums' terms, the same for every container pushed at
+    /// this clock value, so computed once per clock value rather than per sample.
+    wx: f64,
+    wxx: f64,
+}
+
+impl Point {
+    /// The point at coordinate `x` with weight `weight`.
+    #[inline]
+    fn new(x: f64, weight: f64) -> Point {
+        let wx = weight * x;
+        Point {
+            x,
+            weight,
+            wx,
+            wxx: wx * x,
+        }
+    }
 }
 
 /// A move of the epoch's origin, to apply to every trend with [`Trend::rebase`] before the next push.
@@ -90,10 +108,7 @@ impl Epoch {
             tau: (window / 2.0).max(f64::MIN_POSITIVE),
             origin: f64::NAN,
             now: f64::NAN,
-            point: Point {
-                x: f64::NAN,
-                weight: f64::NAN,
-            },
+            point: Point::new(f64::NAN, f64::NAN),
         }
     }
 
@@ -106,10 +121,7 @@ impl Epoch {
     /// [`advance`](Self::advance) (the long trend's points: one `exp` per container and long tick).
     pub(crate) fn point_at(&self, t: f64) -> Point {
         let x = t - self.origin;
-        Point {
-            x,
-            weight: (x / self.tau).exp(),
-        }
+        Point::new(x, (x / self.tau).exp())
     }
 
     /// Whether [`point`](Self::point) is for clock value `now` (compared as bit patterns: cheaper than a
@@ -121,8 +133,8 @@ impl Epoch {
 
     /// The coordinate and weight of a point at the clock value of the last [`advance`](Self::advance).
     #[inline]
-    pub(crate) fn point(&self) -> Point {
-        self.point
+    pub(crate) fn point(&self) -> &Point {
+        &self.point
     }
 
     /// Moves to clock value `now`. When the origin has to move (the first clock value, `now` far past the
@@ -131,26 +143,17 @@ impl Epoch {
         self.now = now;
         if now.is_nan() {
             // Pushes ignore it; the origin stays.
-            self.point = Point {
-                x: f64::NAN,
-                weight: f64::NAN,
-            };
+            self.point = Point::new(f64::NAN, f64::NAN);
             return None;
         }
         let x = now - self.origin;
         if (0.0..=REBASE_AFTER_TAUS * self.tau).contains(&x) {
-            self.point = Point {
-                x,
-                weight: (x / self.tau).exp(),
-            };
+            self.point = Point::new(x, (x / self.tau).exp());
             return None;
         }
         // The first clock value (x is NaN), far past the origin, or before it.
         self.origin = now;
-        self.point = Point {
-            x: 0.0,
-            weight: 1.0,
-        };
+        self.point = Point::new(0.0, 1.0);
         let scale = if x >= -MAX_BACK_TAUS * self.tau {
             (-x / self.tau).exp()
         } else {
@@ -186,19 +189,31 @@ impl Rise {
     }
 }
 
-/// `v` as f64, through i64 when it fits (always, in practice: below 8 EiB): one instruction where
-/// u64 → f64 takes five dependent ones on x86-64, on the path to every rise's comparison. The other
-/// case is out of line, or the compiler merges the two into the slow one.
+/// What [`Trend::push`] did with a point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// Not added: at the newest point's time, or at a NaN clock. Nothing new to predict.
+    Ignored,
+    /// Added, but the trend has fewer than [`MIN_POINTS`] points: too few to fit (no rise).
+    Early,
+    /// Added to a trend of [`MIN_POINTS`] points or more: [`Trend::rise`] may fit it.
+    Fit,
+}
+
+/// The room from `bytes` to `limit` as f64: `limit.saturating_sub(bytes) as f64`, on the path to every
+/// rise's comparison. Through i64 (one instruction, where u64 → f64 takes five dependent ones on
+/// x86-64), and the subtraction's flags decide both rare cases at once — past the limit (room 0) and a
+/// room of 8 EiB or more — which are out of line, or the compiler merges them into the slow path.
 #[inline]
-fn to_f64(v: u64) -> f64 {
+fn room(limit: u64, bytes: u64) -> f64 {
     #[cold]
     #[inline(never)]
-    fn huge(v: u64) -> f64 {
-        v as f64
+    fn rare(limit: u64, bytes: u64) -> f64 {
+        limit.saturating_sub(bytes) as f64
     }
-    match i64::try_from(v) {
-        Ok(v) => v as f64,
-        Err(_) => huge(v),
+    match limit.checked_sub(bytes) {
+        Some(d) if d as i64 >= 0 => d as i64 as f64,
+        _ => rare(limit, bytes),
     }
 }
 
@@ -227,15 +242,18 @@ impl Trend {
     /// Adds `bytes` at time `now` (seconds), whose coordinate and weight `at` the engine's [`Epoch`] gives,
     /// and counts it in `points` (the points since the last clear, saturating at [`MIN_POINTS`], the only
     /// count a caller compares with besides 0: 0 exactly when the trend is empty, which the caller keeps
-    /// true when it clears the trend). Returns whether the point
-    /// was added: one at the newest point's time (or at a NaN clock) is ignored; one before it (a clock
-    /// going backwards, e.g. a replay out of order) starts over.
+    /// true when it clears the trend). A point at the newest point's time (or at a NaN clock) is
+    /// ignored; one before it (a clock going backwards, e.g. a replay out of order) starts over.
+    ///
+    /// Says which (see [`Pushed`]): the caller branches once, and the common case — a trend of
+    /// [`MIN_POINTS`] points took the point — is a constant on the path that got there, so the count is
+    /// not read again to decide whether to fit.
     #[inline]
     #[expect(
         clippy::neg_cmp_op_on_partial_ord,
         reason = "a NaN clock must fail the test"
     )]
-    pub(crate) fn push(&mut self, points: &mut u8, now: f64, bytes: u64, at: Point) -> bool {
+    pub(crate) fn push(&mut self, points: &mut u8, now: f64, bytes: u64, at: &Point) -> Pushed {
         if !(now > self.last_t) {
             std::hint::cold_path();
             if now < self.last_t {
@@ -243,34 +261,48 @@ impl Trend {
                 *points = 0;
                 return self.push(points, now, bytes, at);
             }
-            return false;
+            return Pushed::Ignored;
         }
         if *points < MIN_POINTS {
             // One comparison per sample once the count is full (it was a test for the first point and
             // a saturating increment: 6 instructions per sample more, scripts/engine-callgrind.sh).
-            self.count_early(points, bytes);
+            return self.push_early(points, now, bytes, at);
         }
-        let Point { x, weight: g } = at;
-        let y = self.y(bytes);
-        let (gx, gy) = (g * x, g * y);
-        self.t += gx;
-        self.w += gy;
-        self.tt += gx * x;
-        self.tw += gx * y;
-        self.n += g;
-        self.ww += gy * y;
-        self.last_t = now;
-        true
+        self.add(now, bytes, at);
+        Pushed::Fit
     }
 
-    /// Counts one of the first [`MIN_POINTS`] points; the first is the byte origin.
+    /// [`push`](Self::push) of one of the first [`MIN_POINTS`] points; the first is the byte origin.
     #[cold]
     #[inline(never)]
-    fn count_early(&mut self, points: &mut u8, bytes: u64) {
+    fn push_early(&mut self, points: &mut u8, now: f64, bytes: u64, at: &Point) -> Pushed {
         if *points == 0 {
             self.base = bytes;
         }
         *points += 1;
+        self.add(now, bytes, at);
+        if *points < MIN_POINTS {
+            Pushed::Early
+        } else {
+            Pushed::Fit
+        }
+    }
+
+    /// Adds the point to the sums.
+    #[inline(always)]
+    fn add(&mut self, now: f64, bytes: u64, at: &Point) {
+        let &Point {
+            weight: g, wx, wxx, ..
+        } = at;
+        let y = self.y(bytes);
+        let gy = g * y;
+        self.t += wx;
+        self.w += gy;
+        self.tt += wxx;
+        self.tw += wx * y;
+        self.n += g;
+        self.ww += gy * y;
+        self.last_t = now;
     }
 
     /// The byte coordinate of `bytes`: a signed integer difference, then one conversion (exact below
@@ -317,20 +349,24 @@ impl Trend {
     /// few points, flat, falling or noisy).
     #[cfg(test)]
     pub(crate) fn rising_slope(&self, points: u8, bytes: u64) -> Option<f64> {
-        let (sxx, sxy) = self.rising(points, bytes)?;
+        if points < MIN_POINTS {
+            return None;
+        }
+        let (sxx, sxy) = self.rising(bytes)?;
         self.explains(sxx, sxy).then(|| sxy / sxx)
     }
 
-    /// The rise of the trend over `points` points, whose newest point is `bytes`, toward `room` more
-    /// bytes, or `None` (too few points, flat or falling). Whether it is significant (not noise) is
+    /// The rise of a trend of at least [`MIN_POINTS`] points (one that [`push`](Self::push) said to
+    /// [`Fit`](Pushed::Fit)), whose newest point is `bytes`, toward `limit`, or `None` (flat or
+    /// falling). Whether it is significant (not noise) is
     /// [`significant`](Self::significant), asked only where it decides something.
     ///
     /// The cheap tests come first and nothing is divided: for most samples of most containers this is
     /// two comparisons.
     #[inline]
-    pub(crate) fn rise(&self, points: u8, bytes: u64, room: u64) -> Option<Rise> {
-        let (sxx, sxy) = self.rising(points, bytes)?;
-        let room = to_f64(room);
+    pub(crate) fn rise(&self, bytes: u64, limit: u64) -> Option<Rise> {
+        let (sxx, sxy) = self.rising(bytes)?;
+        let room = room(limit, bytes);
         Some(Rise {
             room_sxx: room * sxx,
             sxy,
@@ -368,8 +404,8 @@ impl Trend {
     /// point, `bytes`, lies above the weighted mean `w / n` (a non-increasing series never passes, whatever
     /// the rounding: half a byte of tolerance) and the covariance is positive.
     #[inline]
-    fn rising(&self, points: u8, bytes: u64) -> Option<(f64, f64)> {
-        if points < MIN_POINTS || self.w > (self.y(bytes) - 0.5) * self.n {
+    fn rising(&self, bytes: u64) -> Option<(f64, f64)> {
+        if self.w > (self.y(bytes) - 0.5) * self.n {
             return None;
         }
         let sxx = self.n * self.tt - self.t * self.t;
@@ -422,7 +458,7 @@ mod tests {
                 self.tr.rebase(&mut self.points, r);
                 self.rebases += 1;
             }
-            let added = self.tr.push(&mut self.points, t, w, self.epoch.point());
+            let added = self.tr.push(&mut self.points, t, w, self.epoch.point()) != Pushed::Ignored;
             if added {
                 self.last = w;
             }
