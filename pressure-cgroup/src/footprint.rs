@@ -29,10 +29,10 @@
 //! (`mm/filemap: allow arch to request folio size for exec memory`), which is why the hot code is
 //! also kept together at link time (`pressured-cli/build.rs`). Dropping the cache has a price: the
 //! next fault in code reads that window back from disk (a few milliseconds of kernel time for 8 MiB),
-//! so a watcher drops the constants' cache before its start-up runs (then they are read page by page),
-//! the whole loaded part now and then afterwards, and trims its resident set alone in between. Mappings with private pages
-//! (relocated RELRO data) are left alone, since dropping those would lose their contents; shared
-//! libraries keep their page cache (other processes use it).
+//! so a watcher drops the constants' cache before its start-up runs (then they are read page by
+//! page), the whole loaded part now and then afterwards, and trims its resident set alone in between.
+//! Mappings with private pages (relocated RELRO data) are left alone, since dropping those would lose
+//! their contents; shared libraries keep their page cache (other processes use it).
 //!
 //! Which mappings qualify is learnt once, from `/proc/self/smaps` (the kernel walks every page table
 //! to write it: about 0.3 ms), read line by line through a small buffer so the trim itself adds little
@@ -134,10 +134,7 @@ pub fn release_startup_pages() -> io::Result<Released> {
 /// cached page of the range it is given); pages it drops are re-read from disk when next run.
 pub fn drop_executable_cache() -> bool {
     // 0: to the end of the file.
-    let end = loaded_segments()
-        .and_then(|segments| segments.map(|s| s.p_offset + s.p_filesz).max())
-        .unwrap_or(0);
-    drop_ranges([(0, end)])
+    drop_ranges([(0, loaded_file_end().unwrap_or(0))])
 }
 
 /// Like [`drop_executable_cache`], for the executable's constants only: the page cache of its loaded
@@ -183,7 +180,6 @@ fn drop_ranges(ranges: impl IntoIterator<Item = (u64, u64)>) -> bool {
 
 /// The end, in the executable's file, of its last loaded segment; `None` when the program headers
 /// cannot be read.
-#[cfg(test)]
 fn loaded_file_end() -> Option<u64> {
     loaded_segments()?.map(|s| s.p_offset + s.p_filesz).max()
 }
