@@ -12,7 +12,8 @@ use pressure_kubelet::PendingOptions;
 #[derive(Debug, Parser)]
 #[command(name = "oom-tracer", version, disable_version_flag = true)]
 pub(crate) struct Args {
-    /// Path of the kubeconfig file; empty uses the in-cluster service account.
+    /// Path of the kubeconfig file; empty uses the in-cluster service account. Needs a build with
+    /// `--features kubeconfig` (release builds and images read no kubeconfig).
     #[arg(long = "kube_config", alias = "kube-config", value_name = "PATH")]
     pub(crate) kube_config: Option<PathBuf>,
     /// Queries per second to the API server.

@@ -1,5 +1,8 @@
 //! Building a kube-rs [`Client`] from the in-cluster service account, a kubeconfig, `kubectl proxy` or a
 //! plain URL, with the bearer token re-read from its file whenever the file changes.
+//!
+//! The service account, URL and proxy sources get this crate's own client stack ([`direct`]); a
+//! kubeconfig gets kube-rs's, for its authentication plugins, and only with the `kubeconfig` feature.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -8,10 +11,10 @@ use std::time::SystemTime;
 
 use http::{HeaderValue, Request, header};
 use kube::Client;
-use kube::client::ClientBuilder;
-use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+use kube::config::Config;
 
 use crate::KubeletError;
+use crate::tls::Verify;
 
 /// Where the service account's files are mounted in a pod.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -28,7 +31,9 @@ pub enum ClientSource {
         /// Overrides the environment.
         api_server: Option<String>,
     },
-    /// A kubeconfig file (`None`: `$KUBECONFIG` or `~/.kube/config`) and optional context.
+    /// A kubeconfig file (`None`: `$KUBECONFIG` or `~/.kube/config`) and optional context. Needs the
+    /// `kubeconfig` feature; without it, connecting fails with
+    /// [`KubeletError::KubeconfigUnsupported`].
     Kubeconfig {
         /// The file.
         path: Option<PathBuf>,
@@ -54,7 +59,8 @@ pub enum ClientSource {
 }
 
 impl ClientSource {
-    /// In-cluster when `KUBERNETES_SERVICE_HOST` is set and the token exists, else the default kubeconfig.
+    /// In-cluster when `KUBERNETES_SERVICE_HOST` is set and the token exists, else the default kubeconfig
+    /// (which needs the `kubeconfig` feature).
     pub fn infer() -> Self {
         let dir = PathBuf::from(SERVICE_ACCOUNT_DIR);
         if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() && dir.join("token").is_file() {
@@ -72,17 +78,16 @@ impl ClientSource {
 
     /// A client for this source.
     pub async fn connect(&self) -> Result<Client, KubeletError> {
-        let (config, token_file) = self.config().await?;
-        build(config, token_file)
+        self.stack().await?.build()
     }
 
     /// A client for this source that does not retry 429, 503 and 504 answers itself (kube-rs' client
     /// does, sleeping for `Retry-After` up to 15 times inside the request): for callers that back off on
     /// their own, e.g. per node for the Summary API, and must not hold a request slot meanwhile.
     pub async fn connect_without_retries(&self) -> Result<Client, KubeletError> {
-        let (mut config, token_file) = self.config().await?;
-        config.default_retry = false;
-        build(config, token_file)
+        let mut stack = self.stack().await?;
+        stack.config_mut().default_retry = false;
+        stack.build()
     }
 
     /// The same credentials against another base URL (a node's kubelet, `https://$NODE_IP:10250`),
@@ -92,7 +97,8 @@ impl ClientSource {
         url: &str,
         ca_file: Option<&Path>,
     ) -> Result<Client, KubeletError> {
-        let (mut config, token_file) = self.config().await?;
+        let mut stack = self.stack().await?;
+        let config = stack.config_mut();
         config.cluster_url = parse_uri(url)?;
         config.tls_server_name = None;
         match ca_file {
@@ -106,10 +112,10 @@ impl ClientSource {
                 config.accept_invalid_certs = true;
             }
         }
-        build(config, token_file)
+        stack.build()
     }
 
-    async fn config(&self) -> Result<(Config, Option<PathBuf>), KubeletError> {
+    async fn stack(&self) -> Result<Stack, KubeletError> {
         match self {
             Self::InCluster {
                 service_account_dir,
@@ -145,35 +151,44 @@ impl ClientSource {
                     path: token.clone(),
                     source,
                 })?;
-                Ok((config, Some(token)))
+                Ok(Stack::Direct(config, Some(token)))
             }
             Self::Kubeconfig { path, context } => {
-                let options = KubeConfigOptions {
-                    context: context.clone(),
-                    cluster: None,
-                    user: None,
-                };
                 let shown = path
                     .as_ref()
                     .map_or_else(|| "<default>".to_owned(), |p| p.display().to_string());
-                let kc = match path {
-                    Some(p) => Kubeconfig::read_from(p),
-                    None => Kubeconfig::read(),
+                #[cfg(feature = "kubeconfig")]
+                {
+                    use kube::config::{KubeConfigOptions, Kubeconfig};
+                    let options = KubeConfigOptions {
+                        context: context.clone(),
+                        cluster: None,
+                        user: None,
+                    };
+                    let kc = match path {
+                        Some(p) => Kubeconfig::read_from(p),
+                        None => Kubeconfig::read(),
+                    }
+                    .map_err(|source| KubeletError::Kubeconfig {
+                        path: shown.clone(),
+                        source,
+                    })?;
+                    let config =
+                        Config::from_custom_kubeconfig(kc, &options)
+                            .await
+                            .map_err(|source| KubeletError::Kubeconfig {
+                                path: shown,
+                                source,
+                            })?;
+                    Ok(Stack::Kubeconfig(Box::new(config)))
                 }
-                .map_err(|source| KubeletError::Kubeconfig {
-                    path: shown.clone(),
-                    source,
-                })?;
-                let config =
-                    Config::from_custom_kubeconfig(kc, &options)
-                        .await
-                        .map_err(|source| KubeletError::Kubeconfig {
-                            path: shown,
-                            source,
-                        })?;
-                Ok((config, None))
+                #[cfg(not(feature = "kubeconfig"))]
+                {
+                    let _ = context;
+                    Err(KubeletError::KubeconfigUnsupported { path: shown })
+                }
             }
-            Self::Proxy { url } => Ok((Config::new(parse_uri(url)?), None)),
+            Self::Proxy { url } => Ok(Stack::Direct(Config::new(parse_uri(url)?), None)),
             Self::Url {
                 url,
                 token_file,
@@ -183,7 +198,7 @@ impl ClientSource {
                 let mut config = Config::new(parse_uri(url)?);
                 config.root_cert_file = ca_file.clone();
                 config.accept_invalid_certs = *insecure;
-                Ok((config, token_file.clone()))
+                Ok(Stack::Direct(config, token_file.clone()))
             }
         }
     }
@@ -205,20 +220,89 @@ fn parse_uri(url: &str) -> Result<http::Uri, KubeletError> {
     Ok(uri)
 }
 
-fn build(config: Config, token_file: Option<PathBuf>) -> Result<Client, KubeletError> {
-    // With both rustls providers compiled in (object_store brings aws-lc-rs), rustls cannot choose one
-    // by itself; ring is what kube-rs is built with here. An already installed provider stays.
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+/// How a client is put together.
+enum Stack {
+    /// The service account, a URL or a proxy: this crate's own stack (below), settings in a kube-rs
+    /// [`Config`] and the bearer token from a file.
+    Direct(Config, Option<PathBuf>),
+    /// A kubeconfig: kube-rs's whole client stack, for its authentication (exec plugins, auth
+    /// providers, client certificates).
+    #[cfg(feature = "kubeconfig")]
+    Kubeconfig(Box<Config>),
+}
+
+impl Stack {
+    fn config_mut(&mut self) -> &mut Config {
+        match self {
+            Self::Direct(config, _) => config,
+            #[cfg(feature = "kubeconfig")]
+            Self::Kubeconfig(config) => config,
+        }
     }
-    let builder = ClientBuilder::try_from(config)
-        .map_err(|e| KubeletError::api("building the HTTP client", e))?;
-    Ok(match token_file {
-        Some(path) => builder
-            .with_layer(&TokenFileLayer(Arc::new(TokenFile::new(path))))
-            .build(),
-        None => builder.build(),
-    })
+
+    fn build(self) -> Result<Client, KubeletError> {
+        match self {
+            Self::Direct(config, token_file) => direct(config, token_file),
+            #[cfg(feature = "kubeconfig")]
+            Self::Kubeconfig(config) => {
+                // kube-rs builds its TLS from the installed provider.
+                if rustls::crypto::CryptoProvider::get_default().is_none() {
+                    let _ = rustls::crypto::ring::default_provider().install_default();
+                }
+                let builder = kube::client::ClientBuilder::try_from(*config)
+                    .map_err(|e| KubeletError::api("building the HTTP client", e))?;
+                Ok(builder.build())
+            }
+        }
+    }
+}
+
+/// The client of the service account, URL and proxy sources: hyper's HTTP/1.1 client over rustls
+/// (ring; [`crate::tls`]), kube-rs's connect and write timeouts, base URL and retry policy of 429,
+/// 503 and 504 answers, and the bearer token of a [`TokenFile`]. It leaves out what only kubeconfigs
+/// need (kube-rs's exec plugins and auth providers, which bring a YAML parser, JSONPath and regex:
+/// the `kubeconfig` feature), so a binary without that feature is about 4 MB smaller.
+fn direct(config: Config, token_file: Option<PathBuf>) -> Result<Client, KubeletError> {
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use kube::client::middleware::BaseUriLayer;
+    use kube::client::retry::RetryPolicy;
+    use tower::ServiceBuilder;
+    use tower::retry::RetryLayer;
+
+    let verify = if config.accept_invalid_certs {
+        Verify::Nothing
+    } else {
+        match &config.root_cert_file {
+            Some(path) => Verify::CaFile(path.clone()),
+            None => Verify::System,
+        }
+    };
+    let tls = crate::tls::client_config(&verify)?;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    let mut connector = hyper_timeout::TimeoutConnector::new(https);
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    let client: hyper_util::client::legacy::Client<_, kube::client::Body> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector);
+    let service = ServiceBuilder::new()
+        .layer(BaseUriLayer::new(config.cluster_url))
+        .option_layer(
+            config
+                .default_retry
+                .then(|| RetryLayer::new(RetryPolicy::server_retry())),
+        )
+        .option_layer(token_file.map(|path| TokenFileLayer(Arc::new(TokenFile::new(path)))))
+        .map_err(tower::BoxError::from)
+        .service(client);
+    Ok(Client::new(service, config.default_namespace))
 }
 
 /// A bearer token file, re-read whenever its modification time, size or inode changes.
@@ -232,11 +316,25 @@ pub(crate) struct TokenFile {
     cache: Mutex<Option<(FileStamp, HeaderValue)>>,
 }
 
+/// What tells a rewritten file: modification time, size and inode (a rename over it changes the inode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
+pub(crate) struct FileStamp {
     mtime: Option<SystemTime>,
     len: u64,
     ino: u64,
+}
+
+impl FileStamp {
+    /// The stamp of `path`, `None` when it cannot be `stat`ed.
+    pub(crate) fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(path).ok()?;
+        Some(Self {
+            mtime: meta.modified().ok(),
+            len: meta.len(),
+            ino: meta.ino(),
+        })
+    }
 }
 
 impl TokenFile {
@@ -249,13 +347,7 @@ impl TokenFile {
 
     /// `Bearer <token>`, or `None` when the file cannot be read (the request then fails with 401).
     pub(crate) fn header(&self) -> Option<HeaderValue> {
-        use std::os::unix::fs::MetadataExt as _;
-        let meta = std::fs::metadata(&self.path).ok()?;
-        let stamp = FileStamp {
-            mtime: meta.modified().ok(),
-            len: meta.len(),
-            ino: meta.ino(),
-        };
+        let stamp = FileStamp::of(&self.path)?;
         let mut cache = self
             .cache
             .lock()

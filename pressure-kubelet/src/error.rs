@@ -35,6 +35,7 @@ pub enum KubeletError {
         reason: String,
     },
     /// A kubeconfig could not be loaded.
+    #[cfg(feature = "kubeconfig")]
     #[error("kubeconfig {path}: {source}")]
     Kubeconfig {
         /// The file, or `<default>` for `$KUBECONFIG` / `~/.kube/config`.
@@ -42,6 +43,23 @@ pub enum KubeletError {
         /// The cause.
         #[source]
         source: kube::config::KubeconfigError,
+    },
+    /// A kubeconfig was asked for, but this build has no kubeconfig reader (the `kubeconfig` feature).
+    #[error(
+        "kubeconfig {path}: this build reads no kubeconfig (built without the `kubeconfig` feature); \
+         run in a pod with its service account, or build with `--features kubeconfig`"
+    )]
+    KubeconfigUnsupported {
+        /// The file, or `<default>` for `$KUBECONFIG` / `~/.kube/config`.
+        path: String,
+    },
+    /// A TLS setting cannot be used: a CA bundle without certificates, the system's trust store.
+    #[error("TLS{}: {reason}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    Tls {
+        /// The CA bundle at fault, if a file is.
+        path: Option<PathBuf>,
+        /// What is wrong.
+        reason: String,
     },
     /// A request to the API server or a kubelet failed.
     #[error("{what}: {source}")]

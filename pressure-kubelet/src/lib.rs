@@ -1,7 +1,8 @@
 //! Kubernetes API and kubelet Summary API access for pressure.
 //!
 //! - [`ClientSource`] builds a kube-rs client from the in-cluster service account (the projected token
-//!   re-read whenever it rotates), a kubeconfig, `kubectl proxy` or a URL.
+//!   and CA re-read whenever they rotate), a kubeconfig (the `kubeconfig` feature), `kubectl proxy` or a
+//!   URL.
 //! - [`PodCache`] keeps pods from watches scoped by [`PodScope`] (namespaces, label selector,
 //!   `spec.nodeName`), indexed by pod UID and container ID, and publishes [`PodUpdate`]s. It keeps a
 //!   slim [`PodInfo`] per pod (names, node, IP, annotations, per container its limit, IDs and
@@ -44,6 +45,7 @@ mod poller;
 mod probes;
 mod quantity;
 mod summary;
+mod tls;
 mod victim;
 
 pub use annotate::{AnnotateOutcome, Annotator, Backoff};

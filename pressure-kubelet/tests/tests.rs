@@ -3,6 +3,7 @@
 
 mod api;
 mod chaos;
+mod in_cluster;
 mod mark_queue;
 mod poller;
 mod probes;
