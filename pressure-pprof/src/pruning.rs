@@ -6,8 +6,8 @@ pub(crate) const PRUNE: u8 = 2;
 /// `drop_frames`/`keep_frames` of a profile, compiled as pprof's `RemoveUninteresting` does
 /// (`^(…)$`). Like pprof, nothing is pruned when either fails to compile.
 pub(crate) struct Pruner {
-    drop: regex::Regex,
-    keep: Option<regex::Regex>,
+    drop: regex_lite::Regex,
+    keep: Option<regex_lite::Regex>,
 }
 
 impl Pruner {
@@ -16,7 +16,7 @@ impl Pruner {
             return None;
         }
         let compile = |re: &str| {
-            regex::RegexBuilder::new(&format!("^({re})$"))
+            regex_lite::RegexBuilder::new(&format!("^({re})$"))
                 .size_limit(1 << 20)
                 .build()
                 .ok()
