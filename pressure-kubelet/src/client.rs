@@ -151,7 +151,7 @@ impl ClientSource {
                     path: token.clone(),
                     source,
                 })?;
-                Ok(Stack::Direct(config, Some(token)))
+                Ok(Stack::Direct(Box::new(config), Some(token)))
             }
             Self::Kubeconfig { path, context } => {
                 let shown = path
@@ -188,7 +188,7 @@ impl ClientSource {
                     Err(KubeletError::KubeconfigUnsupported { path: shown })
                 }
             }
-            Self::Proxy { url } => Ok(Stack::Direct(Config::new(parse_uri(url)?), None)),
+            Self::Proxy { url } => Ok(Stack::Direct(Box::new(Config::new(parse_uri(url)?)), None)),
             Self::Url {
                 url,
                 token_file,
@@ -198,7 +198,7 @@ impl ClientSource {
                 let mut config = Config::new(parse_uri(url)?);
                 config.root_cert_file = ca_file.clone();
                 config.accept_invalid_certs = *insecure;
-                Ok(Stack::Direct(config, token_file.clone()))
+                Ok(Stack::Direct(Box::new(config), token_file.clone()))
             }
         }
     }
@@ -224,7 +224,7 @@ fn parse_uri(url: &str) -> Result<http::Uri, KubeletError> {
 enum Stack {
     /// The service account, a URL or a proxy: this crate's own stack (below), settings in a kube-rs
     /// [`Config`] and the bearer token from a file.
-    Direct(Config, Option<PathBuf>),
+    Direct(Box<Config>, Option<PathBuf>),
     /// A kubeconfig: kube-rs's whole client stack, for its authentication (exec plugins, auth
     /// providers, client certificates).
     #[cfg(feature = "kubeconfig")]
@@ -242,7 +242,7 @@ impl Stack {
 
     fn build(self) -> Result<Client, KubeletError> {
         match self {
-            Self::Direct(config, token_file) => direct(config, token_file),
+            Self::Direct(config, token_file) => direct(*config, token_file),
             #[cfg(feature = "kubeconfig")]
             Self::Kubeconfig(config) => {
                 // kube-rs builds its TLS from the installed provider.
