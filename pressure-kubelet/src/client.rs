@@ -261,7 +261,7 @@ impl Stack {
 /// (ring; [`crate::tls`]), kube-rs's connect and write timeouts, base URL and retry policy of 429,
 /// 503 and 504 answers, and the bearer token of a [`TokenFile`]. It leaves out what only kubeconfigs
 /// need (kube-rs's exec plugins and auth providers, which bring a YAML parser, JSONPath and regex:
-/// the `kubeconfig` feature), so a binary without that feature is about 4 MB smaller.
+/// the `kubeconfig` feature), so `oom-tracer` without that feature is 3.3 MB (30 %) smaller.
 fn direct(config: Config, token_file: Option<PathBuf>) -> Result<Client, KubeletError> {
     use hyper_util::client::legacy::connect::HttpConnector;
     use kube::client::middleware::BaseUriLayer;
