@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use crate::config::{Signal, ThresholdsConfig};
 use crate::event::{Event, EventType, Severity};
 use crate::sample::{Psi, Reading, Sample, Target};
-use crate::trend::{Epoch, MIN_POINTS, Pushed, Rise, Trend};
+use crate::trend::{Epoch, MIN_POINTS, Point, Pushed, Rise, Trend};
 
 /// Annotation overriding `thresholds.warn_percent` for one pod.
 pub const ANNOTATION_WARN_PERCENT: &str = "pressured.io/warn-percent";
@@ -278,6 +278,47 @@ impl State {
         self.rising = false;
     }
 
+    /// Fits the short trend after a push that said to ([`Pushed::Fit`]): its newest point is `signal`
+    /// at the epoch's point `at`. Takes the rise into the evidence ([`weigh`]) and returns the ETA to
+    /// announce, if any ([`announce`]).
+    #[inline(always)]
+    fn fit(&mut self, signal: u64, limit: u64, now: f64, at: &Point, horizon: f64) -> Option<f64> {
+        let rise = self.trend.rise(signal, limit);
+        let rise = weigh(
+            &self.trend,
+            &mut self.rising,
+            &mut self.rise_since,
+            &mut self.announced,
+            rise,
+            now,
+            horizon,
+        )?;
+        announce(
+            &self.trend,
+            &mut self.announced,
+            rise,
+            from_bf16(self.long_announced),
+            signal,
+            at.x,
+            limit,
+        )
+    }
+
+    /// [`fit`](Self::fit) after the point that filled the trend ([`Pushed::Filled`]): once per rise,
+    /// out of line, so that the hot [`fit`](Self::fit) is not merged with it.
+    #[cold]
+    #[inline(never)]
+    fn fit_filled(
+        &mut self,
+        signal: u64,
+        limit: u64,
+        now: f64,
+        at: &Point,
+        horizon: f64,
+    ) -> Option<f64> {
+        self.fit(signal, limit, now, at, horizon)
+    }
+
     /// The ETA the short trend's rise last announced (infinite when its rise announced nothing or ended).
     fn last_announced(&self) -> f64 {
         if self.rising {
@@ -358,7 +399,7 @@ impl Long {
             epoch.point_at(now)
         };
         match self.trend.push(&mut self.points, now, signal, &at) {
-            Pushed::Fit => {}
+            Pushed::Fit | Pushed::Filled => {}
             Pushed::Early => {
                 // Too few points: no rise (as `weigh` of none).
                 self.rising = false;
@@ -983,24 +1024,16 @@ impl Engine {
                 let at = self.epoch.point();
                 match st.trend.push(&mut st.trend_points, now, signal, at) {
                     Pushed::Fit => {
-                        let rise = st.trend.rise(signal, limit);
-                        if let Some(rise) = weigh(
-                            &st.trend,
-                            &mut st.rising,
-                            &mut st.rise_since,
-                            &mut st.announced,
-                            rise,
-                            now,
-                            self.global.predict_seconds,
-                        ) && let Some(eta) = announce(
-                            &st.trend,
-                            &mut st.announced,
-                            rise,
-                            from_bf16(st.long_announced),
-                            signal,
-                            at.x,
-                            limit,
-                        ) {
+                        if let Some(eta) =
+                            st.fit(signal, limit, now, at, self.global.predict_seconds)
+                        {
+                            out.push(emit(EventType::PredictedOom, severity, severity, Some(eta)));
+                        }
+                    }
+                    Pushed::Filled => {
+                        if let Some(eta) =
+                            st.fit_filled(signal, limit, now, at, self.global.predict_seconds)
+                        {
                             out.push(emit(EventType::PredictedOom, severity, severity, Some(eta)));
                         }
                     }

@@ -198,6 +198,11 @@ pub(crate) enum Pushed {
     Early,
     /// Added to a trend of [`MIN_POINTS`] points or more: [`Trend::rise`] may fit it.
     Fit,
+    /// Added as the [`MIN_POINTS`]th point: as [`Fit`](Pushed::Fit), but from the out-of-line path of
+    /// the first points, so that a caller can fit it out of line too and the hot path keeps the sums
+    /// of [`Fit`](Pushed::Fit) in registers (the two paths merged, the fit reloaded every sum from
+    /// memory).
+    Filled,
 }
 
 /// The room from `bytes` to `limit` as f64: `limit.saturating_sub(bytes) as f64`, on the path to every
@@ -256,36 +261,53 @@ impl Trend {
     pub(crate) fn push(&mut self, points: &mut u8, now: f64, bytes: u64, at: &Point) -> Pushed {
         if !(now > self.last_t) {
             std::hint::cold_path();
-            if now < self.last_t {
-                self.clear();
-                *points = 0;
-                return self.push(points, now, bytes, at);
-            }
-            return Pushed::Ignored;
+            // Never `Fit` (a trend started over has one point at most), and the compiler sees it: a
+            // `Fit` from here would merge with the hot one and cost it its sums in registers.
+            return if self.push_back(points, now, bytes, at) {
+                Pushed::Early
+            } else {
+                Pushed::Ignored
+            };
         }
         if *points < MIN_POINTS {
             // One comparison per sample once the count is full (it was a test for the first point and
             // a saturating increment: 6 instructions per sample more, scripts/engine-callgrind.sh).
-            return self.push_early(points, now, bytes, at);
+            // As `push_back`'s: an answer the compiler sees is never `Fit`.
+            return if self.push_early(points, now, bytes, at) {
+                Pushed::Filled
+            } else {
+                Pushed::Early
+            };
         }
         self.add(now, bytes, at);
         Pushed::Fit
     }
 
-    /// [`push`](Self::push) of one of the first [`MIN_POINTS`] points; the first is the byte origin.
+    /// [`push`](Self::push) of a point not after the newest: ignored when at its time (or at a NaN
+    /// clock; returns `false`), else the trend starts over from it (returns `true`: one point).
     #[cold]
     #[inline(never)]
-    fn push_early(&mut self, points: &mut u8, now: f64, bytes: u64, at: &Point) -> Pushed {
+    fn push_back(&mut self, points: &mut u8, now: f64, bytes: u64, at: &Point) -> bool {
+        if !(now < self.last_t) {
+            return false;
+        }
+        self.clear();
+        *points = 0;
+        // After the clear only a clock of -inf is not after the newest point.
+        self.push(points, now, bytes, at) != Pushed::Ignored
+    }
+
+    /// [`push`](Self::push) of one of the first [`MIN_POINTS`] points; the first is the byte origin.
+    /// Returns whether the trend has [`MIN_POINTS`] points now.
+    #[cold]
+    #[inline(never)]
+    fn push_early(&mut self, points: &mut u8, now: f64, bytes: u64, at: &Point) -> bool {
         if *points == 0 {
             self.base = bytes;
         }
         *points += 1;
         self.add(now, bytes, at);
-        if *points < MIN_POINTS {
-            Pushed::Early
-        } else {
-            Pushed::Fit
-        }
+        *points == MIN_POINTS
     }
 
     /// Adds the point to the sums.
