@@ -285,7 +285,6 @@ impl State {
     fn fit(&mut self, signal: u64, limit: u64, now: f64, at: &Point, horizon: f64) -> Option<f64> {
         let rise = self.trend.rise(signal, limit);
         let rise = weigh(
-            &self.trend,
             &mut self.rising,
             &mut self.rise_since,
             &mut self.announced,
@@ -409,7 +408,6 @@ impl Long {
         }
         let rise = self.trend.rise(signal, limit);
         let rise = weigh(
-            &self.trend,
             &mut self.rising,
             &mut self.rise_since,
             &mut self.announced,
@@ -501,7 +499,7 @@ fn evident(rise: Rise, lasted: f64) -> bool {
     lasted >= MIN_RISE_SECONDS && rise.within(lasted * (1.0 / EVIDENCE_SHARE))
 }
 
-/// Takes in a trend's rise at clock `now` (`None`: it does not rise) into its evidence (`rising`, since
+/// Takes in a trend's rise at clock `now` (`None`: it does not rise significantly) into its evidence (`rising`, since
 /// `rise_since`, and the ETA `announced` during this rise); returns the rise when it may be announced:
 /// its ETA within `horizon`, [`evident`], and below half of the last ETA announced (but not below
 /// [`MIN_RISE_SECONDS`] then). The short and the long trend
@@ -512,7 +510,6 @@ fn evident(rise: Rise, lasted: f64) -> bool {
 /// tail and a staircase's step far too early (ETA errors of +76 % and −55 % on the corpus).
 #[inline]
 fn weigh(
-    trend: &Trend,
     rising: &mut bool,
     rise_since: &mut f64,
     announced: &mut u16,
@@ -520,7 +517,7 @@ fn weigh(
     now: f64,
     horizon: f64,
 ) -> Option<Rise> {
-    let Some(rise) = rise.filter(|&r| trend.significant(r)) else {
+    let Some(rise) = rise else {
         *rising = false;
         return None;
     };
@@ -581,9 +578,7 @@ fn current_eta(
     }
     // The fitted bytes at the newest point: a gauge should not jump with each sample's noise.
     let fitted = trend.fitted(epoch.x_of(trend.last_t()));
-    let rise = trend
-        .rise(fitted, limit)
-        .filter(|&r| trend.significant(r))?;
+    let rise = trend.rise(fitted, limit)?;
     evident(rise, trend.last_t() - rise_since).then(|| rise.eta())
 }
 
