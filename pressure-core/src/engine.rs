@@ -212,7 +212,9 @@ struct State {
     long_tick: u8,
     /// Points in `trend` since it was last cleared, saturating at [`MIN_POINTS`] (see [`Trend::push`]).
     trend_points: u8,
-    /// Whether the trend rises significantly, since `rise_since`.
+    /// Whether the trend rises significantly, since `rise_since`. Only after a fit, so only when
+    /// `trend_points` is [`MIN_POINTS`]: set by [`weigh`] alone, cleared wherever the count is (a
+    /// restart, a rebase that empties the trend, a push of a first point).
     rising: bool,
     /// ETA of the last `predicted_oom` of this rise, as the upper half of an `f32` (a bfloat16: 3
     /// significant digits are plenty to halve it); infinite when none.
@@ -1008,16 +1010,23 @@ impl Engine {
 
         if self.predicts {
             if limit > 0 {
-                // `==` is `>=`: the count saturates at MIN_POINTS.
-                if st.trend_points == MIN_POINTS
-                    && !st.rising
-                    && signal.abs_diff(st.trend.level()) > limit >> JUMP_SHIFT
-                {
-                    st.restart_trend();
-                }
                 // A point not added (a repeated clock value) predicts nothing new.
                 let at = self.epoch.point();
-                match st.trend.push(&mut st.trend_points, now, signal, at) {
+                let pushed = if st.rising {
+                    // A rising trend is full (`rising` only after a fit, cleared whenever the count
+                    // is, see `State::rising`), and a rise takes steps: neither the count nor the jump
+                    // is tested (ramping: two comparisons per sample less).
+                    st.trend.push_full(&mut st.trend_points, now, signal, at)
+                } else {
+                    // `==` is `>=`: the count saturates at MIN_POINTS.
+                    if st.trend_points == MIN_POINTS
+                        && signal.abs_diff(st.trend.level()) > limit >> JUMP_SHIFT
+                    {
+                        st.restart_trend();
+                    }
+                    st.trend.push(&mut st.trend_points, now, signal, at)
+                };
+                match pushed {
                     Pushed::Fit => {
                         if let Some(eta) =
                             st.fit(signal, limit, now, at, self.global.predict_seconds)
@@ -1119,6 +1128,8 @@ impl Engine {
         if let Some(rebase) = self.epoch.advance(now) {
             for st in &mut self.states {
                 st.trend.rebase(&mut st.trend_points, rebase);
+                // A trend the rebase cleared does not rise (the next push would say so too).
+                st.rising &= st.trend_points > 0;
             }
         }
         if self.long_tick_seconds > 0.0 {

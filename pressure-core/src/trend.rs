@@ -259,13 +259,7 @@ impl Trend {
     pub(crate) fn push(&mut self, points: &mut u8, now: f64, bytes: u64, at: &Point) -> Pushed {
         if !(now > self.last_t) {
             std::hint::cold_path();
-            // Never `Fit` (a trend started over has one point at most), and the compiler sees it: a
-            // `Fit` from here would merge with the hot one and cost it its sums in registers.
-            return if self.push_back(points, now, bytes, at) {
-                Pushed::Early
-            } else {
-                Pushed::Ignored
-            };
+            return self.push_not_after(points, now, bytes, at);
         }
         if *points < MIN_POINTS {
             // One comparison per sample once the count is full (it was a test for the first point and
@@ -279,6 +273,36 @@ impl Trend {
         }
         self.add(now, bytes, at);
         Pushed::Fit
+    }
+
+    /// [`push`](Self::push) into a trend that holds [`MIN_POINTS`] points (the caller knows it: the
+    /// engine's rising trends), without testing the count.
+    #[inline]
+    #[expect(
+        clippy::neg_cmp_op_on_partial_ord,
+        reason = "a NaN clock must fail the test"
+    )]
+    pub(crate) fn push_full(&mut self, points: &mut u8, now: f64, bytes: u64, at: &Point) -> Pushed {
+        debug_assert_eq!(*points, MIN_POINTS);
+        if !(now > self.last_t) {
+            std::hint::cold_path();
+            return self.push_not_after(points, now, bytes, at);
+        }
+        self.add(now, bytes, at);
+        Pushed::Fit
+    }
+
+    /// [`push`](Self::push) of a point not after the newest: never `Fit` (a trend started over has one
+    /// point), and the compiler sees it: a `Fit` from here would merge with the hot one and cost it its
+    /// sums in registers.
+    #[inline(always)]
+    fn push_not_after(&mut self, points: &mut u8, now: f64, bytes: u64, at: &Point) -> Pushed {
+        const _: () = assert!(MIN_POINTS > 1);
+        if self.push_back(points, now, bytes, at) {
+            Pushed::Early
+        } else {
+            Pushed::Ignored
+        }
     }
 
     /// [`push`](Self::push) of a point not after the newest: ignored when at its time (or at a NaN
