@@ -194,12 +194,12 @@ pub(crate) enum Pushed {
     Ignored,
     /// Added, but the trend has fewer than [`MIN_POINTS`] points: too few to fit (no rise).
     Early,
-    /// Added to a trend of [`MIN_POINTS`] points or more: [`Trend::rise`] may fit it.
+    /// Added to a trend of more than [`MIN_POINTS`] points: [`Trend::rise`] may fit it.
     Fit,
     /// Added as the [`MIN_POINTS`]th point: as [`Fit`](Pushed::Fit), but from the out-of-line path of
     /// the first points, so that a caller can fit it out of line too and the hot path keeps the sums
-    /// of [`Fit`](Pushed::Fit) in registers (the two paths merged, the fit reloaded every sum from
-    /// memory).
+    /// of [`Fit`](Pushed::Fit) in registers (when the two paths merged, the fit reloaded every sum
+    /// from memory: ramping +4 %, benches/engine same run).
     Filled,
 }
 
@@ -264,7 +264,7 @@ impl Trend {
         if *points < MIN_POINTS {
             // One comparison per sample once the count is full (it was a test for the first point and
             // a saturating increment: 6 instructions per sample more, scripts/engine-callgrind.sh).
-            // As `push_back`'s: an answer the compiler sees is never `Fit`.
+            // As `push_not_after`'s: an answer the compiler sees is never `Fit`.
             return if self.push_early(points, now, bytes, at) {
                 Pushed::Filled
             } else {
@@ -282,7 +282,13 @@ impl Trend {
         clippy::neg_cmp_op_on_partial_ord,
         reason = "a NaN clock must fail the test"
     )]
-    pub(crate) fn push_full(&mut self, points: &mut u8, now: f64, bytes: u64, at: &Point) -> Pushed {
+    pub(crate) fn push_full(
+        &mut self,
+        points: &mut u8,
+        now: f64,
+        bytes: u64,
+        at: &Point,
+    ) -> Pushed {
         debug_assert_eq!(*points, MIN_POINTS);
         if !(now > self.last_t) {
             std::hint::cold_path();
@@ -292,31 +298,32 @@ impl Trend {
         Pushed::Fit
     }
 
-    /// [`push`](Self::push) of a point not after the newest: never `Fit` (a trend started over has one
-    /// point), and the compiler sees it: a `Fit` from here would merge with the hot one and cost it its
-    /// sums in registers.
+    /// [`push`](Self::push) of a point not after the newest: ignored when at its time (or at a NaN
+    /// clock), else the trend starts over from it. Never `Fit` (a trend started over has one point),
+    /// and the compiler sees it: a `Fit` from here would merge with the hot one and cost it its sums in
+    /// registers.
     #[inline(always)]
     fn push_not_after(&mut self, points: &mut u8, now: f64, bytes: u64, at: &Point) -> Pushed {
         const _: () = assert!(MIN_POINTS > 1);
-        if self.push_back(points, now, bytes, at) {
+        if self.restart_at(points, now, bytes, at) {
             Pushed::Early
         } else {
             Pushed::Ignored
         }
     }
 
-    /// [`push`](Self::push) of a point not after the newest: ignored when at its time (or at a NaN
-    /// clock; returns `false`), else the trend starts over from it (returns `true`: one point).
+    /// [`push_not_after`](Self::push_not_after)'s work, out of line: whether the point started the
+    /// trend over.
     #[cold]
     #[inline(never)]
-    fn push_back(&mut self, points: &mut u8, now: f64, bytes: u64, at: &Point) -> bool {
-        if !(now < self.last_t) {
-            return false;
+    fn restart_at(&mut self, points: &mut u8, now: f64, bytes: u64, at: &Point) -> bool {
+        if now < self.last_t {
+            self.clear();
+            *points = 0;
+            // After the clear only a clock of -inf is not after the newest point.
+            return self.push(points, now, bytes, at) != Pushed::Ignored;
         }
-        self.clear();
-        *points = 0;
-        // After the clear only a clock of -inf is not after the newest point.
-        self.push(points, now, bytes, at) != Pushed::Ignored
+        false
     }
 
     /// [`push`](Self::push) of one of the first [`MIN_POINTS`] points; the first is the byte origin.
