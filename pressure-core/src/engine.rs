@@ -1391,6 +1391,45 @@ mod tests {
         assert!((eta - (14_327 - t) as f64).abs() < 3.0, "{old:?}");
     }
 
+    /// A rising trend that a clock jump empties (the rebase clears it) no longer rises: it is pushed as a
+    /// trend with no points (a rising trend is pushed as a full one), and from then on it predicts like
+    /// a container first seen after the jump.
+    #[test]
+    fn a_rise_emptied_by_a_clock_jump_starts_over_like_a_new_container() {
+        let mut engine = Engine::new(&ThresholdsConfig::default(), false);
+        let target = |uid: &str| Target {
+            pod_uid: Some(uid.into()),
+            ..Target::default()
+        };
+        let limit = 1u64 << 30;
+        let ramp = |t: u64| (100u64 << 20) + t * (10 << 20);
+        let old = engine.track(&target("old"));
+        let mut out = Vec::new();
+        for t in 0..60u64 {
+            let reading = Reading::new(UNIX_EPOCH, ramp(t), Some(limit));
+            engine.observe(old, &reading, t as f64, &mut out);
+            engine.end_cycle();
+        }
+        assert!(engine.states[old.index as usize].rising);
+        assert!(engine.eta(old).is_some());
+        // A day later (thousands of time constants: every weight underflows).
+        let young = engine.track(&target("young"));
+        let mut etas = [Vec::new(), Vec::new()];
+        for t in 0..60u64 {
+            let now = 86_400.0 + t as f64;
+            let reading = Reading::new(UNIX_EPOCH, ramp(t), Some(limit));
+            for (k, id) in [old, young].into_iter().enumerate() {
+                engine.observe(id, &reading, now, &mut out);
+                etas[k].push(engine.eta(id));
+            }
+            out.clear();
+            engine.end_cycle();
+        }
+        assert_eq!(etas[0][0], None);
+        assert!(etas[0][59].is_some(), "{:?}", etas[0]);
+        assert_eq!(etas[0], etas[1]);
+    }
+
     /// Issue 18: the per-container view gives the last reading, the ratio of the signal, severity,
     /// the gauge ETA and the OOM counter, and drops forgotten containers.
     #[test]

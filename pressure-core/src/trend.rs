@@ -194,7 +194,7 @@ pub(crate) enum Pushed {
     Ignored,
     /// Added, but the trend has fewer than [`MIN_POINTS`] points: too few to fit (no rise).
     Early,
-    /// Added to a trend of more than [`MIN_POINTS`] points: [`Trend::rise`] may fit it.
+    /// Added to a trend that held [`MIN_POINTS`] points already: [`Trend::rise`] may fit it.
     Fit,
     /// Added as the [`MIN_POINTS`]th point: as [`Fit`](Pushed::Fit), but from the out-of-line path of
     /// the first points, so that a caller can fit it out of line too and the hot path keeps the sums
