@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use crate::config::{Signal, ThresholdsConfig};
 use crate::event::{Event, EventType, Severity};
 use crate::sample::{Psi, Reading, Sample, Target};
-use crate::trend::{Epoch, MIN_POINTS, Pushed, Rise, Trend};
+use crate::trend::{Epoch, MIN_POINTS, Point, Pushed, Rise, Trend};
 
 /// Annotation overriding `thresholds.warn_percent` for one pod.
 pub const ANNOTATION_WARN_PERCENT: &str = "pressured.io/warn-percent";
@@ -212,7 +212,9 @@ struct State {
     long_tick: u8,
     /// Points in `trend` since it was last cleared, saturating at [`MIN_POINTS`] (see [`Trend::push`]).
     trend_points: u8,
-    /// Whether the trend rises significantly, since `rise_since`.
+    /// Whether the trend rises significantly, since `rise_since`. Only after a fit, so only when
+    /// `trend_points` is [`MIN_POINTS`]: set by [`weigh`] alone, cleared wherever the count is (a
+    /// restart, a rebase that empties the trend, a push of a first point).
     rising: bool,
     /// ETA of the last `predicted_oom` of this rise, as the upper half of an `f32` (a bfloat16: 3
     /// significant digits are plenty to halve it); infinite when none.
@@ -276,6 +278,46 @@ impl State {
         self.trend.clear();
         self.trend_points = 0;
         self.rising = false;
+    }
+
+    /// Fits the short trend after a push that said to ([`Pushed::Fit`]): its newest point is `signal`
+    /// at the epoch's point `at`. Takes the rise into the evidence ([`weigh`]) and returns the ETA to
+    /// announce, if any ([`announce`]).
+    #[inline(always)]
+    fn fit(&mut self, signal: u64, limit: u64, now: f64, at: &Point, horizon: f64) -> Option<f64> {
+        let rise = self.trend.rise(signal, limit);
+        let rise = weigh(
+            &mut self.rising,
+            &mut self.rise_since,
+            &mut self.announced,
+            rise,
+            now,
+            horizon,
+        )?;
+        announce(
+            &self.trend,
+            &mut self.announced,
+            rise,
+            from_bf16(self.long_announced),
+            signal,
+            at.x,
+            limit,
+        )
+    }
+
+    /// [`fit`](Self::fit) after the point that filled the trend ([`Pushed::Filled`]): once per rise,
+    /// out of line, so that the hot [`fit`](Self::fit) is not merged with it.
+    #[cold]
+    #[inline(never)]
+    fn fit_filled(
+        &mut self,
+        signal: u64,
+        limit: u64,
+        now: f64,
+        at: &Point,
+        horizon: f64,
+    ) -> Option<f64> {
+        self.fit(signal, limit, now, at, horizon)
     }
 
     /// The ETA the short trend's rise last announced (infinite when its rise announced nothing or ended).
@@ -358,7 +400,7 @@ impl Long {
             epoch.point_at(now)
         };
         match self.trend.push(&mut self.points, now, signal, &at) {
-            Pushed::Fit => {}
+            Pushed::Fit | Pushed::Filled => {}
             Pushed::Early => {
                 // Too few points: no rise (as `weigh` of none).
                 self.rising = false;
@@ -368,7 +410,6 @@ impl Long {
         }
         let rise = self.trend.rise(signal, limit);
         let rise = weigh(
-            &self.trend,
             &mut self.rising,
             &mut self.rise_since,
             &mut self.announced,
@@ -460,7 +501,7 @@ fn evident(rise: Rise, lasted: f64) -> bool {
     lasted >= MIN_RISE_SECONDS && rise.within(lasted * (1.0 / EVIDENCE_SHARE))
 }
 
-/// Takes in a trend's rise at clock `now` (`None`: it does not rise) into its evidence (`rising`, since
+/// Takes in a trend's rise at clock `now` (`None`: it does not rise significantly) into its evidence (`rising`, since
 /// `rise_since`, and the ETA `announced` during this rise); returns the rise when it may be announced:
 /// its ETA within `horizon`, [`evident`], and below half of the last ETA announced (but not below
 /// [`MIN_RISE_SECONDS`] then). The short and the long trend
@@ -471,7 +512,6 @@ fn evident(rise: Rise, lasted: f64) -> bool {
 /// tail and a staircase's step far too early (ETA errors of +76 % and −55 % on the corpus).
 #[inline]
 fn weigh(
-    trend: &Trend,
     rising: &mut bool,
     rise_since: &mut f64,
     announced: &mut u16,
@@ -479,7 +519,7 @@ fn weigh(
     now: f64,
     horizon: f64,
 ) -> Option<Rise> {
-    let Some(rise) = rise.filter(|&r| trend.significant(r)) else {
+    let Some(rise) = rise else {
         *rising = false;
         return None;
     };
@@ -540,9 +580,7 @@ fn current_eta(
     }
     // The fitted bytes at the newest point: a gauge should not jump with each sample's noise.
     let fitted = trend.fitted(epoch.x_of(trend.last_t()));
-    let rise = trend
-        .rise(fitted, limit)
-        .filter(|&r| trend.significant(r))?;
+    let rise = trend.rise(fitted, limit)?;
     evident(rise, trend.last_t() - rise_since).then(|| rise.eta())
 }
 
@@ -972,35 +1010,34 @@ impl Engine {
 
         if self.predicts {
             if limit > 0 {
-                // `==` is `>=`: the count saturates at MIN_POINTS.
-                if st.trend_points == MIN_POINTS
-                    && !st.rising
-                    && signal.abs_diff(st.trend.level()) > limit >> JUMP_SHIFT
-                {
-                    st.restart_trend();
-                }
                 // A point not added (a repeated clock value) predicts nothing new.
                 let at = self.epoch.point();
-                match st.trend.push(&mut st.trend_points, now, signal, at) {
+                let pushed = if st.rising {
+                    // A rising trend is full (`rising` only after a fit, cleared whenever the count
+                    // is, see `State::rising`), and a rise takes steps: neither the count nor the jump
+                    // is tested (ramping: two comparisons per sample less).
+                    st.trend.push_full(&mut st.trend_points, now, signal, at)
+                } else {
+                    // `==` is `>=`: the count saturates at MIN_POINTS.
+                    if st.trend_points == MIN_POINTS
+                        && signal.abs_diff(st.trend.level()) > limit >> JUMP_SHIFT
+                    {
+                        st.restart_trend();
+                    }
+                    st.trend.push(&mut st.trend_points, now, signal, at)
+                };
+                match pushed {
                     Pushed::Fit => {
-                        let rise = st.trend.rise(signal, limit);
-                        if let Some(rise) = weigh(
-                            &st.trend,
-                            &mut st.rising,
-                            &mut st.rise_since,
-                            &mut st.announced,
-                            rise,
-                            now,
-                            self.global.predict_seconds,
-                        ) && let Some(eta) = announce(
-                            &st.trend,
-                            &mut st.announced,
-                            rise,
-                            from_bf16(st.long_announced),
-                            signal,
-                            at.x,
-                            limit,
-                        ) {
+                        if let Some(eta) =
+                            st.fit(signal, limit, now, at, self.global.predict_seconds)
+                        {
+                            out.push(emit(EventType::PredictedOom, severity, severity, Some(eta)));
+                        }
+                    }
+                    Pushed::Filled => {
+                        if let Some(eta) =
+                            st.fit_filled(signal, limit, now, at, self.global.predict_seconds)
+                        {
                             out.push(emit(EventType::PredictedOom, severity, severity, Some(eta)));
                         }
                     }
@@ -1091,6 +1128,8 @@ impl Engine {
         if let Some(rebase) = self.epoch.advance(now) {
             for st in &mut self.states {
                 st.trend.rebase(&mut st.trend_points, rebase);
+                // A trend the rebase cleared does not rise (the next push would say so too).
+                st.rising &= st.trend_points > 0;
             }
         }
         if self.long_tick_seconds > 0.0 {
@@ -1350,6 +1389,45 @@ mod tests {
         let (t, eta) = old[0];
         assert!((14_109..=14_130).contains(&t), "{old:?}");
         assert!((eta - (14_327 - t) as f64).abs() < 3.0, "{old:?}");
+    }
+
+    /// A rising trend that a clock jump empties (the rebase clears it) no longer rises: it is pushed as a
+    /// trend with no points (a rising trend is pushed as a full one), and from then on it predicts like
+    /// a container first seen after the jump.
+    #[test]
+    fn a_rise_emptied_by_a_clock_jump_starts_over_like_a_new_container() {
+        let mut engine = Engine::new(&ThresholdsConfig::default(), false);
+        let target = |uid: &str| Target {
+            pod_uid: Some(uid.into()),
+            ..Target::default()
+        };
+        let limit = 1u64 << 30;
+        let ramp = |t: u64| (100u64 << 20) + t * (10 << 20);
+        let old = engine.track(&target("old"));
+        let mut out = Vec::new();
+        for t in 0..60u64 {
+            let reading = Reading::new(UNIX_EPOCH, ramp(t), Some(limit));
+            engine.observe(old, &reading, t as f64, &mut out);
+            engine.end_cycle();
+        }
+        assert!(engine.states[old.index as usize].rising);
+        assert!(engine.eta(old).is_some());
+        // A day later (thousands of time constants: every weight underflows).
+        let young = engine.track(&target("young"));
+        let mut etas = [Vec::new(), Vec::new()];
+        for t in 0..60u64 {
+            let now = 86_400.0 + t as f64;
+            let reading = Reading::new(UNIX_EPOCH, ramp(t), Some(limit));
+            for (k, id) in [old, young].into_iter().enumerate() {
+                engine.observe(id, &reading, now, &mut out);
+                etas[k].push(engine.eta(id));
+            }
+            out.clear();
+            engine.end_cycle();
+        }
+        assert_eq!(etas[0][0], None);
+        assert!(etas[0][59].is_some(), "{:?}", etas[0]);
+        assert_eq!(etas[0], etas[1]);
     }
 
     /// Issue 18: the per-container view gives the last reading, the ratio of the signal, severity,

@@ -163,17 +163,15 @@ impl Epoch {
     }
 }
 
-/// A rise toward the limit (the newest point above the weighted mean, a positive slope; whether the fit
-/// is significant is [`Trend::significant`]): its ETA is `room_sxx / sxy` seconds, kept as a fraction so
-/// that comparing it costs multiplications, and only an announcement divides.
+/// A significant rise toward the limit (the newest point above the weighted mean, a positive slope, a fit
+/// that explains at least [`MIN_R2`] of the variance): its ETA is `room_sxx / sxy` seconds, kept as a
+/// fraction so that comparing it costs multiplications, and only an announcement divides.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Rise {
     /// The room to the limit times the scaled variance of time.
     pub(crate) room_sxx: f64,
     /// The scaled covariance of time and bytes (positive).
     pub(crate) sxy: f64,
-    /// The scaled variance of time (positive).
-    sxx: f64,
 }
 
 impl Rise {
@@ -196,8 +194,13 @@ pub(crate) enum Pushed {
     Ignored,
     /// Added, but the trend has fewer than [`MIN_POINTS`] points: too few to fit (no rise).
     Early,
-    /// Added to a trend of [`MIN_POINTS`] points or more: [`Trend::rise`] may fit it.
+    /// Added to a trend that held [`MIN_POINTS`] points already: [`Trend::rise`] may fit it.
     Fit,
+    /// Added as the [`MIN_POINTS`]th point: as [`Fit`](Pushed::Fit), but from the out-of-line path of
+    /// the first points, so that a caller can fit it out of line too and the hot path keeps the sums
+    /// of [`Fit`](Pushed::Fit) in registers (when the two paths merged, the fit reloaded every sum
+    /// from memory: ramping +4 %, benches/engine same run).
+    Filled,
 }
 
 /// The room from `bytes` to `limit` as f64: `limit.saturating_sub(bytes) as f64`, on the path to every
@@ -256,36 +259,84 @@ impl Trend {
     pub(crate) fn push(&mut self, points: &mut u8, now: f64, bytes: u64, at: &Point) -> Pushed {
         if !(now > self.last_t) {
             std::hint::cold_path();
-            if now < self.last_t {
-                self.clear();
-                *points = 0;
-                return self.push(points, now, bytes, at);
-            }
-            return Pushed::Ignored;
+            return self.push_not_after(points, now, bytes, at);
         }
         if *points < MIN_POINTS {
             // One comparison per sample once the count is full (it was a test for the first point and
             // a saturating increment: 6 instructions per sample more, scripts/engine-callgrind.sh).
-            return self.push_early(points, now, bytes, at);
+            // As `push_not_after`'s: an answer the compiler sees is never `Fit`.
+            return if self.push_early(points, now, bytes, at) {
+                Pushed::Filled
+            } else {
+                Pushed::Early
+            };
         }
         self.add(now, bytes, at);
         Pushed::Fit
     }
 
-    /// [`push`](Self::push) of one of the first [`MIN_POINTS`] points; the first is the byte origin.
+    /// [`push`](Self::push) into a trend that holds [`MIN_POINTS`] points (the caller knows it: the
+    /// engine's rising trends), without testing the count.
+    #[inline]
+    #[expect(
+        clippy::neg_cmp_op_on_partial_ord,
+        reason = "a NaN clock must fail the test"
+    )]
+    pub(crate) fn push_full(
+        &mut self,
+        points: &mut u8,
+        now: f64,
+        bytes: u64,
+        at: &Point,
+    ) -> Pushed {
+        debug_assert_eq!(*points, MIN_POINTS);
+        if !(now > self.last_t) {
+            std::hint::cold_path();
+            return self.push_not_after(points, now, bytes, at);
+        }
+        self.add(now, bytes, at);
+        Pushed::Fit
+    }
+
+    /// [`push`](Self::push) of a point not after the newest: ignored when at its time (or at a NaN
+    /// clock), else the trend starts over from it. Never `Fit` (a trend started over has one point),
+    /// and the compiler sees it: a `Fit` from here would merge with the hot one and cost it its sums in
+    /// registers.
+    #[inline(always)]
+    fn push_not_after(&mut self, points: &mut u8, now: f64, bytes: u64, at: &Point) -> Pushed {
+        const _: () = assert!(MIN_POINTS > 1);
+        if self.restart_at(points, now, bytes, at) {
+            Pushed::Early
+        } else {
+            Pushed::Ignored
+        }
+    }
+
+    /// [`push_not_after`](Self::push_not_after)'s work, out of line: whether the point started the
+    /// trend over.
     #[cold]
     #[inline(never)]
-    fn push_early(&mut self, points: &mut u8, now: f64, bytes: u64, at: &Point) -> Pushed {
+    fn restart_at(&mut self, points: &mut u8, now: f64, bytes: u64, at: &Point) -> bool {
+        if now < self.last_t {
+            self.clear();
+            *points = 0;
+            // After the clear only a clock of -inf is not after the newest point.
+            return self.push(points, now, bytes, at) != Pushed::Ignored;
+        }
+        false
+    }
+
+    /// [`push`](Self::push) of one of the first [`MIN_POINTS`] points; the first is the byte origin.
+    /// Returns whether the trend has [`MIN_POINTS`] points now.
+    #[cold]
+    #[inline(never)]
+    fn push_early(&mut self, points: &mut u8, now: f64, bytes: u64, at: &Point) -> bool {
         if *points == 0 {
             self.base = bytes;
         }
         *points += 1;
         self.add(now, bytes, at);
-        if *points < MIN_POINTS {
-            Pushed::Early
-        } else {
-            Pushed::Fit
-        }
+        *points == MIN_POINTS
     }
 
     /// Adds the point to the sums.
@@ -353,16 +404,15 @@ impl Trend {
             return None;
         }
         let (sxx, sxy) = self.rising(bytes)?;
-        self.explains(sxx, sxy).then(|| sxy / sxx)
+        Some(sxy / sxx)
     }
 
-    /// The rise of a trend of at least [`MIN_POINTS`] points (one that [`push`](Self::push) said to
-    /// [`Fit`](Pushed::Fit)), whose newest point is `bytes`, toward `limit`, or `None` (flat or
-    /// falling). Whether it is significant (not noise) is
-    /// [`significant`](Self::significant), asked only where it decides something.
+    /// The significant rise of a trend of at least [`MIN_POINTS`] points (one that
+    /// [`push`](Self::push) said to fit), whose newest point is `bytes`, toward `limit`, or `None`
+    /// (flat, falling or noisy).
     ///
-    /// The cheap tests come first and nothing is divided: for most samples of most containers this is
-    /// two comparisons.
+    /// The cheap test comes first and nothing is divided: for most samples of most containers this is
+    /// one comparison.
     #[inline]
     pub(crate) fn rise(&self, bytes: u64, limit: u64) -> Option<Rise> {
         let (sxx, sxy) = self.rising(bytes)?;
@@ -370,7 +420,6 @@ impl Trend {
         Some(Rise {
             room_sxx: room * sxx,
             sxy,
-            sxx,
         })
     }
 
@@ -400,9 +449,14 @@ impl Trend {
         self.y(bytes) + (tolerance as f64) < fitted
     }
 
-    /// The scaled variance of time and covariance of time and bytes when the series rises: the newest
-    /// point, `bytes`, lies above the weighted mean `w / n` (a non-increasing series never passes, whatever
-    /// the rounding: half a byte of tolerance) and the covariance is positive.
+    /// The scaled variance of time and covariance of time and bytes when the series rises significantly:
+    /// the newest point, `bytes`, lies above the weighted mean `w / n` (a non-increasing series never
+    /// passes, whatever the rounding: half a byte of tolerance), the covariance is positive and the fit
+    /// explains at least [`MIN_R2`] of the variance (noisy-but-flat series don't).
+    ///
+    /// The tests after the first are all made, and joined without short-circuit: one branch where a
+    /// rise that lasts (every sample of it must be significant) took three, and the compiler does not
+    /// merge the not-rising paths it used to keep apart (ramping +3 %, benches/engine same run).
     #[inline]
     fn rising(&self, bytes: u64) -> Option<(f64, f64)> {
         if self.w > (self.y(bytes) - 0.5) * self.n {
@@ -410,20 +464,9 @@ impl Trend {
         }
         let sxx = self.n * self.tt - self.t * self.t;
         let sxy = self.n * self.tw - self.t * self.w;
-        (sxx > 0.0 && sxy > 0.0).then_some((sxx, sxy))
-    }
-
-    /// Whether the fit of `rise` explains at least [`MIN_R2`] of the variance (noisy-but-flat series
-    /// don't).
-    #[inline]
-    pub(crate) fn significant(&self, rise: Rise) -> bool {
-        self.explains(rise.sxx, rise.sxy)
-    }
-
-    /// Whether a fit of these scaled variance and covariance explains at least [`MIN_R2`] of the variance.
-    fn explains(&self, sxx: f64, sxy: f64) -> bool {
         let syy = self.n * self.ww - self.w * self.w;
-        syy > 0.0 && sxy * sxy >= MIN_R2 * sxx * syy
+        ((sxx > 0.0) & (sxy > 0.0) & (syy > 0.0) & (sxy * sxy >= MIN_R2 * sxx * syy))
+            .then_some((sxx, sxy))
     }
 }
 
