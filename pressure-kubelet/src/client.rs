@@ -180,7 +180,7 @@ impl ClientSource {
                                 path: shown,
                                 source,
                             })?;
-                    Ok(Stack::Kubeconfig(Box::new(config)))
+                    Ok(Stack::Kubeconfig(config))
                 }
                 #[cfg(not(feature = "kubeconfig"))]
                 {
@@ -228,7 +228,7 @@ enum Stack {
     /// A kubeconfig: kube-rs's whole client stack, for its authentication (exec plugins, auth
     /// providers, client certificates).
     #[cfg(feature = "kubeconfig")]
-    Kubeconfig(Box<Config>),
+    Kubeconfig(Config),
 }
 
 impl Stack {
@@ -249,7 +249,7 @@ impl Stack {
                 if rustls::crypto::CryptoProvider::get_default().is_none() {
                     let _ = rustls::crypto::ring::default_provider().install_default();
                 }
-                let builder = kube::client::ClientBuilder::try_from(*config)
+                let builder = kube::client::ClientBuilder::try_from(config)
                     .map_err(|e| KubeletError::api("building the HTTP client", e))?;
                 Ok(builder.build())
             }
