@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
 
 use crate::KubeletError;
 use crate::error::retryable;
+use crate::slim::SlimPod;
 
 /// What [`Annotator::annotate_if_absent`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +101,8 @@ impl Annotator {
         key: &str,
         value: &str,
     ) -> Result<AnnotateOutcome, KubeletError> {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        // The patch's answer is decoded as a `SlimPod`, not a whole `Pod` (see `SlimPod`).
+        let api: Api<SlimPod> = Api::namespaced(self.client.clone(), namespace);
         let what = format!("annotating pod {namespace}/{name} with {key}");
         let mut last = String::new();
         for attempt in 1..=self.backoff.attempts {

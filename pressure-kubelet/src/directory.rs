@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client};
 use pressure_core::Target;
 
 use crate::client::ClientSource;
 use crate::pods::{PodCache, PodInfo, PodScope, target_for};
+use crate::slim::SlimPod;
 
 /// Whether an API server is configured at all (in-cluster or a kubeconfig).
 fn api_configured() -> bool {
@@ -43,7 +43,7 @@ enum PodsSource {
 
 /// The sidecar's own pod (`GET pods/{POD_NAME}` in `POD_NAMESPACE`).
 struct OwnPod {
-    api: Api<Pod>,
+    api: Api<SlimPod>,
     name: String,
     pod: Arc<RwLock<Arc<PodInfo>>>,
     /// When the last re-read started (`None`: never re-read), and how many re-reads each unknown
@@ -181,7 +181,7 @@ impl PodDirectory {
 
     /// [`PodDirectory::own_pod`] with a given client and the pod's namespace and name.
     pub async fn own_pod_with(client: Client, namespace: &str, name: &str) -> Option<PodDirectory> {
-        let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let api: Api<SlimPod> = Api::namespaced(client.clone(), namespace);
         let pod = match tokio::time::timeout(OWN_POD_TIMEOUT, api.get(name)).await {
             Ok(Ok(pod)) => PodInfo::from(&pod),
             Ok(Err(e)) => {

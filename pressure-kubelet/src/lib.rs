@@ -6,7 +6,8 @@
 //! - [`PodCache`] keeps pods from watches scoped by [`PodScope`] (namespaces, label selector,
 //!   `spec.nodeName`), indexed by pod UID and container ID, and publishes [`PodUpdate`]s. It keeps a
 //!   slim [`PodInfo`] per pod (names, node, IP, annotations, per container its limit, IDs and
-//!   terminations), not the API object.
+//!   terminations), not the API object; the watches decode pods as [`SlimPod`]s, which declare only
+//!   those fields, so no code to decode a whole k8s-openapi `Pod` is linked.
 //! - [`Quantity`] parses resource quantities exactly (`Ki`..`Ei`, `k`..`E`, `m`, exponents).
 //! - [`SummarySource`] reads the kubelet [`Summary`] through the API server or from the kubelet and
 //!   turns it into `pressure_core::Sample`s.
@@ -44,6 +45,7 @@ mod pods;
 mod poller;
 mod probes;
 mod quantity;
+mod slim;
 mod summary;
 mod tls;
 mod victim;
@@ -67,6 +69,7 @@ pub use pods::{
 pub use poller::{ClusterPoller, LeaseOptions, MAX_IN_FLIGHT, PollerOptions, SUMMARY_TIMEOUT};
 pub use probes::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, ProbeServer, parse_bind_address};
 pub use quantity::{Quantity, parse_bytes};
+pub use slim::SlimPod;
 pub use summary::{
     ContainerStats, MAX_SUMMARY_BYTES, NodeStats, PodReference, PodStats, PsiData, PsiStats,
     Summary, SummaryMemory, SummarySource,

@@ -3,13 +3,14 @@
 //!
 //! The cache keeps a [`PodInfo`] per pod, not the API's `Pod`: a pod with `managedFields`, its full
 //! spec and status is 10–20 KiB in memory, the facts the tools use are a few hundred bytes, and a
-//! cluster-wide cache holds every pod of the cluster (10 000 pods: ~150 MiB against ~5 MiB).
+//! cluster-wide cache holds every pod of the cluster (10 000 pods: ~150 MiB against ~5 MiB). The
+//! watches decode pods as [`SlimPod`]s (only the fields a `PodInfo` is made of), never as full `Pod`s.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
@@ -18,13 +19,15 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::quantity::parse_bytes;
+use crate::slim::{self, SlimPod};
 
 /// Annotations not kept in a [`PodInfo`]: a copy of the whole object `kubectl apply` writes, often
 /// kilobytes, and of no use to thresholds, events or actions.
 const DROPPED_ANNOTATIONS: [&str; 1] = ["kubectl.kubernetes.io/last-applied-configuration"];
 
-/// Objects per page of a watch's (re)list: each page is decoded whole before its pods are slimmed,
-/// so a smaller page lowers the peak while the cache fills (kube-rs' default is 500).
+/// Objects per page of a watch's (re)list: each page is decoded whole (as [`SlimPod`]s, with their
+/// `metadata`) before its pods are slimmed further, so a smaller page lowers the peak while the cache
+/// fills (kube-rs' default is 500).
 const LIST_PAGE_SIZE: u32 = 100;
 
 /// What the tools keep of a pod: identity, node, IP, annotations and, per container, its memory
@@ -81,7 +84,7 @@ pub struct Termination {
 }
 
 impl Termination {
-    fn from_api(t: &ContainerStateTerminated) -> Self {
+    fn from_api(t: &slim::Terminated) -> Self {
         Self {
             reason: t.reason.clone(),
             exit_code: t.exit_code,
@@ -117,7 +120,7 @@ impl ContainerInfo {
         .flatten()
     }
 
-    fn status(&mut self, cs: &ContainerStatus) {
+    fn status(&mut self, cs: &slim::ContainerStatus) {
         self.id = cs
             .container_id
             .as_deref()
@@ -125,51 +128,43 @@ impl ContainerInfo {
             .filter(|i| !i.is_empty())
             .map(str::to_owned);
         self.restart_count = cs.restart_count;
-        self.terminated = cs
-            .state
-            .as_ref()
-            .and_then(|s| s.terminated.as_ref())
-            .map(Termination::from_api);
-        self.last_terminated = cs
-            .last_state
-            .as_ref()
-            .and_then(|s| s.terminated.as_ref())
-            .map(Termination::from_api);
+        self.terminated = cs.state.terminated.as_ref().map(Termination::from_api);
+        self.last_terminated = cs.last_state.terminated.as_ref().map(Termination::from_api);
     }
 }
 
-impl From<&Pod> for PodInfo {
-    fn from(pod: &Pod) -> Self {
+impl From<&SlimPod> for PodInfo {
+    fn from(pod: &SlimPod) -> Self {
         let m = &pod.metadata;
+        let spec = &pod.spec;
+        let limit = |c: &slim::Container| {
+            c.resources
+                .limits
+                .memory
+                .as_deref()
+                .and_then(|q| parse_bytes(q).ok())
+        };
         let mut containers: Vec<ContainerInfo> = Vec::new();
-        if let Some(spec) = &pod.spec {
-            let limit = |r: Option<&k8s_openapi::api::core::v1::ResourceRequirements>| {
-                r.and_then(|r| r.limits.as_ref())
-                    .and_then(|l| l.get("memory"))
-                    .and_then(|q| parse_bytes(&q.0).ok())
-            };
-            for c in &spec.containers {
-                containers.push(ContainerInfo {
-                    name: c.name.clone(),
-                    memory_limit: limit(c.resources.as_ref()),
-                    ..ContainerInfo::default()
-                });
-            }
-            for c in spec.init_containers.iter().flatten() {
-                containers.push(ContainerInfo {
-                    name: c.name.clone(),
-                    memory_limit: limit(c.resources.as_ref()),
-                    ..ContainerInfo::default()
-                });
-            }
-            for c in spec.ephemeral_containers.iter().flatten() {
-                containers.push(ContainerInfo {
-                    name: c.name.clone(),
-                    ..ContainerInfo::default()
-                });
-            }
+        for c in spec.containers.iter().chain(&spec.init_containers) {
+            containers.push(ContainerInfo {
+                name: c.name.clone(),
+                memory_limit: limit(c),
+                ..ContainerInfo::default()
+            });
         }
-        for cs in all_statuses(pod) {
+        for c in &spec.ephemeral_containers {
+            containers.push(ContainerInfo {
+                name: c.name.clone(),
+                ..ContainerInfo::default()
+            });
+        }
+        let st = &pod.status;
+        let statuses = st
+            .container_statuses
+            .iter()
+            .chain(&st.init_container_statuses)
+            .chain(&st.ephemeral_container_statuses);
+        for cs in statuses {
             match containers.iter_mut().find(|c| c.name == cs.name) {
                 Some(c) => c.status(cs),
                 None => {
@@ -195,15 +190,18 @@ impl From<&Pod> for PodInfo {
             uid: m.uid.clone().unwrap_or_default(),
             namespace: m.namespace.clone().unwrap_or_default(),
             name: m.name.clone().unwrap_or_default(),
-            node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-            pod_ip: pod
-                .status
-                .as_ref()
-                .and_then(|s| s.pod_ip.clone())
-                .filter(|ip| !ip.is_empty()),
+            node_name: spec.node_name.clone(),
+            pod_ip: st.pod_ip.clone().filter(|ip| !ip.is_empty()),
             annotations,
             containers,
         }
+    }
+}
+
+impl From<&Pod> for PodInfo {
+    /// Through [`SlimPod`] (`SlimPod::from(&Pod)`): one implementation of the field logic.
+    fn from(pod: &Pod) -> Self {
+        Self::from(&SlimPod::from(pod))
     }
 }
 
@@ -337,7 +335,7 @@ impl PodCache {
     /// Starts the watches of `scope` (one per namespace, or one cluster-wide). Watch errors (API
     /// server down, 429, 410 Expired) are retried with kube-rs' default backoff; a 410 relists.
     pub fn spawn(client: Client, scope: &PodScope) -> Self {
-        let apis: Vec<Api<Pod>> = if scope.namespaces.is_empty() {
+        let apis: Vec<Api<SlimPod>> = if scope.namespaces.is_empty() {
             vec![Api::all(client)]
         } else {
             scope
@@ -462,7 +460,7 @@ impl Drop for PodCache {
 
 async fn run_stream(
     i: usize,
-    api: Api<Pod>,
+    api: Api<SlimPod>,
     config: watcher::Config,
     index: Arc<RwLock<Index>>,
     updates: broadcast::Sender<PodUpdate>,
@@ -534,18 +532,6 @@ async fn run_stream(
 /// `containerd://abc` → `abc`; a bare ID is returned as is.
 pub fn bare_container_id(id: &str) -> &str {
     id.rsplit_once("://").map_or(id, |(_, b)| b)
-}
-
-fn all_statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
-    let st = pod.status.as_ref();
-    [
-        st.and_then(|s| s.container_statuses.as_ref()),
-        st.and_then(|s| s.init_container_statuses.as_ref()),
-        st.and_then(|s| s.ephemeral_container_statuses.as_ref()),
-    ]
-    .into_iter()
-    .flatten()
-    .flatten()
 }
 
 /// `(container name, bare container ID)` of every container of a pod, current and previous instance.
