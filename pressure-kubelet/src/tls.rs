@@ -29,12 +29,15 @@ pub(crate) enum Verify {
     Nothing,
 }
 
-/// A client configuration with ring, the safe default protocol versions, HTTP/1.1 only and `verify`.
+/// A client configuration with ring, the safe default protocol versions and `verify`.
 pub(crate) fn client_config(verify: &Verify) -> Result<rustls::ClientConfig, KubeletError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let algorithms = provider.signature_verification_algorithms;
     let verifier: Arc<dyn ServerCertVerifier> = match verify {
-        Verify::CaFile(path) => Arc::new(CaFileVerifier::new(path.clone(), provider.clone())?),
+        Verify::CaFile(path) => Arc::new(Verifier {
+            algorithms,
+            roots: Roots::CaFile(CaFile::new(path.clone(), provider.clone())?),
+        }),
         Verify::System => Arc::new(
             rustls_platform_verifier::Verifier::new(provider.clone()).map_err(|e| {
                 KubeletError::Tls {
@@ -43,7 +46,10 @@ pub(crate) fn client_config(verify: &Verify) -> Result<rustls::ClientConfig, Kub
                 }
             })?,
         ),
-        Verify::Nothing => Arc::new(NoVerification { algorithms }),
+        Verify::Nothing => Arc::new(Verifier {
+            algorithms,
+            roots: Roots::Any,
+        }),
     };
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -57,16 +63,32 @@ pub(crate) fn client_config(verify: &Verify) -> Result<rustls::ClientConfig, Kub
     Ok(config)
 }
 
+/// Checks the server's certificate against `roots` and the handshake's signatures with the provider's
+/// algorithms (also when any certificate is taken: the server must hold the key of the one it sent).
+#[derive(Debug)]
+struct Verifier {
+    algorithms: WebPkiSupportedAlgorithms,
+    roots: Roots,
+}
+
+#[derive(Debug)]
+enum Roots {
+    /// The CA bundle of a file.
+    CaFile(CaFile),
+    /// Any certificate (a kubelet's self-signed serving certificate).
+    Any,
+}
+
 /// The verifier of a PEM CA bundle, rebuilt when the file's modification time, size or inode changes;
 /// a bundle that cannot be read or holds no certificate keeps the previous one (and is logged).
 #[derive(Debug)]
-struct CaFileVerifier {
+struct CaFile {
     path: PathBuf,
     provider: Arc<CryptoProvider>,
     current: Mutex<(Option<FileStamp>, Arc<WebPkiServerVerifier>)>,
 }
 
-impl CaFileVerifier {
+impl CaFile {
     fn new(path: PathBuf, provider: Arc<CryptoProvider>) -> Result<Self, KubeletError> {
         let stamp = FileStamp::of(&path);
         let verifier = load(&path, &provider)?;
@@ -124,7 +146,7 @@ fn load(
         .map_err(|e| tls(e.to_string()))
 }
 
-impl ServerCertVerifier for CaFileVerifier {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -133,66 +155,16 @@ impl ServerCertVerifier for CaFileVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.current().verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// Accepts any server certificate, but only with a valid handshake signature by its key.
-#[derive(Debug)]
-struct NoVerification {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        match &self.roots {
+            Roots::CaFile(file) => file.current().verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            ),
+            Roots::Any => Ok(ServerCertVerified::assertion()),
+        }
     }
 
     fn verify_tls12_signature(
@@ -237,7 +209,7 @@ mod tests {
         (ca.pem(), leaf.der().clone())
     }
 
-    fn verify(v: &CaFileVerifier, leaf: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+    fn verify(v: &Verifier, leaf: &CertificateDer<'_>) -> Result<(), rustls::Error> {
         let name = ServerName::try_from("localhost").unwrap();
         v.verify_server_cert(leaf, &[], &name, &[], UnixTime::now())
             .map(|_| ())
@@ -258,7 +230,10 @@ mod tests {
         let (ca2, leaf2) = ca_and_leaf("ca-2");
         std::fs::write(&path, &ca1).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let v = CaFileVerifier::new(path.clone(), provider).unwrap();
+        let v = Verifier {
+            algorithms: provider.signature_verification_algorithms,
+            roots: Roots::CaFile(CaFile::new(path.clone(), provider).unwrap()),
+        };
         verify(&v, &leaf1).expect("signed by the CA in the file");
         let unknown = verify(&v, &leaf2).unwrap_err();
         assert!(
