@@ -376,7 +376,7 @@ fn register_font() {
     {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
-            let font: &'static [u8] = include_bytes!("../fonts/DejaVuSansMono.ttf");
+            let font: &'static [u8] = include_bytes!("../fonts/DejaVuSansMono-subset.ttf");
             // The font is part of the build: it parses.
             let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, font);
         });
