@@ -18,13 +18,19 @@ use object_store::client::{
     HttpResponse, HttpResponseBody, HttpService,
 };
 
-/// A [`ClientOptions`] value this transport cannot honour.
+/// Why object_store's HTTP client could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("S3 HTTP client option {key} = {value:?}: {message}")]
-struct OptionError {
-    key: &'static str,
-    value: String,
-    message: &'static str,
+enum TransportError {
+    /// A [`ClientOptions`] value this transport cannot honour.
+    #[error("S3 HTTP client option {key} = {value:?}: {message}")]
+    BadOption {
+        key: &'static str,
+        value: String,
+        message: &'static str,
+    },
+    /// reqwest refused the configuration (e.g. no usable TLS roots).
+    #[error("S3 HTTP client: {0}")]
+    Build(#[source] reqwest::Error),
 }
 
 /// Builds object_store's HTTP clients over reqwest, HTTP/1.1 only.
@@ -33,12 +39,10 @@ pub(crate) struct ReqwestConnector;
 
 impl HttpConnector for ReqwestConnector {
     fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
-        let generic =
-            |source: Box<dyn std::error::Error + Send + Sync>| object_store::Error::Generic {
-                store: "S3",
-                source,
-            };
-        let client = client(options).map_err(|e| generic(Box::new(e)))?;
+        let client = client(options).map_err(|e| object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(e),
+        })?;
         Ok(HttpClient::new(ReqwestService(client)))
     }
 }
@@ -46,15 +50,15 @@ impl HttpConnector for ReqwestConnector {
 /// The reqwest client for `options`. Not applied: `randomize_addresses` (object_store's resolver that
 /// shuffles a host's addresses is private; the system resolver's order is used) and root certificates
 /// added with `ClientOptions::with_root_certificate`, which exists only with object_store's `reqwest`.
-fn client(options: &ClientOptions) -> Result<reqwest::Client, OptionError> {
+fn client(options: &ClientOptions) -> Result<reqwest::Client, TransportError> {
     let get = |key: ClientConfigKey| options.get_config_value(&key);
-    let flag = |key: ClientConfigKey, name: &'static str| -> Result<bool, OptionError> {
+    let flag = |key: ClientConfigKey, name: &'static str| -> Result<bool, TransportError> {
         match get(key) {
             None => Ok(false),
             Some(v) => match v.trim().to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" | "on" => Ok(true),
                 "false" | "0" | "no" | "off" | "" => Ok(false),
-                _ => Err(OptionError {
+                _ => Err(TransportError::BadOption {
                     key: name,
                     value: v,
                     message: "not a boolean",
@@ -63,10 +67,10 @@ fn client(options: &ClientOptions) -> Result<reqwest::Client, OptionError> {
         }
     };
     let duration =
-        |key: ClientConfigKey, name: &'static str| -> Result<Option<Duration>, OptionError> {
+        |key: ClientConfigKey, name: &'static str| -> Result<Option<Duration>, TransportError> {
             get(key)
                 .map(|v| {
-                    humantime::parse_duration(v.trim()).map_err(|_| OptionError {
+                    humantime::parse_duration(v.trim()).map_err(|_| TransportError::BadOption {
                         key: name,
                         value: v,
                         message: "not a duration (e.g. 30s)",
@@ -76,7 +80,7 @@ fn client(options: &ClientOptions) -> Result<reqwest::Client, OptionError> {
         };
 
     if flag(ClientConfigKey::Http2Only, "http2_only")? {
-        return Err(OptionError {
+        return Err(TransportError::BadOption {
             key: "http2_only",
             value: "true".into(),
             message: "HTTP/2 is not built in",
@@ -98,16 +102,18 @@ fn client(options: &ClientOptions) -> Result<reqwest::Client, OptionError> {
         builder = builder.default_headers(headers.clone());
     }
     if let Some(url) = get(ClientConfigKey::ProxyUrl) {
-        let mut proxy = reqwest::Proxy::all(&url).map_err(|_| OptionError {
+        let mut proxy = reqwest::Proxy::all(&url).map_err(|_| TransportError::BadOption {
             key: "proxy_url",
             value: url.clone(),
             message: "not a proxy URL",
         })?;
         if let Some(pem) = get(ClientConfigKey::ProxyCaCertificate) {
-            let cert = reqwest::Certificate::from_pem(pem.as_bytes()).map_err(|_| OptionError {
-                key: "proxy_ca_certificate",
-                value: pem.chars().take(64).collect(),
-                message: "not a PEM certificate",
+            let cert = reqwest::Certificate::from_pem(pem.as_bytes()).map_err(|_| {
+                TransportError::BadOption {
+                    key: "proxy_ca_certificate",
+                    value: pem.chars().take(64).collect(),
+                    message: "not a PEM certificate",
+                }
             })?;
             builder = builder.tls_certs_merge([cert]);
         }
@@ -141,18 +147,14 @@ fn client(options: &ClientOptions) -> Result<reqwest::Client, OptionError> {
         builder = builder.pool_idle_timeout(d);
     }
     if let Some(v) = get(ClientConfigKey::PoolMaxIdlePerHost) {
-        let max = v.trim().parse().map_err(|_| OptionError {
+        let max = v.trim().parse().map_err(|_| TransportError::BadOption {
             key: "pool_max_idle_per_host",
             value: v.clone(),
             message: "not a count",
         })?;
         builder = builder.pool_max_idle_per_host(max);
     }
-    builder.build().map_err(|e| OptionError {
-        key: "(client)",
-        value: e.to_string(),
-        message: "building the HTTP client failed",
-    })
+    builder.build().map_err(TransportError::Build)
 }
 
 /// Sends object_store's requests with a reqwest client.
