@@ -233,3 +233,31 @@ async fn issue_16_read_at_most_checks_the_size_first() {
     );
     assert_eq!(s.read_at_most("big", 1 << 20).await.unwrap().len(), 1 << 20);
 }
+
+/// Issue 19: S3 goes through pressure-actions' own HTTP/1.1 transport; an endpoint that refuses
+/// connections is retried (connect errors are retryable) and then reported as the operation and key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_19_s3_connection_refused_is_retried_then_reported() {
+    // A port that was just free: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s3 = pressure_actions::S3Config {
+        bucket: Some("bucket".into()),
+        region: Some("us-east-1".into()),
+        prefix: None,
+        endpoint: Some(format!("http://127.0.0.1:{port}")),
+        path_style: true,
+    };
+    let builder = object_store::aws::AmazonS3Builder::new()
+        .with_access_key_id("k")
+        .with_secret_access_key("s");
+    let s = pressure_actions::ObjectStorage::s3_from_builder(&s3, builder).unwrap();
+    let err = s.write("k", Bytes::from_static(b"x")).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, StorageError::ObjectStore { .. }), "{err:?}");
+    assert!(msg.contains("storage s3: put \"k\""), "{msg}");
+    assert!(msg.contains("after 5 retries"), "{msg}");
+}

@@ -2,6 +2,7 @@
 //! ([`LocalStorage`], [`ObjectStorage`] for S3 or any `object_store`).
 
 mod beneath;
+mod http;
 mod local;
 mod object;
 

@@ -60,13 +60,15 @@ impl ObjectStorage {
 
     /// An S3 backend from `storage.s3`, credentials from the environment as `object_store` reads them
     /// (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, IRSA web identity, EKS pod identity, IMDSv2), with
-    /// retries (exponential backoff from 100 ms to 15 s, 5 retries).
+    /// retries (exponential backoff from 100 ms to 15 s, 5 retries), over this crate's HTTP/1.1 reqwest
+    /// client.
     pub fn s3(config: &S3Config) -> Result<ObjectStorage, StorageError> {
         ObjectStorage::s3_from_builder(config, AmazonS3Builder::from_env())
     }
 
     /// Like [`ObjectStorage::s3`] but starting from `builder` (e.g. with explicit credentials) instead
-    /// of the environment; `storage.s3` values and the retry policy are applied on top.
+    /// of the environment; `storage.s3` values, the retry policy and the HTTP transport are applied on
+    /// top.
     pub fn s3_from_builder(
         config: &S3Config,
         builder: AmazonS3Builder,
@@ -79,15 +81,18 @@ impl ObjectStorage {
                 key: "storage.s3.bucket".into(),
                 message: "is required".into(),
             })?;
-        let mut builder = builder.with_bucket_name(&bucket).with_retry(RetryConfig {
-            backoff: BackoffConfig {
-                init_backoff: Duration::from_millis(100),
-                max_backoff: Duration::from_secs(15),
-                base: 2.0,
-            },
-            max_retries: 5,
-            retry_timeout: Duration::from_secs(120),
-        });
+        let mut builder = builder
+            .with_bucket_name(&bucket)
+            .with_http_connector(super::http::ReqwestConnector)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_secs(15),
+                    base: 2.0,
+                },
+                max_retries: 5,
+                retry_timeout: Duration::from_secs(120),
+            });
         if let Some(region) = config.region.as_deref().filter(|r| !r.is_empty()) {
             builder = builder.with_region(region);
         }
@@ -97,7 +102,6 @@ impl ObjectStorage {
                 .with_allow_http(endpoint.starts_with("http://"));
         }
         builder = builder.with_virtual_hosted_style_request(!config.path_style);
-        crate::tls::install_ring();
         let store = builder.build().map_err(|e| StorageError::Config {
             key: "storage.s3".into(),
             message: e.to_string(),

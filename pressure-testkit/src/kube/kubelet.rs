@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 use super::{ControlPlane, KubeError, certs};
@@ -266,7 +266,8 @@ async fn serve(
                     Ok::<_, Infallible>(resp.unwrap_or_default())
                 }
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // HTTP/1.1 only, as the product's clients speak (no h2 in the binaries, issue 19).
+            let builder = hyper::server::conn::http1::Builder::new();
             tokio::select! {
                 _ = builder.serve_connection(TokioIo::new(tls), svc) => {}
                 _ = shutdown.changed() => {}

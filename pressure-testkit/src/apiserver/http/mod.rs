@@ -16,7 +16,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 use self::routes::route;
@@ -65,7 +65,8 @@ pub(crate) async fn serve(
         let mut cut = shared.cut.subscribe();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| handle(shared.clone(), req));
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // HTTP/1.1 only, as the product's clients speak (no h2 in the binaries, issue 19).
+            let builder = hyper::server::conn::http1::Builder::new();
             match acceptor {
                 Some(acc) => {
                     let Ok(tls) = acc.accept(stream).await else {

@@ -36,6 +36,7 @@ pub(crate) fn make_tls() -> Result<(Arc<rustls::ServerConfig>, String), FakeApiE
         .with_no_client_auth()
         .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)
         .map_err(|x| e(&x))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // HTTP/1.1 only (the server speaks nothing else); kubectl, which would take h2, falls back to it.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok((Arc::new(config), ca.pem()))
 }
