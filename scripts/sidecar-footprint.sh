@@ -12,6 +12,7 @@
 #
 # Usage: scripts/sidecar-footprint.sh            (builds target/release/pressured)
 #        PRESSURED=path/to/pressured DURATION=30 INTERVAL_MS=100 FRESH_COPY=1 scripts/sidecar-footprint.sh
+#        CHECK_CPU=0 scripts/sidecar-footprint.sh   (CI: fails on the peak or a stale list, not on CPU)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -161,5 +162,9 @@ elif ((hot_ok)); then
 fi
 ok=$hot_ok
 awk -v k="$hwm_kb" 'BEGIN {exit !(k <= 4096)}' || ok=0
-awk -v n="$cpu_ns" 'BEGIN {exit !(n <= 35000000)}' || ok=0
+# CHECK_CPU=0 (.ci/run): the CPU time is printed, not checked; a shared CI runner's CPU time is no
+# figure, while the peak and the hot-code list are the same on any machine.
+if [[ ${CHECK_CPU:-1} != 0 ]]; then
+  awk -v n="$cpu_ns" 'BEGIN {exit !(n <= 35000000)}' || ok=0
+fi
 if ((ok)); then echo "  result: within goals"; else echo "  result: OVER GOAL"; exit 1; fi
