@@ -12,6 +12,8 @@ mod pprof_cmd;
 mod replay;
 mod server;
 mod sink;
+#[cfg(target_feature = "crt-static")]
+mod static_libm;
 mod top_cmd;
 mod watch;
 

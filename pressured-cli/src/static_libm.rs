@@ -1,0 +1,39 @@
+//! The trigonometric functions of a static build (the image: `-C target-feature=+crt-static`).
+//!
+//! Static glibc's libm links each of `asin`/`acos`, `atan2`, `sin`/`cos` and `tan` once per CPU
+//! variant it picks from at run time (SSE2, AVX, FMA, FMA4), each variant with its own copy of its
+//! tables: 0.19 MB of nearly incompressible code and data, for functions that only Lua's `math`
+//! library and the plots call. An archive member is linked only to define a symbol nothing else
+//! defines, so defining these here keeps those members out. The bodies are the `libm` crate's, a port
+//! of musl's libm (errors under 1 ulp). Builds linked against `libm.so` keep glibc's, and so do
+//! `exp`, `log`, `pow` and the rest, which are small and which the engine's code calls.
+
+#[unsafe(no_mangle)]
+extern "C" fn asin(x: f64) -> f64 {
+    libm::asin(x)
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn acos(x: f64) -> f64 {
+    libm::acos(x)
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn atan2(y: f64, x: f64) -> f64 {
+    libm::atan2(y, x)
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn sin(x: f64) -> f64 {
+    libm::sin(x)
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn cos(x: f64) -> f64 {
+    libm::cos(x)
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn tan(x: f64) -> f64 {
+    libm::tan(x)
+}
