@@ -19,16 +19,21 @@
 #  2. `pressured` is static, has no `.eh_frame_hdr` and registers its frames;
 #  3. a runaway Lua script is stopped by its deadline (an error mlua raises from a Rust hook: the path
 #     `panic = "abort"` breaks);
-#  4. Lua's `math.asin/acos/atan/sin/cos/tan`, which this build takes from the `libm` crate
-#     (pressured-cli/src/static_libm.rs), agree with Python's (glibc's) to 4e-16;
+#  4. this build takes `asin/acos/atan2/sin/cos/tan` from the `libm` crate
+#     (pressured-cli/src/static_libm.rs): glibc's FMA variants of them are not linked, and Lua's
+#     `math` functions agree with Python's (glibc's) to 4e-16;
 #  5. size: scripts/size-report.sh on it, gzip -9 <= 4 000 000 bytes.
 #
 # Usage: scripts/check-image-build.sh              (builds it: target/x86_64-unknown-linux-gnu/release)
 #        PRESSURED=path scripts/check-image-build.sh   (a binary already built with that command)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Dockerfile.pressured's RUSTFLAGS and command; keep the two the same.
-flags="-C target-feature=+crt-static -C relocation-model=static -C link-arg=-Wl,--no-eh-frame-hdr"
+# The Dockerfile's own RUSTFLAGS, read from it, so that what is checked is what the image builds (its
+# cargo arguments are repeated below).
+flags=$(sed -n 's/^ *RUSTFLAGS="\([^"]*\)".*/\1/p' Dockerfile.pressured)
+[[ $(wc -l <<<"$flags") == 1 && $flags == *crt-static* ]] ||
+  { echo "FAIL: no single RUSTFLAGS=\"...\" line with crt-static in Dockerfile.pressured" >&2; exit 1; }
+echo "Dockerfile.pressured's RUSTFLAGS: $flags"
 if [[ -z "${PRESSURED:-}" ]]; then
   RUSTFLAGS="$flags" cargo build --release --locked --target x86_64-unknown-linux-gnu \
     -p pressured-cli --no-default-features --bin pressured
@@ -131,7 +136,13 @@ p=$PRESSURED
       echo "$log" >&2
       fail=1
     fi
-    # src/static_libm.rs: Lua's math library on the libm crate's functions, against Python's (glibc's).
+    # src/static_libm.rs: glibc's per-CPU variants are not linked, and Lua's math library, on the libm
+    # crate's functions, agrees with Python's (glibc's).
+    variants=$(nm "$p" | grep -cE ' (__sin_fma|__ieee754_asin_fma|__ieee754_atan2_fma|__tan_fma)$' || true)
+    if ((variants != 0)); then
+      echo "FAIL: $p links static glibc's trigonometry ($variants FMA variants): static_libm.rs not in effect" >&2
+      fail=1
+    fi
     printf '%s\n' '{"plugins": {"lua": {"enabled": true, "inline_script":' \
       '"function on_event(e, ctx) log.info(string.format(\"trig %.17g %.17g %.17g %.17g %.17g %.17g\", math.asin(0.3), math.acos(-0.7), math.atan(2, -3), math.sin(1e6), math.cos(2.5), math.tan(1.2))) end"}}}' \
       > "$work/config.json"

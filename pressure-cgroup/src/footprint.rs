@@ -424,22 +424,10 @@ Anonymous:             0 kB
             }
         }
         let file = std::fs::File::open(&path).expect("open");
-        let map = || {
-            // SAFETY: a new private read-only mapping of an open file, unmapped below.
-            let ptr = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    LEN,
-                    libc::PROT_READ,
-                    libc::MAP_PRIVATE,
-                    file.as_raw_fd(),
-                    0,
-                )
-            };
-            assert_ne!(ptr, libc::MAP_FAILED);
-            ptr as usize
-        };
-        let (cut, uncut) = (map(), map());
+        let (cut, uncut) = (
+            map_read_only(&file, LEN, libc::MAP_PRIVATE) as usize,
+            map_read_only(&file, LEN, libc::MAP_PRIVATE) as usize,
+        );
         cut_into_pieces(&Mapping {
             start: cut,
             end: cut + LEN,
@@ -495,23 +483,35 @@ Anonymous:             0 kB
         );
     }
 
-    /// Pages of the first `len` bytes of this test binary in the page cache and in all, through
-    /// `mincore` on a fresh mapping of them (mapping a file faults nothing in).
-    fn cached_pages_of_exe(len: u64) -> (usize, usize) {
-        let file = std::fs::File::open("/proc/self/exe").expect("exe");
-        let len = usize::try_from(len).expect("len");
-        // SAFETY: a new read-only shared mapping of an open file, unmapped below.
+    /// A new read-only mapping (`MAP_PRIVATE` or `MAP_SHARED`) of the first `len` bytes of `file`; the
+    /// caller unmaps it.
+    fn map_read_only(file: &std::fs::File, len: usize, flags: libc::c_int) -> *mut libc::c_void {
+        // SAFETY: a new mapping of an open file at an address the kernel picks; nothing aliases it.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ,
-                libc::MAP_SHARED,
+                flags,
                 file.as_raw_fd(),
                 0,
             )
         };
-        assert_ne!(ptr, libc::MAP_FAILED, "mmap of the test binary");
+        assert_ne!(
+            ptr,
+            libc::MAP_FAILED,
+            "mmap: {}",
+            io::Error::last_os_error()
+        );
+        ptr
+    }
+
+    /// Pages of the first `len` bytes of this test binary in the page cache and in all, through
+    /// `mincore` on a fresh mapping of them (mapping a file faults nothing in).
+    fn cached_pages_of_exe(len: u64) -> (usize, usize) {
+        let file = std::fs::File::open("/proc/self/exe").expect("exe");
+        let len = usize::try_from(len).expect("len");
+        let ptr = map_read_only(&file, len, libc::MAP_SHARED);
         let mut vec = vec![0u8; len.div_ceil(4096)];
         // SAFETY: `vec` has one byte per page of the mapping.
         let rc = unsafe { libc::mincore(ptr, len, vec.as_mut_ptr()) };

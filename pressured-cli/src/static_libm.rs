@@ -8,32 +8,23 @@
 //! of musl's libm (errors under 1 ulp). Builds linked against `libm.so` keep glibc's, and so do
 //! `exp`, `log`, `pow` and the rest, which are small and which the engine's code calls.
 
-#[unsafe(no_mangle)]
-extern "C" fn asin(x: f64) -> f64 {
-    libm::asin(x)
+/// Defines each C function `name(args) -> f64` as the `libm` crate's function of the same name.
+macro_rules! from_libm_crate {
+    ($($name:ident($($arg:ident),+);)+) => {
+        $(
+            #[unsafe(no_mangle)]
+            extern "C" fn $name($($arg: f64),+) -> f64 {
+                libm::$name($($arg),+)
+            }
+        )+
+    };
 }
 
-#[unsafe(no_mangle)]
-extern "C" fn acos(x: f64) -> f64 {
-    libm::acos(x)
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn atan2(y: f64, x: f64) -> f64 {
-    libm::atan2(y, x)
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn sin(x: f64) -> f64 {
-    libm::sin(x)
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn cos(x: f64) -> f64 {
-    libm::cos(x)
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn tan(x: f64) -> f64 {
-    libm::tan(x)
+from_libm_crate! {
+    asin(x);
+    acos(x);
+    atan2(y, x);
+    sin(x);
+    cos(x);
+    tan(x);
 }
